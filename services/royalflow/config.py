@@ -1,0 +1,75 @@
+"""One typed settings object, read from environment variables.
+
+``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` keep their conventional names. When
+either is unset, :mod:`royalflow.platform` starts an embedded broker / PostgreSQL in
+``ROYALFLOW_STATE_DIR`` instead. Everything else is prefixed ``ROYALFLOW_``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROYALFLOW_", extra="ignore")
+
+    # --- external systems (unset -> embedded default) ---------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ROYALFLOW_KAFKA_BOOTSTRAP_SERVERS")
+    )
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "ROYALFLOW_DATABASE_URL")
+    )
+    # Kafka security, accepted as-is by aiokafka and faust: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
+
+    # --- embedded default ---------------------------------------------------------------
+    state_dir: Path = Path(".royalflow")
+
+    # --- topics -------------------------------------------------------------------------
+    topic_prefix: str = "royalflow"
+    topic_partitions: int = Field(default=8, ge=1, le=1024)
+
+    # --- limits (TigerStyle: a limit on everything) -------------------------------------
+    max_record_bytes: int = Field(default=1_048_576, ge=1024)  # larger records are dead-lettered
+    max_revenue_amount: int = Field(default=10**15, ge=1)  # per generation, in asset-scale units
+    attribution_batch_size: int = Field(default=32, ge=1, le=4096)
+    attribution_batch_seconds: float = Field(default=0.05, gt=0)
+    ledger_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    ledger_batch_seconds: float = Field(default=0.05, gt=0)
+    db_pool_max_size: int = Field(default=8, ge=1, le=256)
+
+    # --- model families -----------------------------------------------------------------
+    families_dir: Path = Path(".royalflow/families")
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    # --- service ports (0 = pick a free port) -------------------------------------------
+    attribution_port: int = 0
+    ledger_port: int = 0
+    api_port: int = 8080
+    api_host: str = "127.0.0.1"
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``royalflow.generations.v1``."""
+        return f"{self.topic_prefix}.{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

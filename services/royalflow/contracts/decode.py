@@ -1,0 +1,82 @@
+"""Turn raw record bytes into a validated event, or a :class:`ContractError` with a reason.
+
+The reasons match ``schemas/dead-letter.v1.json``; consumers put the error on the
+dead-letter topic together with the original bytes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+
+from royalflow.contracts.events import ContributionEvent, GenerationEvent, MAX_REVENUE_AMOUNT
+from royalflow.errors import ContractError
+from royalflow.money import currency_for
+
+
+def _load_json(raw: bytes, max_record_bytes: int) -> object:
+    # 1. Size first: never parse an oversized payload.
+    if len(raw) > max_record_bytes:
+        raise ContractError("oversized_payload", f"{len(raw)} bytes exceeds the limit of {max_record_bytes} bytes")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError("malformed_json", f"not valid UTF-8 JSON: {exc}") from None
+
+
+def _schema_error(exc: ValidationError) -> ContractError:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "<record>"
+        parts.append(f"{where}: {err['msg']}")
+    return ContractError("schema_violation", "; ".join(parts))
+
+
+def _check_money(amount: object, currency: str, asset_scale: int, max_amount: int) -> None:
+    # Money paths get explicit checks, not asserts (python -O strips asserts).
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise ContractError("invalid_amount", f"amount must be an integer, got {amount!r}")
+    if amount < 0:
+        raise ContractError("invalid_amount", f"amount {amount} is negative")
+    if amount > max_amount:
+        raise ContractError("invalid_amount", f"amount {amount} exceeds the per-generation limit {max_amount}")
+    try:
+        cur = currency_for(currency)
+    except Exception as exc:  # MoneyError
+        raise ContractError("invalid_amount", str(exc)) from None
+    if asset_scale != cur.asset_scale:
+        raise ContractError(
+            "invalid_amount", f"{currency} amounts use asset scale {cur.asset_scale}, record says {asset_scale}"
+        )
+
+
+def decode_generation(
+    raw: bytes, *, max_record_bytes: int = 1_048_576, max_amount: int = MAX_REVENUE_AMOUNT
+) -> GenerationEvent:
+    doc = _load_json(raw, max_record_bytes)
+    # 2. Amount checks come before the schema so that negative/absurd revenue gets its
+    #    own reason instead of a generic schema violation.
+    revenue = doc.get("revenue") if isinstance(doc, dict) else None
+    if isinstance(revenue, dict) and "amount" in revenue:
+        _check_money(revenue["amount"], str(revenue.get("currency")), revenue.get("asset_scale", -1), max_amount)
+    try:
+        return GenerationEvent.model_validate(doc)
+    except ValidationError as exc:
+        raise _schema_error(exc) from None
+
+
+def decode_contribution(raw: bytes, *, max_record_bytes: int = 1_048_576) -> ContributionEvent:
+    doc = _load_json(raw, max_record_bytes)
+    try:
+        event = ContributionEvent.model_validate(doc)
+    except ValidationError as exc:
+        raise _schema_error(exc) from None
+    _check_money(event.pool_amount, event.currency, event.asset_scale, MAX_REVENUE_AMOUNT)
+    if event.amount > event.pool_amount:
+        raise ContractError("inconsistent_contribution", f"amount {event.amount} exceeds pool {event.pool_amount}")
+    if event.pool_amount > event.revenue_amount:
+        raise ContractError(
+            "inconsistent_contribution", f"pool {event.pool_amount} exceeds revenue {event.revenue_amount}"
+        )
+    return event

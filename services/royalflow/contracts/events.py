@@ -1,0 +1,142 @@
+"""Pydantic models of every record on every topic (see ``schemas/*.v1.json``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+UNATTRIBUTED_OWNER = "_unattributed"
+MAX_REVENUE_AMOUNT = 10**15
+
+_EVENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_OWNER_ID = r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}$"
+_CURRENCY = r"^[A-Z]{3}$"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelFamilyRef(_Record):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    version: str = Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")
+
+
+class Conditioning(_Record):
+    class_label: int | None = Field(default=None, ge=0, le=100_000)
+    prompt: str | None = Field(default=None, max_length=4096)
+
+
+class Content(_Record):
+    media_type: Literal["image/png", "application/x-npy"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data_base64: str | None = None
+    uri: str | None = Field(default=None, max_length=2048)
+
+    @model_validator(mode="after")
+    def _inline_xor_uri(self) -> "Content":
+        if (self.data_base64 is None) == (self.uri is None):
+            raise ValueError("content needs exactly one of data_base64 or uri")
+        return self
+
+
+class Money(_Record):
+    amount: int = Field(ge=0, le=MAX_REVENUE_AMOUNT, strict=True)
+    currency: str = Field(pattern=_CURRENCY)
+    asset_scale: int = Field(ge=0, le=18, strict=True)
+
+
+class GenerationEvent(_Record):
+    schema_: Literal["royalflow.generation.v1"] = Field(default="royalflow.generation.v1", alias="schema")
+    event_id: str = Field(pattern=_EVENT_ID)
+    occurred_at: AwareDatetime
+    producer: str = Field(min_length=1, max_length=128)
+    model_family: ModelFamilyRef
+    conditioning: Conditioning
+    content: Content
+    revenue: Money
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ContributionEvent(_Record):
+    schema_: Literal["royalflow.contribution.v1"] = Field(default="royalflow.contribution.v1", alias="schema")
+    contribution_id: str = Field(min_length=1, max_length=300)
+    generation_id: str = Field(min_length=1, max_length=128)
+    owner_id: str = Field(pattern=_OWNER_ID)
+    occurred_at: AwareDatetime
+    family_id: str
+    family_version: str
+    method: Literal["exact", "permutation", "unattributed"]
+    shapley_value: float
+    std_error: float = Field(ge=0)
+    share: float = Field(ge=0, le=1)
+    amount: int = Field(ge=0, strict=True)
+    currency: str = Field(pattern=_CURRENCY)
+    asset_scale: int = Field(ge=0, le=18, strict=True)
+    pool_amount: int = Field(ge=0, strict=True)
+    revenue_amount: int = Field(ge=0, strict=True)
+    parts_total: int = Field(ge=1, le=100_000, strict=True)
+    kind: Literal["attribution", "reversal"] = "attribution"
+    corrects: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AttributionRecord(_Record):
+    schema_: Literal["royalflow.attribution.v1"] = Field(default="royalflow.attribution.v1", alias="schema")
+    generation_id: str
+    occurred_at: AwareDatetime
+    family_id: str
+    family_version: str
+    method: Literal["exact", "permutation"]
+    mode: Literal["exact", "compositional", "categorical"]
+    owners: list[str]
+    shapley_values: list[float]
+    std_errors: list[float]
+    coalition_utilities: dict[str, float]
+    utility_std_errors: dict[str, float]
+    seed: int = Field(ge=0)
+    revenue_amount: int = Field(ge=0)
+    pool_amount: int = Field(ge=0)
+    currency: str = Field(pattern=_CURRENCY)
+    asset_scale: int
+    content_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    model_evaluations: int = Field(ge=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+DeadLetterReason = Literal[
+    "malformed_json",
+    "schema_violation",
+    "unknown_model_family",
+    "invalid_amount",
+    "oversized_payload",
+    "bad_content",
+    "inconsistent_contribution",
+    "processing_error",
+]
+
+
+class DeadLetter(_Record):
+    schema_: Literal["royalflow.deadletter.v1"] = Field(default="royalflow.deadletter.v1", alias="schema")
+    reason: DeadLetterReason
+    detail: str = Field(max_length=4096)
+    source_topic: str
+    source_partition: int = Field(ge=0)
+    source_offset: int = Field(ge=0)
+    original_key_base64: str | None = None
+    original_value_base64: str
+    original_size_bytes: int = Field(default=0, ge=0)
+    consumer: str
+    dead_lettered_at: datetime
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def to_json_bytes(record: BaseModel) -> bytes:
+    """Serialise with the wire field names (``schema``, not ``schema_``)."""
+    return record.model_dump_json(by_alias=True).encode()

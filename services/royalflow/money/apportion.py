@@ -1,0 +1,60 @@
+"""Exact splits of an integer amount.
+
+``apportion`` is the largest-remainder (Hamilton) method on exact rationals: every part is
+floor(total * w_i / W) plus at most one unit, the parts sum to ``total`` exactly, and ties
+in the remainder are broken by the caller's key (owner id), so the split is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+from royalflow.errors import MoneyError
+
+
+def apportion(total: int, weights: Sequence[float | int | Fraction], tie_keys: Sequence[str]) -> list[int]:
+    """Split ``total`` in proportion to non-negative ``weights``; parts sum to ``total``.
+
+    Weights are converted to exact fractions (a float is an exact binary rational), so the
+    result does not depend on float summation order. All-zero weights are an error: the
+    caller must route such a pool somewhere explicit (e.g. the unattributed account).
+    """
+    if not isinstance(total, int) or total < 0:
+        raise MoneyError(f"total must be a non-negative integer, got {total!r}")
+    if len(weights) != len(tie_keys):
+        raise MoneyError("weights and tie_keys differ in length")
+    exact = [Fraction(w) for w in weights]
+    if any(w < 0 for w in exact):
+        raise MoneyError("weights must be non-negative")
+    weight_sum = sum(exact, Fraction(0))
+    if weight_sum == 0:
+        raise MoneyError("cannot apportion over all-zero weights")
+
+    # 1. Quotas q_i = total * w_i / W; floors first.
+    quotas = [total * w / weight_sum for w in exact]
+    parts = [q.numerator // q.denominator for q in quotas]
+    # 2. Hand the leftover units, one each, to the largest remainders q_i - floor(q_i);
+    #    ties go to the smaller tie key (deterministic, documented).
+    leftover = total - sum(parts)
+    order = sorted(range(len(parts)), key=lambda i: (-(quotas[i] - parts[i]), tie_keys[i]))
+    for i in order[:leftover]:
+        parts[i] += 1
+    # 3. Explicit check on the money path.
+    if sum(parts) != total:
+        raise MoneyError(f"apportionment lost units: {sum(parts)} != {total}")
+    return parts
+
+
+def split_pool(revenue_amount: int, pool_fraction: Fraction) -> tuple[int, int]:
+    """Split revenue into (royalty pool, platform share), rounding the pool down.
+
+    The pool is floor(revenue * fraction); the platform keeps the rest, so the two sum to
+    revenue exactly.
+    """
+    if not (0 <= pool_fraction <= 1):
+        raise MoneyError(f"pool fraction {pool_fraction} is outside [0, 1]")
+    if revenue_amount < 0:
+        raise MoneyError(f"revenue {revenue_amount} is negative")
+    pool = revenue_amount * pool_fraction.numerator // pool_fraction.denominator
+    return pool, revenue_amount - pool
