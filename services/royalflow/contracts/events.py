@@ -105,6 +105,8 @@ class AttributionRecord(_Record):
     asset_scale: int
     content_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     model_evaluations: int = Field(ge=0)
+    conditioning: Conditioning
+    content: Content
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
