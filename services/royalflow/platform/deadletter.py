@@ -1,5 +1,5 @@
-"""The dead-letter writer: bad input goes to ``<prefix>.deadletter.v1`` with its original
-bytes, where it came from and why. A consumer never crashes on input and never drops it."""
+"""Dead letters: bad input goes to ``<prefix>.deadletter.v1`` with its original bytes, where
+it came from and why. A consumer never crashes on input and never drops it silently."""
 
 from __future__ import annotations
 
@@ -17,7 +17,39 @@ log = logging.getLogger(__name__)
 DETAIL_MAX_CHARS = 4000
 
 
+def dead_letter(
+    *,
+    consumer: str,
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    max_value_bytes: int,
+) -> DeadLetter:
+    value = value or b""
+    log.warning("dead-letter %s %s[%d]@%d: %s", reason, topic, partition, offset, detail[:200])
+    return DeadLetter(
+        reason=reason,  # type: ignore[arg-type]
+        detail=detail[:DETAIL_MAX_CHARS],
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        original_key_base64=base64.b64encode(key).decode() if key is not None else None,
+        # Oversized payloads are cut to the limit so the dead letter itself fits the topic;
+        # original_size_bytes keeps the true size.
+        original_value_base64=base64.b64encode(value[:max_value_bytes]).decode(),
+        original_size_bytes=len(value),
+        consumer=consumer,
+        dead_lettered_at=datetime.now(UTC),
+    )
+
+
 class DeadLetterWriter:
+    """Sends dead letters with an aiokafka producer (the ledger; faust uses its own topic)."""
+
     def __init__(self, producer: AIOKafkaProducer, settings: Settings, consumer: str) -> None:
         self._producer = producer
         self._topic = settings.topic("deadletter.v1")
@@ -25,32 +57,13 @@ class DeadLetterWriter:
         self._consumer = consumer
         self.count = 0
 
-    def build(
-        self, *, reason: str, detail: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
-    ) -> DeadLetter:
-        value = value or b""
-        return DeadLetter(
-            reason=reason,  # type: ignore[arg-type]
-            detail=detail[:DETAIL_MAX_CHARS],
-            source_topic=topic,
-            source_partition=partition,
-            source_offset=offset,
-            original_key_base64=base64.b64encode(key).decode() if key is not None else None,
-            # Oversized payloads are cut to the limit so the dead letter itself fits the topic;
-            # original_size_bytes keeps the true size.
-            original_value_base64=base64.b64encode(value[: self._max_bytes]).decode(),
-            original_size_bytes=len(value),
-            consumer=self._consumer,
-            dead_lettered_at=datetime.now(UTC),
-        )
-
     async def send(
         self, *, reason: str, detail: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
     ) -> None:
-        letter = self.build(
-            reason=reason, detail=detail, topic=topic, partition=partition, offset=offset, key=key, value=value
+        letter = dead_letter(
+            consumer=self._consumer, reason=reason, detail=detail, topic=topic,
+            partition=partition, offset=offset, key=key, value=value, max_value_bytes=self._max_bytes,
         )
-        log.warning("dead-letter %s %s[%d]@%d: %s", reason, topic, partition, offset, detail[:200])
         # Awaiting the delivery keeps "nothing dropped silently": the caller only moves its
         # offset past the record once the dead letter is on the broker.
         await self._producer.send_and_wait(self._topic, to_json_bytes(letter), key=topic.encode())

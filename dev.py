@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""One entry point for a fresh machine with only Python 3.11+: set up, then run.
+
+    python3 dev.py demo     # create .venv, install, run the main job on the embedded platform
+    python3 dev.py test     # create .venv, install (+ promtool where possible), run the whole suite
+    python3 dev.py bench    # create .venv, install, run every benchmark in benchmarks/
+    python3 dev.py up       # create .venv, install, run the local platform until Ctrl-C
+
+Set-up is idempotent: the install is skipped while pyproject.toml is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+
+
+def sh(*cmd: str, check: bool = True, **kwargs: object) -> int:
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, check=check, cwd=ROOT, **kwargs).returncode  # type: ignore[call-overload]
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"royalflow needs Python 3.11+, this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print(f"creating virtual environment {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    stamp = VENV / f".installed-{digest}"
+    if stamp.exists():
+        return
+    sh(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    # torch first and alone: the pinned CPU build (a GPU host installs its CUDA build of the
+    # same version beforehand; see README "GPU hosts").
+    sh(str(PY), "-m", "pip", "install", "--quiet", "torch==2.13.0")
+    sh(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    for old in VENV.glob(".installed-*"):
+        old.unlink()
+    stamp.touch()
+
+
+def ensure_promtool() -> None:
+    """promtool (Debian package 'prometheus') for the infra tests; PyPI has none."""
+    if shutil.which("promtool") or shutil.which("prometheus"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        sh("apt-get", "update", "-qq", check=False, env=env, stdout=subprocess.DEVNULL)
+        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus", check=False, env=env,
+           stdout=subprocess.DEVNULL)
+    if not shutil.which("promtool"):
+        print("note: promtool not available (Debian package 'prometheus'); infra tests will skip", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    ensure_venv()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if command == "demo":
+        return sh(str(VENV / "bin" / "royalflow"), "demo", *rest, check=False, env=env)
+    if command == "up":
+        return sh(str(VENV / "bin" / "royalflow"), "platform", "up", *rest, check=False, env=env)
+    if command == "test":
+        ensure_promtool()
+        return sh(str(PY), "-m", "pytest", *rest, check=False, env=env)
+    if command == "bench":
+        return sh(str(PY), "benchmarks/run.py", *rest, check=False, env=env)
+    print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

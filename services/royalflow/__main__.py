@@ -1,0 +1,3 @@
+from royalflow.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Builds the faust app of the attribution agent, and nothing else (agents live in agents.py)."""
+
+from __future__ import annotations
+
+import ssl
+
+import faust
+
+from royalflow.config import Settings
+from royalflow.errors import ConfigurationError
+
+APP_ID = "royalflow-attribution"
+
+
+def _credentials(settings: Settings) -> object | None:
+    protocol = settings.kafka_security_protocol
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile) if protocol in ("SSL", "SASL_SSL") else None
+    if protocol.startswith("SASL"):
+        if not (settings.kafka_sasl_mechanism and settings.kafka_sasl_username and settings.kafka_sasl_password):
+            raise ConfigurationError("SASL needs ROYALFLOW_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD")
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return context
+
+
+def create_app(settings: Settings, *, web_port: int) -> faust.App:
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigurationError("the attribution agent needs KAFKA_BOOTSTRAP_SERVERS (or `royalflow platform up`)")
+    servers = ";".join(f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(","))
+    return faust.App(
+        f"{settings.topic_prefix}-attribution",
+        broker=servers,
+        broker_credentials=_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        # Topics are created by `royalflow platform up` / compose's topic-init, with explicit
+        # partitions and retention; the agent only reads and writes them.
+        topic_allow_declare=False,
+        topic_partitions=settings.topic_partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_request_size=max(2 * settings.max_record_bytes, 1_048_576),
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        # No Kafka transactions: exactly-once effect comes from the ledger's idempotency keys.
+        processing_guarantee="at_least_once",
+        web_enabled=True,
+        web_port=web_port,
+        web_bind="0.0.0.0",
+        web_host="127.0.0.1",
+        store="memory://",
+    )
