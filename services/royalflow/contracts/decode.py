@@ -10,7 +10,7 @@ import json
 
 from pydantic import ValidationError
 
-from royalflow.contracts.events import ContributionEvent, GenerationEvent, MAX_REVENUE_AMOUNT
+from royalflow.contracts.events import MAX_REVENUE_AMOUNT, WIRE, ContributionEvent, GenerationEvent
 from royalflow.errors import ContractError
 from royalflow.money import currency_for
 
@@ -61,7 +61,7 @@ def decode_generation(
     if isinstance(revenue, dict) and "amount" in revenue:
         _check_money(revenue["amount"], str(revenue.get("currency")), revenue.get("asset_scale", -1), max_amount)
     try:
-        return GenerationEvent.model_validate(doc)
+        return GenerationEvent.model_validate(doc, context=WIRE)
     except ValidationError as exc:
         raise _schema_error(exc) from None
 
@@ -69,7 +69,7 @@ def decode_generation(
 def decode_contribution(raw: bytes, *, max_record_bytes: int = 1_048_576) -> ContributionEvent:
     doc = _load_json(raw, max_record_bytes)
     try:
-        event = ContributionEvent.model_validate(doc)
+        event = ContributionEvent.model_validate(doc, context=WIRE)
     except ValidationError as exc:
         raise _schema_error(exc) from None
     _check_money(event.pool_amount, event.currency, event.asset_scale, MAX_REVENUE_AMOUNT)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 UNATTRIBUTED_OWNER = "_unattributed"
 MAX_REVENUE_AMOUNT = 10**15
@@ -15,8 +16,31 @@ _OWNER_ID = r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}$"
 _CURRENCY = r"^[A-Z]{3}$"
 
 
+def _iso_text_only(value: Any) -> Any:
+    # JSON carries timestamps as RFC 3339 strings; refuse pydantic's lax number -> datetime.
+    if isinstance(value, (int, float)):
+        raise ValueError("timestamps are RFC 3339 strings, not numbers")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_text_only)]
+StrictInt = Annotated[int, Field(strict=True)]
+Number = Annotated[float, Field(strict=True)]
+
+WIRE = {"wire": True}  # validation context of records read from a topic
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wire_requires_schema_tag(cls, data: Any, info: ValidationInfo) -> Any:
+        # Python callers may omit the tag (it has a default); documents read from a topic must
+        # carry it, exactly as the JSON Schema files require.
+        if info.context == WIRE and "schema_" in cls.model_fields and isinstance(data, dict) and "schema" not in data:
+            raise ValueError("field 'schema' is required")
+        return data
 
 
 class ModelFamilyRef(_Record):
@@ -25,7 +49,7 @@ class ModelFamilyRef(_Record):
 
 
 class Conditioning(_Record):
-    class_label: int | None = Field(default=None, ge=0, le=100_000)
+    class_label: StrictInt | None = Field(default=None, ge=0, le=100_000)
     prompt: str | None = Field(default=None, max_length=4096)
 
 
@@ -51,7 +75,7 @@ class Money(_Record):
 class GenerationEvent(_Record):
     schema_: Literal["royalflow.generation.v1"] = Field(default="royalflow.generation.v1", alias="schema")
     event_id: str = Field(pattern=_EVENT_ID)
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     producer: str = Field(min_length=1, max_length=128)
     model_family: ModelFamilyRef
     conditioning: Conditioning
@@ -66,13 +90,13 @@ class ContributionEvent(_Record):
     contribution_id: str = Field(min_length=1, max_length=300)
     generation_id: str = Field(min_length=1, max_length=128)
     owner_id: str = Field(pattern=_OWNER_ID)
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     family_id: str
     family_version: str
     method: Literal["exact", "permutation", "unattributed"]
-    shapley_value: float
-    std_error: float = Field(ge=0)
-    share: float = Field(ge=0, le=1)
+    shapley_value: Number
+    std_error: float = Field(ge=0, strict=True)
+    share: float = Field(ge=0, le=1, strict=True)
     amount: int = Field(ge=0, strict=True)
     currency: str = Field(pattern=_CURRENCY)
     asset_scale: int = Field(ge=0, le=18, strict=True)
@@ -88,23 +112,23 @@ class ContributionEvent(_Record):
 class AttributionRecord(_Record):
     schema_: Literal["royalflow.attribution.v1"] = Field(default="royalflow.attribution.v1", alias="schema")
     generation_id: str
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     family_id: str
     family_version: str
     method: Literal["exact", "permutation"]
     mode: Literal["exact", "compositional", "categorical"]
     owners: list[str]
-    shapley_values: list[float]
-    std_errors: list[float]
-    coalition_utilities: dict[str, float]
-    utility_std_errors: dict[str, float]
-    seed: int = Field(ge=0)
-    revenue_amount: int = Field(ge=0)
-    pool_amount: int = Field(ge=0)
+    shapley_values: list[Number]
+    std_errors: list[Number]
+    coalition_utilities: dict[str, Number]
+    utility_std_errors: dict[str, Number]
+    seed: int = Field(ge=0, strict=True)
+    revenue_amount: int = Field(ge=0, strict=True)
+    pool_amount: int = Field(ge=0, strict=True)
     currency: str = Field(pattern=_CURRENCY)
-    asset_scale: int
+    asset_scale: int = Field(strict=True)
     content_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    model_evaluations: int = Field(ge=0)
+    model_evaluations: int = Field(ge=0, strict=True)
     conditioning: Conditioning
     content: Content
 
@@ -128,13 +152,13 @@ class DeadLetter(_Record):
     reason: DeadLetterReason
     detail: str = Field(max_length=4096)
     source_topic: str
-    source_partition: int = Field(ge=0)
-    source_offset: int = Field(ge=0)
+    source_partition: int = Field(ge=0, strict=True)
+    source_offset: int = Field(ge=0, strict=True)
     original_key_base64: str | None = None
     original_value_base64: str
-    original_size_bytes: int = Field(default=0, ge=0)
+    original_size_bytes: int = Field(default=0, ge=0, strict=True)
     consumer: str
-    dead_lettered_at: datetime
+    dead_lettered_at: Timestamp
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
