@@ -9,7 +9,7 @@ from royalflow.attribution.cli import app as attribution_app
 from royalflow.attribution.cli import families_app
 from royalflow.ledger.cli import app as ledger_app
 from royalflow.platform.cli import app as platform_app
-from royalflow.platform.cli import demo
+from royalflow.demo import demo
 from royalflow.producer.cli import app as producer_app
 
 app = typer.Typer(

@@ -3,6 +3,7 @@ it came from and why. A consumer never crashes on input and never drops it silen
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from datetime import UTC, datetime
@@ -68,3 +69,33 @@ class DeadLetterWriter:
         # offset past the record once the dead letter is on the broker.
         await self._producer.send_and_wait(self._topic, to_json_bytes(letter), key=topic.encode())
         self.count += 1
+
+
+async def read_dead_letters(settings: Settings, *, timeout_seconds: float = 5.0, limit: int = 10_000) -> list[DeadLetter]:
+    """Every dead letter on the topic so far (no consumer group, from offset zero)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from royalflow.contracts.events import WIRE
+    from royalflow.platform.kafka import client_kwargs
+
+    consumer = AIOKafkaConsumer(
+        settings.topic("deadletter.v1"), **client_kwargs(settings),
+        group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_seconds
+        while len(letters) < limit and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+            for records in batch.values():
+                letters.extend(DeadLetter.model_validate_json(r.value, context=WIRE) for r in records)
+            partitions = list(consumer.assignment())
+            if partitions:
+                ends = await consumer.end_offsets(partitions)
+                if all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
+                    break
+    finally:
+        await consumer.stop()
+    return letters
