@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     # --- topics -------------------------------------------------------------------------
     topic_prefix: str = "royalflow"
     topic_partitions: int = Field(default=8, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=16)  # 3 on a production cluster
 
     # --- limits (TigerStyle: a limit on everything) -------------------------------------
     max_record_bytes: int = Field(default=1_048_576, ge=1024)  # larger records are dead-lettered

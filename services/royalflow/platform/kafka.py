@@ -94,7 +94,7 @@ async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPIC
             NewTopic(
                 settings.topic(spec.name),
                 num_partitions=spec.partitions or settings.topic_partitions,
-                replication_factor=1 if settings.embedded_kafka else -1,
+                replication_factor=settings.topic_replication_factor,
                 topic_configs=spec.config,
             )
             for spec in specs
