@@ -15,7 +15,8 @@ def install_views(app: faust.App, settings: Settings) -> None:
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             metrics.observe_gpu_memory()
-            return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type=, so the header is set directly.
+            return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/healthz")
     class Health(View):
