@@ -1,0 +1,55 @@
+"""Runs the ledger service with its /metrics, /healthz and /readyz endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from royalflow.config import Settings
+from royalflow.ledger.service import LedgerService
+from royalflow.platform.process import free_port
+from royalflow.platform.runtime import install_signal_handlers
+
+log = logging.getLogger(__name__)
+
+
+def health_app(service: LedgerService) -> web.Application:
+    async def metrics_view(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def ready(_: web.Request) -> web.Response:
+        database = False
+        if service.pool is not None:
+            try:
+                database = await asyncio.wait_for(service.pool.fetchval("SELECT 1"), 2.0) == 1
+            except Exception:  # any failure means "not ready"
+                database = False
+        checks = {"database": database, "broker": service.ready}
+        ok = all(checks.values())
+        return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.add_routes([web.get("/metrics", metrics_view), web.get("/healthz", health), web.get("/readyz", ready)])
+    return app
+
+
+async def serve(settings: Settings, port: int | None) -> None:
+    service = LedgerService(settings)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    runner = web.AppRunner(health_app(service), access_log=None)
+    await runner.setup()
+    chosen = port if port is not None else settings.ledger_port
+    chosen = chosen or free_port()
+    await web.TCPSite(runner, "0.0.0.0", chosen).start()
+    log.info("ledger: /metrics on port %d", chosen)
+    try:
+        await service.run(stop)
+    finally:
+        await runner.cleanup()
