@@ -141,6 +141,15 @@ async def _apply_new(conn: asyncpg.Connection, new: list[ContributionEvent], res
         [g.family_version for g in gens], [g.occurred_at for g in gens],
     )
     new_generations = [first[r["generation_id"]] for r in seen if r["inserted"]]
+    # Parts of one generation inside this batch must agree with each other too.
+    terms = lambda c: (c.currency, c.revenue_amount, c.pool_amount, c.parts_total)  # noqa: E731
+    disagreeing = sorted({c.generation_id for c in new if terms(c) != terms(first[c.generation_id])})
+    if disagreeing:
+        await conn.execute(
+            "UPDATE generations SET inconsistent = 'parts disagree on revenue, pool, currency or parts_total' "
+            "WHERE generation_id = ANY($1::text[])",
+            disagreeing,
+        )
 
     # 4. Journal entries and their postings (each entry sums to zero).
     kinds, refs, gen_ids, times = [], [], [], []

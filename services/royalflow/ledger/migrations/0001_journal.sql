@@ -51,8 +51,8 @@ CREATE TABLE owner_hourly (
     PRIMARY KEY (account_id, currency, hour)
 );
 
-INSERT INTO accounts (account_id, account_type) VALUES
-    ('platform:revenue_share', 'platform'),
-    ('unattributed', 'unattributed'),
-    ('external:revenue', 'external'),
-    ('payouts:payable', 'payout');
+INSERT INTO accounts (account_id, account_type, owner_id) VALUES
+    ('platform:revenue_share', 'platform', NULL),
+    ('unattributed', 'unattributed', '_unattributed'),  -- the reserved owner id of unearned pools
+    ('external:revenue', 'external', NULL),
+    ('payouts:payable', 'payout', NULL);
