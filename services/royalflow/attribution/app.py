@@ -45,6 +45,10 @@ def create_app(settings: Settings, *, web_port: int) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=max(2 * settings.max_record_bytes, 1_048_576),
+        # A short session timeout bounds how long a dead agent holds its partitions, and how long
+        # a new group waits for members on its first join (Tansu waits half of it).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         # No Kafka transactions: exactly-once effect comes from the ledger's idempotency keys.
