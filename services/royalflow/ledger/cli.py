@@ -36,6 +36,8 @@ async def _with_pool(fn):  # type: ignore[no-untyped-def]
 @app.command("run")
 def run(
     port: int = typer.Option(None, help="Port of /metrics, /healthz, /readyz (default ROYALFLOW_LEDGER_PORT; 0 = free port)."),
+    group: str = typer.Option(None, help="Consumer group (default <prefix>-ledger). Its offsets live in PostgreSQL; "
+                              "a new group replays every topic from offset zero, which changes nothing."),
 ) -> None:
     """Consume <prefix>.contributions.v1 and <prefix>.attributions.v1 into PostgreSQL until SIGTERM.
 
@@ -45,7 +47,7 @@ def run(
     from royalflow.ledger.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(_settings(), port))
+    asyncio.run(serve(_settings(), port, group_id=group))
 
 
 @app.command("balances")

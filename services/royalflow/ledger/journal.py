@@ -17,7 +17,9 @@ import asyncpg
 
 from royalflow.contracts import AttributionRecord, ContributionEvent
 from royalflow.errors import LedgerError
-from royalflow.ledger.accounts import EXTERNAL_REVENUE, PLATFORM, account_owner, account_type, owner_account
+from royalflow.ledger import reversals
+from royalflow.ledger.accounts import EXTERNAL_REVENUE, PLATFORM, account_owner, owner_account
+from royalflow.ledger.posting import Entries, post
 
 _INSERT_CONTRIBUTIONS = """
 INSERT INTO contributions (contribution_id, generation_id, owner_id, family_id, family_version, method,
@@ -38,20 +40,6 @@ ON CONFLICT (generation_id) DO UPDATE SET inconsistent = CASE
       OR generations.revenue_amount <> EXCLUDED.revenue_amount OR generations.currency <> EXCLUDED.currency
     THEN 'parts disagree on revenue, pool, currency or parts_total' ELSE generations.inconsistent END
 RETURNING generation_id, (xmax = 0) AS inserted
-"""
-
-_INSERT_ENTRIES = """
-WITH e AS (
-    INSERT INTO journal_entries (kind, reference, generation_id, event_time)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-    ON CONFLICT (reference) DO NOTHING
-    RETURNING entry_id, reference
-)
-INSERT INTO postings (entry_id, account_id, currency, amount)
-SELECT e.entry_id, p.account_id, p.currency, p.amount
-FROM e JOIN unnest($5::text[], $6::text[], $7::text[], $8::int8[]) AS p(reference, account_id, currency, amount)
-  USING (reference)
-RETURNING account_id, currency, amount
 """
 
 _PROGRESS = """
@@ -75,6 +63,7 @@ class BatchResult:
     duplicates: int = 0
     postings: list[tuple[str, str, int]] = field(default_factory=list)  # (account, currency, amount)
     completed: list[tuple[str, datetime, datetime]] = field(default_factory=list)  # (generation, event, completed)
+    reversed: int = 0
 
 
 async def apply_batch(
@@ -89,7 +78,10 @@ async def apply_batch(
     """Apply the batch; the caller holds the transaction."""
     result = BatchResult()
     unique = {c.contribution_id: c for c in contributions}  # the same id twice in one batch
-    rows = list(unique.values())
+    rows = [c for c in unique.values() if c.kind == "attribution"]
+    reversal_events = [c for c in unique.values() if c.kind == "reversal"]
+    entries = Entries()
+    new: list[ContributionEvent] = []
     if rows:
         # 1. Contributions: the idempotency gate. Only ids not seen before come back.
         inserted = await conn.fetch(
@@ -100,10 +92,22 @@ async def apply_batch(
             [c.amount for c in rows], [c.currency for c in rows], [c.occurred_at for c in rows],
         )
         new = [unique[r["contribution_id"]] for r in inserted]
-        result.new_contributions = len(new)
-        result.duplicates = len(contributions) - len(new)
         if new:
-            await _apply_new(conn, new, result, shard)
+            await _prepare_new(conn, new, result, entries)
+    new_reversals = await reversals.store(conn, reversal_events)
+    result.new_contributions = len(new) + len(new_reversals)
+    result.duplicates = len(contributions) - result.new_contributions
+    # 7. One set-based write of every entry, posting, balance, hourly bucket and outbox row.
+    result.postings = (await post(conn, entries, shard=shard)).postings
+    # 8. Reversals whose contribution is now settled (in this batch or before) become
+    #    compensating entries; they read the royalty entries just written, hence a second post.
+    corrections = Entries()
+    reversing = await reversals.claim_ready(
+        conn, corrections, new_contribution_ids=[c.contribution_id for c in new], new_reversal_ids=new_reversals
+    )
+    result.postings += (await post(conn, corrections, shard=shard)).postings
+    await reversals.link_entries(conn, reversing)
+    result.reversed = len(reversing)
     if audits:
         await conn.executemany(
             "INSERT INTO attributions (generation_id, family_id, family_version, record) VALUES ($1, $2, $3, $4) "
@@ -122,7 +126,10 @@ async def apply_batch(
     return result
 
 
-async def _apply_new(conn: asyncpg.Connection, new: list[ContributionEvent], result: BatchResult, shard: int) -> None:
+async def _prepare_new(
+    conn: asyncpg.Connection, new: list[ContributionEvent], result: BatchResult, entries: Entries
+) -> None:
+    """Accounts, generations and progress of the new contributions; their entries go to ``entries``."""
     # 2. Owner accounts appear on first credit.
     owners = sorted({owner_account(c.owner_id) for c in new})
     await conn.execute(
@@ -133,7 +140,7 @@ async def _apply_new(conn: asyncpg.Connection, new: list[ContributionEvent], res
     )
     # 3. Generations: first sight inserts the row (and, below, the platform share).
     first = {c.generation_id: c for c in new}
-    gens = list(first.values())
+    gens = [first[g] for g in sorted(first)]  # key order: concurrent consumers lock rows alike
     seen = await conn.fetch(
         _UPSERT_GENERATIONS,
         [g.generation_id for g in gens], [g.currency for g in gens], [g.revenue_amount for g in gens],
@@ -151,54 +158,19 @@ async def _apply_new(conn: asyncpg.Connection, new: list[ContributionEvent], res
             disagreeing,
         )
 
-    # 4. Journal entries and their postings (each entry sums to zero).
-    kinds, refs, gen_ids, times = [], [], [], []
-    p_refs, p_accounts, p_currencies, p_amounts = [], [], [], []
-
-    def entry(kind: str, ref: str, c: ContributionEvent, account: str, amount: int) -> None:
-        kinds.append(kind), refs.append(ref), gen_ids.append(c.generation_id), times.append(c.occurred_at)
-        p_refs.extend((ref, ref)), p_accounts.extend((account, EXTERNAL_REVENUE))
-        p_currencies.extend((c.currency, c.currency)), p_amounts.extend((amount, -amount))
-
+    # 4. Journal entries (each sums to zero): owner credits, and the platform's share
+    #    (revenue - pool) once per generation, when its first part creates the row.
     for c in new:
         if c.amount > 0:
-            entry("royalty", c.contribution_id, c, owner_account(c.owner_id), c.amount)
+            entries.add("royalty", c.contribution_id, c.generation_id, c.occurred_at, c.currency,
+                        [(owner_account(c.owner_id), c.amount), (EXTERNAL_REVENUE, -c.amount)])
     for g in new_generations:
         platform_amount = g.revenue_amount - g.pool_amount
         if platform_amount < 0:
             raise LedgerError(f"generation {g.generation_id}: pool exceeds revenue")
         if platform_amount > 0:
-            entry("platform_share", f"platform:{g.generation_id}", g, PLATFORM, platform_amount)
-    if refs:
-        posted = await conn.fetch(_INSERT_ENTRIES, kinds, refs, gen_ids, times, p_refs, p_accounts, p_currencies, p_amounts)
-        result.postings = [(r["account_id"], r["currency"].strip(), r["amount"]) for r in posted]
-
-    # 5. Balance deltas, one row per (account, currency) in key order (deterministic lock order).
-    #    Hot system accounts write their own shard; owner rows use shard 0.
-    deltas: dict[tuple[str, str, int], int] = defaultdict(int)
-    hourly: dict[tuple[str, str, datetime], int] = defaultdict(int)
-    for account, currency, amount in result.postings:
-        deltas[(account, currency, shard if account_type(account) in ("platform", "external") else 0)] += amount
-    for c in new:
-        if c.amount > 0:
-            hour = c.occurred_at.replace(minute=0, second=0, microsecond=0)
-            hourly[(owner_account(c.owner_id), c.currency, hour)] += c.amount
-    if deltas:
-        keys = sorted(deltas)
-        await conn.execute(
-            "INSERT INTO balances (account_id, currency, shard, amount) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[]) "
-            "ON CONFLICT (account_id, currency, shard) DO UPDATE SET amount = balances.amount + EXCLUDED.amount",
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [deltas[k] for k in keys],
-        )
-    if hourly:
-        keys = sorted(hourly)
-        await conn.execute(
-            "INSERT INTO owner_hourly (account_id, currency, hour, amount) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[]) "
-            "ON CONFLICT (account_id, currency, hour) DO UPDATE SET amount = owner_hourly.amount + EXCLUDED.amount",
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [hourly[k] for k in keys],
-        )
+            entries.add("platform_share", f"platform:{g.generation_id}", g.generation_id, g.occurred_at, g.currency,
+                        [(PLATFORM, platform_amount), (EXTERNAL_REVENUE, -platform_amount)])
 
     # 6. Generation progress: parts and amount received; completion when both match.
     progress: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -208,16 +180,3 @@ async def _apply_new(conn: asyncpg.Connection, new: list[ContributionEvent], res
     ids = sorted(progress)
     done = await conn.fetch(_PROGRESS, ids, [progress[g][0] for g in ids], [progress[g][1] for g in ids])
     result.completed = [(r["generation_id"], r["event_time"], r["completed_at"]) for r in done if r["completed_at"]]
-
-    # 7. Outbox: the new lifetime balance of every owner touched, for downstream consumers.
-    touched = sorted({owner_account(c.owner_id) for c in new if c.amount > 0})
-    if touched:
-        await conn.execute(
-            "INSERT INTO outbox (owner_id, currency, payload) "
-            "SELECT a.owner_id, b.currency, jsonb_build_object('owner_id', a.owner_id, 'currency', b.currency, "
-            "  'balance', sum(b.amount)::text, 'as_of', now()) "
-            "FROM balances b JOIN accounts a USING (account_id) WHERE b.account_id = ANY($1::text[]) "
-            "GROUP BY b.account_id, a.owner_id, b.currency",
-            touched,
-        )
-

@@ -39,8 +39,8 @@ def health_app(service: LedgerService) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, port: int | None) -> None:
-    service = LedgerService(settings)
+async def serve(settings: Settings, port: int | None, *, group_id: str | None = None) -> None:
+    service = LedgerService(settings, group_id=group_id)
     stop = asyncio.Event()
     install_signal_handlers(stop)
     runner = web.AppRunner(health_app(service), access_log=None)
@@ -48,7 +48,7 @@ async def serve(settings: Settings, port: int | None) -> None:
     chosen = port if port is not None else settings.ledger_port
     chosen = chosen or free_port()
     await web.TCPSite(runner, "0.0.0.0", chosen).start()
-    log.info("ledger: /metrics on port %d", chosen)
+    log.info("ledger: /metrics on port %d", chosen)  # tests read this line to find the port
     try:
         await service.run(stop)
     finally:

@@ -1,5 +1,5 @@
-"""The ledger service: contributions and audit records from Kafka into PostgreSQL, exactly once
-in effect.
+"""The ledger service: contributions, reversals and audit records from Kafka into PostgreSQL,
+exactly once in effect.
 
 Loop: ``getmany`` (bounded) -> decode (bad records to the dead-letter topic, awaited) ->
 one transaction applying the batch AND the next offsets -> metrics. Offsets live in
@@ -19,11 +19,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from royalflow.config import Settings
-from royalflow.contracts import decode_contribution
+from royalflow.contracts import ContributionEvent, decode_contribution
 from royalflow.contracts.events import WIRE, AttributionRecord
-from royalflow.errors import ContractError
+from royalflow.errors import ContractError, LedgerError
 from royalflow.ledger.accounts import account_type
-from royalflow.ledger.journal import apply_batch
+from royalflow.ledger.journal import BatchResult, apply_batch
 from royalflow.ledger.migrate import migrate
 from royalflow.ledger.outbox import OutboxRelay
 from royalflow.observability import metrics
@@ -34,8 +34,16 @@ from royalflow.platform.kafka import client_kwargs, make_producer
 log = logging.getLogger(__name__)
 
 SERVICE = "ledger"
-DB_RETRIES = 30  # attempts per batch before the service gives up (and is restarted)
+DB_RETRIES = 40  # attempts per batch (~1 min with backoff) before the service gives up and is restarted
 DB_RETRY_MAX_SECONDS = 2.0
+GAUGE_SECONDS = 5.0  # refresh period of the incomplete-generations gauge
+
+# Failures after which the same transaction may succeed: connection loss, server restart,
+# serialization conflicts. Anything else is a property of the data (see _apply_one_by_one).
+TRANSIENT = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError,
+    asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncio.TimeoutError,
+)
 
 
 class _SeekFromDatabase(ConsumerRebalanceListener):
@@ -43,34 +51,51 @@ class _SeekFromDatabase(ConsumerRebalanceListener):
         self.service = service
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pass  # every batch is committed before the next poll; nothing is in flight here
+        # Wait for the batch in flight to commit, so the next owner starts after it.
+        async with self.service.batch_lock:
+            pass
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.service.seek_to_stored(assigned)
+        # The fetcher may already have handed out records of these partitions: let that batch
+        # commit first, then seek to what PostgreSQL says (which includes it).
+        async with self.service.batch_lock:
+            await self.service.seek_to_stored(assigned)
 
 
 class LedgerService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, group_id: str | None = None) -> None:
         self.settings = settings
-        self.group_id = f"{settings.topic_prefix}-ledger"
-        self.topics = (settings.topic("contributions.v1"), settings.topic("attributions.v1"))
+        self.group_id = group_id or f"{settings.topic_prefix}-ledger"
+        self.contributions_topic = settings.topic("contributions.v1")
+        self.corrections_topic = settings.topic("corrections.v1")
+        self.attributions_topic = settings.topic("attributions.v1")
+        self.topics = (self.contributions_topic, self.attributions_topic, self.corrections_topic)
         self.pool: asyncpg.Pool | None = None
         self.consumer: AIOKafkaConsumer | None = None
+        self.letters: DeadLetterWriter | None = None
+        self.batch_lock = asyncio.Lock()
+        # Next offset per partition as committed in PostgreSQL. Records below it were settled
+        # already (a fetch that raced a seek hands them out again) and are skipped.
+        self.positions: dict[tuple[str, int], int] = {}
         self.ready = False
 
     async def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
         if not assigned or self.pool is None or self.consumer is None:
             return
-        rows = await self.pool.fetch(
-            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1", self.group_id
+        rows = await self._with_retries(
+            "read offsets", lambda conn: conn.fetch(
+                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1", self.group_id
+            )
         )
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition))
+            self.positions[(tp.topic, tp.partition)] = offset or 0
             if offset is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, offset)
+        log.info("ledger: assigned %d partitions, positions from PostgreSQL", len(assigned))
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -78,7 +103,7 @@ class LedgerService:
         await migrate(self.pool)
         producer = make_producer(settings)
         await producer.start()
-        letters = DeadLetterWriter(producer, settings, SERVICE)
+        self.letters = DeadLetterWriter(producer, settings, SERVICE)
         self.consumer = AIOKafkaConsumer(
             **client_kwargs(settings),
             group_id=self.group_id,
@@ -90,43 +115,142 @@ class LedgerService:
         self.consumer.subscribe(list(self.topics), listener=_SeekFromDatabase(self))
         await self.consumer.start()
         relay = OutboxRelay(self.pool, producer, settings)
-        relay_task = asyncio.create_task(relay.run(stop))
+        helpers = [asyncio.create_task(relay.run(stop)), asyncio.create_task(self._gauges(stop))]
         self.ready = True
         try:
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
                 if batches:
-                    await self._process(batches, letters)
+                    async with self.batch_lock:
+                        await self._process(batches)
                 metrics.observe_pool(SERVICE, self.pool)
         finally:
             self.ready = False
             stop.set()
-            await relay_task
+            await asyncio.gather(*helpers, return_exceptions=True)
             await self.consumer.stop()
             await producer.stop()
             await self.pool.close()
 
-    async def _process(self, batches: dict, letters: DeadLetterWriter) -> None:  # type: ignore[type-arg]
-        contributions, audits, offsets = [], [], {}
-        for tp, records in batches.items():
+    def _decode(self, topic: str, value: bytes) -> ContributionEvent | AttributionRecord:
+        if topic == self.attributions_topic:
+            if len(value) > self.settings.max_record_bytes:
+                raise ContractError("oversized_payload", f"{len(value)} bytes exceeds {self.settings.max_record_bytes}")
+            return AttributionRecord.model_validate_json(value, context=WIRE)
+        event = decode_contribution(value, max_record_bytes=self.settings.max_record_bytes)
+        if event.kind == "reversal" and not event.corrects:
+            raise ContractError("schema_violation", "a reversal must name the contribution it corrects")
+        if topic == self.corrections_topic and event.kind != "reversal":
+            raise ContractError("schema_violation", "corrections.v1 carries only kind=reversal records")
+        return event
+
+    async def _process(self, batches: dict) -> None:  # type: ignore[type-arg]
+        contributions: list[ContributionEvent] = []
+        audits: list[AttributionRecord] = []
+        origins: dict[int, tuple[TopicPartition, object]] = {}  # id(decoded) -> its raw record
+        offsets: dict[tuple[str, int], int] = {}
+        for tp, fetched in batches.items():
+            records = [r for r in fetched if r.offset >= self.positions.get((tp.topic, tp.partition), 0)]
+            if not records:
+                continue
             metrics.RECORDS_CONSUMED.labels(SERVICE, tp.topic).inc(len(records))
             for record in records:
                 try:
-                    if tp.topic == self.topics[0]:
-                        contributions.append(decode_contribution(record.value or b"", max_record_bytes=self.settings.max_record_bytes))
-                    else:
-                        audits.append(AttributionRecord.model_validate_json(record.value or b"", context=WIRE))
+                    decoded = self._decode(tp.topic, record.value or b"")
                 except (ContractError, ValueError) as exc:
                     reason, detail = (exc.reason, exc.detail) if isinstance(exc, ContractError) else ("schema_violation", str(exc)[:500])
-                    await letters.send(reason=reason, detail=detail, topic=tp.topic, partition=tp.partition,
-                                       offset=record.offset, key=record.key, value=record.value)
-                    metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, tp.topic, reason).inc()
+                    await self._dead_letter(reason, detail, tp, record)
+                    continue
+                (audits if isinstance(decoded, AttributionRecord) else contributions).append(decoded)  # type: ignore[arg-type]
+                origins[id(decoded)] = (tp, record)
             offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
-        shard = min(p for _, p in offsets)
+        if not offsets:
+            return
+        # Hot system accounts write the shard of this consumer's lowest contributions partition.
+        own = [p for (t, p) in offsets if t == self.contributions_topic] or [p for _, p in offsets]
+        shard = min(own)
         started = time.perf_counter()
-        result = await self._commit_with_retries(contributions, audits, offsets, shard)
-        metrics.LEDGER_BATCH_DURATION.observe(time.perf_counter() - started)
-        metrics.LEDGER_BATCH_SIZE.observe(len(contributions) + len(audits))
+        try:
+            result = await self._with_retries(
+                "apply batch", lambda conn: apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard),
+                transaction=True,
+            )
+        except (asyncpg.PostgresError, LedgerError) as exc:
+            if isinstance(exc, TRANSIENT):
+                raise  # the database is away for longer than the retries: exit, restart, resume
+            log.warning("ledger: batch rejected (%s); applying its records one by one", exc)
+            result = await self._apply_one_by_one(contributions, audits, offsets, shard, origins)
+        self.positions.update(offsets)
+        self._observe(result, len(contributions) + len(audits), time.perf_counter() - started, batches)
+        # Advisory Kafka commit so standard lag tooling sees progress; PostgreSQL is the truth.
+        try:
+            if self.consumer is not None:
+                await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except KafkaError as exc:
+            log.info("advisory Kafka commit failed (harmless): %s", exc)
+
+    async def _apply_one_by_one(self, contributions, audits, offsets, shard, origins) -> BatchResult:  # type: ignore[no-untyped-def]
+        """A record the database refuses (a constraint, an invalid value) is dead-lettered with
+        reason processing_error; the others settle. Offsets commit last: a crash in between
+        redelivers the batch and the records already settled are no-ops."""
+        total = BatchResult()
+        singles: list[tuple[list[ContributionEvent], list[AttributionRecord]]] = (
+            [([c], []) for c in contributions] + [([], [a]) for a in audits]
+        )
+        for cs, aus in singles:
+            try:
+                part = await self._with_retries(
+                    "apply record", lambda conn: apply_batch(conn, cs, aus, {}, group_id=self.group_id, shard=shard),
+                    transaction=True,
+                )
+            except (asyncpg.PostgresError, LedgerError) as exc:
+                if isinstance(exc, TRANSIENT):
+                    raise
+                decoded = cs[0] if cs else aus[0]
+                tp, raw = origins[id(decoded)]
+                await self._dead_letter("processing_error", str(exc)[:1000], tp, raw)
+                continue
+            total.new_contributions += part.new_contributions
+            total.duplicates += part.duplicates
+            total.postings += part.postings
+            total.completed += part.completed
+        await self._with_retries(
+            "commit offsets", lambda conn: apply_batch(conn, [], [], offsets, group_id=self.group_id, shard=shard),
+            transaction=True,
+        )
+        return total
+
+    async def _dead_letter(self, reason: str, detail: str, tp: TopicPartition, record) -> None:  # type: ignore[no-untyped-def]
+        if self.letters is None:
+            raise LedgerError("dead-letter writer not started")
+        await self.letters.send(reason=reason, detail=detail, topic=tp.topic, partition=tp.partition,
+                                offset=record.offset, key=record.key, value=record.value)
+        metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, tp.topic, reason).inc()
+
+    async def _with_retries(self, what: str, fn, *, transaction: bool = False):  # type: ignore[no-untyped-def]
+        """Run ``fn(conn)``; on a transient failure retry with bounded exponential backoff.
+        Nothing commits on a failed attempt, and every write is idempotent, so a retry is safe."""
+        if self.pool is None:
+            raise LedgerError("ledger pool not started")
+        delay = 0.1
+        for attempt in range(1, DB_RETRIES + 1):
+            try:
+                async with self.pool.acquire() as conn:
+                    if not transaction:
+                        return await fn(conn)
+                    async with conn.transaction():
+                        return await fn(conn)
+            except TRANSIENT as exc:
+                log.warning("ledger: %s attempt %d/%d failed: %s", what, attempt, DB_RETRIES, exc)
+                if attempt == DB_RETRIES:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DB_RETRY_MAX_SECONDS)
+        raise LedgerError("unreachable")
+
+    def _observe(self, result: BatchResult, records: int, seconds: float, batches: dict) -> None:  # type: ignore[type-arg]
+        metrics.LEDGER_BATCH_DURATION.observe(seconds)
+        metrics.LEDGER_BATCH_SIZE.observe(records)
         metrics.LEDGER_DUPLICATES.inc(result.duplicates)
         for account, currency, amount in result.postings:
             metrics.LEDGER_POSTINGS.labels(currency).inc()
@@ -135,26 +259,21 @@ class LedgerService:
         now = datetime.now(UTC)
         for _, event_time, _ in result.completed:
             metrics.SETTLEMENT_LATENCY.observe(max(0.0, (now - event_time).total_seconds()))
-        # Advisory Kafka commit so standard lag tooling sees progress; PostgreSQL is the truth.
-        try:
-            assert self.consumer is not None
-            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
-        except KafkaError as exc:
-            log.info("advisory Kafka commit failed (harmless): %s", exc)
+        if self.consumer is not None:
+            for tp, records in batches.items():
+                high = self.consumer.highwater(tp)
+                if high is not None:
+                    metrics.CONSUMER_LAG.labels(SERVICE, tp.topic, str(tp.partition)).set(max(0, high - records[-1].offset - 1))
 
-    async def _commit_with_retries(self, contributions, audits, offsets, shard):  # type: ignore[no-untyped-def]
-        assert self.pool is not None
-        delay = 0.1
-        for attempt in range(1, DB_RETRIES + 1):
+    async def _gauges(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    return await apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard)
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.CannotConnectNowError, asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as exc:
-                # Nothing committed: the same batch is retried (idempotent) after a bounded backoff.
-                log.warning("ledger batch attempt %d/%d failed: %s", attempt, DB_RETRIES, exc)
-                if attempt == DB_RETRIES:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, DB_RETRY_MAX_SECONDS)
-        raise AssertionError("unreachable")
+                if self.pool is not None:
+                    count = await self.pool.fetchval("SELECT count(*) FROM generations WHERE completed_at IS NULL")
+                    metrics.INCOMPLETE_GENERATIONS.set(count)
+            except TRANSIENT + (asyncpg.PostgresError,) as exc:
+                log.info("ledger: gauge refresh failed: %s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), GAUGE_SECONDS)
+            except TimeoutError:
+                pass
