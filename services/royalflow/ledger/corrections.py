@@ -1,52 +1,44 @@
-"""Compensating entries. History is never edited: a withdrawn model-family version gets a
-reversal entry per royalty it produced, referencing the original (``corrects_entry_id``).
+"""Withdrawing a model-family version: compensating entries, never edits.
 
-A reversal moves the owner's credit to the unattributed account, so the generation's pool is
-still fully accounted for (and can be re-attributed by a later family version).
+Every settled, not yet reversed, owner credit produced by the version gets a reversal entry
+(``reversal:<contribution id>``, referencing the entry that carried it) moving the credit to the
+unattributed account, exactly as a reversal event would (see :mod:`royalflow.ledger.reversals`).
+The generation's pool stays fully accounted for and can be re-attributed by a later version.
+
+The platform's share (revenue - pool) is NOT reversed: the generation was sold and its revenue
+earned; only who is owed the pool is in question. Work is done in bounded transactions.
 """
 
 from __future__ import annotations
 
 import asyncpg
 
-from royalflow.ledger.accounts import UNATTRIBUTED
+from royalflow.contracts import UNATTRIBUTED_OWNER
+from royalflow.ledger.posting import Entries, post
+from royalflow.ledger.reversals import REFERENCE_PREFIX, add_reversals
+
+CHUNK = 5000  # contributions reversed per transaction
+
+_PENDING = """
+SELECT c.contribution_id FROM generations g JOIN contributions c USING (generation_id)
+WHERE g.family_id = $1 AND g.family_version = $2 AND c.family_id = $1 AND c.family_version = $2
+  AND c.amount > 0 AND c.owner_id <> $3
+  AND NOT EXISTS (SELECT 1 FROM journal_entries r WHERE r.reference = $4 || c.contribution_id)
+ORDER BY c.contribution_id LIMIT $5
+"""
 
 
 async def withdraw_family(pool: asyncpg.Pool, family_id: str, version: str) -> int:
-    async with pool.acquire() as conn, conn.transaction():
-        originals = await conn.fetch(
-            """
-            SELECT e.entry_id, e.reference, e.generation_id, e.event_time, p.account_id, p.currency, p.amount
-            FROM contributions c
-            JOIN journal_entries e ON e.reference = c.contribution_id AND e.kind = 'royalty'
-            JOIN postings p ON p.entry_id = e.entry_id AND p.amount > 0
-            WHERE c.family_id = $1 AND c.family_version = $2 AND p.account_id <> $3
-              AND NOT EXISTS (SELECT 1 FROM journal_entries r WHERE r.reference = 'reversal:' || e.reference)
-            ORDER BY e.entry_id
-            """,
-            family_id, version, UNATTRIBUTED,
-        )
-        for row in originals:
-            entry_id = await conn.fetchval(
-                "INSERT INTO journal_entries (kind, reference, generation_id, corrects_entry_id, event_time) "
-                "VALUES ('reversal', $1, $2, $3, $4) RETURNING entry_id",
-                f"reversal:{row['reference']}", row["generation_id"], row["entry_id"], row["event_time"],
-            )
-            moves = [(row["account_id"], -row["amount"]), (UNATTRIBUTED, row["amount"])]
-            await conn.executemany(
-                "INSERT INTO postings (entry_id, account_id, currency, amount) VALUES ($1, $2, $3, $4)",
-                [(entry_id, account, row["currency"], amount) for account, amount in moves],
-            )
-            await conn.executemany(
-                "INSERT INTO balances (account_id, currency, shard, amount) VALUES ($1, $2, 0, $3) "
-                "ON CONFLICT (account_id, currency, shard) DO UPDATE SET amount = balances.amount + EXCLUDED.amount",
-                [(account, row["currency"], amount) for account, amount in moves],
-            )
-            # Rolling windows follow the correction, in the hour the original happened.
-            hour = row["event_time"].replace(minute=0, second=0, microsecond=0)
-            await conn.executemany(
-                "INSERT INTO owner_hourly (account_id, currency, hour, amount) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (account_id, currency, hour) DO UPDATE SET amount = owner_hourly.amount + EXCLUDED.amount",
-                [(account, row["currency"], hour, amount) for account, amount in moves],
-            )
-        return len(originals)
+    """Reverse every credit of ``family_id`` ``version``; returns how many were reversed now
+    (0 when run again: each contribution is reversed at most once)."""
+    total = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = [r["contribution_id"] for r in await conn.fetch(
+                _PENDING, family_id, version, UNATTRIBUTED_OWNER, REFERENCE_PREFIX, CHUNK)]
+            if not ids:
+                return total
+            entries = Entries()
+            outcomes = await add_reversals(conn, entries, ids)
+            await post(conn, entries, shard=0)
+            total += sum(1 for o in outcomes.values() if o == "reversed")

@@ -1,8 +1,9 @@
 """Applying one batch of contributions to PostgreSQL in ONE transaction, set-based.
 
-The transaction inserts the contributions (unique ids: duplicates are no-ops), the journal
-entries and postings of the new ones, the platform share of newly seen generations, the
-balance and hourly deltas, generation progress, audit records, outbox rows and the consumer
+The transaction inserts the contributions (unique ids: duplicates are no-ops), one royalty
+journal entry per currency for the new ones (a posting per owner account: the sum of its
+lines), one platform-share entry per currency for the generations first seen, the balance and
+hourly deltas, generation progress, reversals, audit records, outbox rows and the consumer
 offsets. Either all of it commits or none: a crash anywhere redelivers the batch, and the
 unique keys make the redelivery change nothing.
 """
@@ -19,22 +20,22 @@ from royalflow.contracts import AttributionRecord, ContributionEvent
 from royalflow.errors import LedgerError
 from royalflow.ledger import reversals
 from royalflow.ledger.accounts import EXTERNAL_REVENUE, PLATFORM, account_owner, owner_account
-from royalflow.ledger.posting import Entries, post
+from royalflow.ledger.posting import Entries, allocate_entry_ids, post
 
 _INSERT_CONTRIBUTIONS = """
 INSERT INTO contributions (contribution_id, generation_id, owner_id, family_id, family_version, method,
-                           shapley_value, std_error, share, amount, currency, event_time)
+                           shapley_value, std_error, share, amount, currency, event_time, entry_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::float8[], $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::timestamptz[])
+                     $7::float8[], $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::timestamptz[], $13::int8[])
 ON CONFLICT (contribution_id) DO NOTHING
 RETURNING contribution_id
 """
 
 _UPSERT_GENERATIONS = """
 INSERT INTO generations (generation_id, currency, revenue_amount, pool_amount, parts_total, family_id,
-                         family_version, event_time)
+                         family_version, event_time, platform_entry_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int4[], $6::text[], $7::text[],
-                     $8::timestamptz[])
+                     $8::timestamptz[], $9::int8[])
 ON CONFLICT (generation_id) DO UPDATE SET inconsistent = CASE
     WHEN generations.pool_amount <> EXCLUDED.pool_amount OR generations.parts_total <> EXCLUDED.parts_total
       OR generations.revenue_amount <> EXCLUDED.revenue_amount OR generations.currency <> EXCLUDED.currency
@@ -66,6 +67,14 @@ class BatchResult:
     reversed: int = 0
 
 
+@dataclass
+class _BatchIds:
+    """Entry ids of this batch, per currency, drawn before the lines that name them."""
+
+    royalty: dict[str, int]
+    platform: dict[str, int]
+
+
 async def apply_batch(
     conn: asyncpg.Connection,
     contributions: list[ContributionEvent],
@@ -83,6 +92,9 @@ async def apply_batch(
     entries = Entries()
     new: list[ContributionEvent] = []
     if rows:
+        currencies = sorted({c.currency for c in rows})
+        drawn = await allocate_entry_ids(conn, 2 * len(currencies))
+        ids = _BatchIds(dict(zip(currencies, drawn[0::2])), dict(zip(currencies, drawn[1::2])))
         # 1. Contributions: the idempotency gate. Only ids not seen before come back.
         inserted = await conn.fetch(
             _INSERT_CONTRIBUTIONS,
@@ -90,17 +102,18 @@ async def apply_batch(
             [c.family_id for c in rows], [c.family_version for c in rows], [c.method for c in rows],
             [c.shapley_value for c in rows], [c.std_error for c in rows], [c.share for c in rows],
             [c.amount for c in rows], [c.currency for c in rows], [c.occurred_at for c in rows],
+            [ids.royalty[c.currency] if c.amount > 0 else None for c in rows],
         )
         new = [unique[r["contribution_id"]] for r in inserted]
         if new:
-            await _prepare_new(conn, new, result, entries)
+            await _prepare_new(conn, new, result, entries, ids)
     new_reversals = await reversals.store(conn, reversal_events)
     result.new_contributions = len(new) + len(new_reversals)
     result.duplicates = len(contributions) - result.new_contributions
     # 7. One set-based write of every entry, posting, balance, hourly bucket and outbox row.
     result.postings = (await post(conn, entries, shard=shard)).postings
     # 8. Reversals whose contribution is now settled (in this batch or before) become
-    #    compensating entries; they read the royalty entries just written, hence a second post.
+    #    compensating entries; they read the contributions just written, hence a second post.
     corrections = Entries()
     reversing = await reversals.claim_ready(
         conn, corrections, new_contribution_ids=[c.contribution_id for c in new], new_reversal_ids=new_reversals
@@ -127,7 +140,7 @@ async def apply_batch(
 
 
 async def _prepare_new(
-    conn: asyncpg.Connection, new: list[ContributionEvent], result: BatchResult, entries: Entries
+    conn: asyncpg.Connection, new: list[ContributionEvent], result: BatchResult, entries: Entries, ids: _BatchIds
 ) -> None:
     """Accounts, generations and progress of the new contributions; their entries go to ``entries``."""
     # 2. Owner accounts appear on first credit.
@@ -138,7 +151,7 @@ async def _prepare_new(
         "FROM unnest($1::text[], $2::text[]) AS x(a, o) ON CONFLICT DO NOTHING",
         owners, [account_owner(a) for a in owners],
     )
-    # 3. Generations: first sight inserts the row (and, below, the platform share).
+    # 3. Generations: first sight inserts the row and books its platform share (revenue - pool).
     first = {c.generation_id: c for c in new}
     gens = [first[g] for g in sorted(first)]  # key order: concurrent consumers lock rows alike
     seen = await conn.fetch(
@@ -146,6 +159,7 @@ async def _prepare_new(
         [g.generation_id for g in gens], [g.currency for g in gens], [g.revenue_amount for g in gens],
         [g.pool_amount for g in gens], [g.parts_total for g in gens], [g.family_id for g in gens],
         [g.family_version for g in gens], [g.occurred_at for g in gens],
+        [ids.platform[g.currency] if g.revenue_amount > g.pool_amount else None for g in gens],
     )
     new_generations = [first[r["generation_id"]] for r in seen if r["inserted"]]
     # Parts of one generation inside this batch must agree with each other too.
@@ -158,25 +172,41 @@ async def _prepare_new(
             disagreeing,
         )
 
-    # 4. Journal entries (each sums to zero): owner credits, and the platform's share
-    #    (revenue - pool) once per generation, when its first part creates the row.
+    # 4. One royalty entry per currency: credit each owner account the sum of its lines,
+    #    debit external:revenue the total. Hot owners get ONE posting per batch.
+    credits: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    lines: dict[str, int] = defaultdict(int)
+    latest: dict[str, datetime] = {}
     for c in new:
         if c.amount > 0:
-            entries.add("royalty", c.contribution_id, c.generation_id, c.occurred_at, c.currency,
-                        [(owner_account(c.owner_id), c.amount), (EXTERNAL_REVENUE, -c.amount)])
+            account = owner_account(c.owner_id)
+            credits[c.currency][account] += c.amount
+            lines[c.currency] += 1
+            latest[c.currency] = max(latest.get(c.currency, c.occurred_at), c.occurred_at)
+            entries.credit_hour(ids.royalty[c.currency], account, c.currency, c.occurred_at, c.amount)
+    for currency, by_account in sorted(credits.items()):
+        entry_id = ids.royalty[currency]
+        moves = [*by_account.items(), (EXTERNAL_REVENUE, -sum(by_account.values()))]
+        entries.add(entry_id, "royalty", f"royalty:{entry_id}", None, latest[currency], currency, moves,
+                    lines=lines[currency])
+    # 5. One platform-share entry per currency for the generations first seen in this batch.
+    platform: dict[str, list[ContributionEvent]] = defaultdict(list)
     for g in new_generations:
-        platform_amount = g.revenue_amount - g.pool_amount
-        if platform_amount < 0:
+        if g.pool_amount > g.revenue_amount:
             raise LedgerError(f"generation {g.generation_id}: pool exceeds revenue")
-        if platform_amount > 0:
-            entries.add("platform_share", f"platform:{g.generation_id}", g.generation_id, g.occurred_at, g.currency,
-                        [(PLATFORM, platform_amount), (EXTERNAL_REVENUE, -platform_amount)])
+        if g.revenue_amount > g.pool_amount:
+            platform[g.currency].append(g)
+    for currency, gens_in in sorted(platform.items()):
+        entry_id = ids.platform[currency]
+        amount = sum(g.revenue_amount - g.pool_amount for g in gens_in)
+        entries.add(entry_id, "platform_share", f"platform:{entry_id}", None, max(g.occurred_at for g in gens_in),
+                    currency, [(PLATFORM, amount), (EXTERNAL_REVENUE, -amount)], lines=len(gens_in))
 
     # 6. Generation progress: parts and amount received; completion when both match.
     progress: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for c in new:
         progress[c.generation_id][0] += 1
         progress[c.generation_id][1] += c.amount
-    ids = sorted(progress)
-    done = await conn.fetch(_PROGRESS, ids, [progress[g][0] for g in ids], [progress[g][1] for g in ids])
+    ids_sorted = sorted(progress)
+    done = await conn.fetch(_PROGRESS, ids_sorted, [progress[g][0] for g in ids_sorted], [progress[g][1] for g in ids_sorted])
     result.completed = [(r["generation_id"], r["event_time"], r["completed_at"]) for r in done if r["completed_at"]]

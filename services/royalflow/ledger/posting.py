@@ -3,15 +3,15 @@ one balance update per (account, currency, shard) and one hourly-bucket update p
 (account, currency, hour), in key order (a deterministic lock order: concurrent ledger
 consumers never deadlock), then the outbox rows of the owners touched.
 
-Every derived figure (balances, hourly buckets, outbox) is computed from the postings the
-INSERT actually returned, so an entry skipped by its unique reference changes nothing.
+Every derived figure (balances, hourly buckets, outbox) counts only the entries the INSERT
+actually wrote, so an entry skipped by its unique reference changes nothing.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -20,19 +20,26 @@ from royalflow.ledger.accounts import account_type
 
 _INSERT_ENTRIES = """
 WITH e AS (
-    INSERT INTO journal_entries (kind, reference, generation_id, event_time, corrects_entry_id)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[])
+    INSERT INTO journal_entries (entry_id, kind, reference, generation_id, event_time, corrects_entry_id, line_count)
+    SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[], $7::int4[])
     ON CONFLICT (reference) DO NOTHING
-    RETURNING entry_id, reference, event_time
-), p AS (
-    INSERT INTO postings (entry_id, account_id, currency, amount)
-    SELECT e.entry_id, x.account_id, x.currency, x.amount
-    FROM e JOIN unnest($6::text[], $7::text[], $8::text[], $9::int8[]) AS x(reference, account_id, currency, amount)
-      USING (reference)
-    RETURNING entry_id, account_id, currency, amount
+    RETURNING entry_id
 )
-SELECT p.account_id, p.currency, p.amount, e.event_time FROM p JOIN e USING (entry_id)
+INSERT INTO postings (entry_id, account_id, currency, amount)
+SELECT x.entry_id, x.account_id, x.currency, x.amount
+FROM unnest($8::int8[], $9::text[], $10::text[], $11::int8[]) AS x(entry_id, account_id, currency, amount)
+WHERE x.entry_id IN (SELECT entry_id FROM e)
+RETURNING entry_id, account_id, currency, amount
 """
+
+
+async def allocate_entry_ids(conn: asyncpg.Connection, count: int) -> list[int]:
+    """Entry ids drawn before the lines that name them are written (gaps are harmless)."""
+    if count <= 0:
+        return []
+    rows = await conn.fetch("SELECT nextval('journal_entries_entry_id_seq') AS id FROM generate_series(1, $1)", count)
+    return [r["id"] for r in rows]
+
 
 # Owner-like accounts carry hourly buckets (rolling windows) and outbox rows.
 _OWNER_TYPES = ("owner", "unattributed")
@@ -43,35 +50,47 @@ _SHARDED_TYPES = ("platform", "external")
 
 @dataclass
 class Entries:
-    """Column arrays of the journal entries (and their postings) one batch will insert."""
+    """Column arrays of the journal entries (and their postings) one batch will insert, and the
+    hourly-bucket deltas (by event time) that go with them."""
 
+    entry_ids: list[int] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
     generation_ids: list[str | None] = field(default_factory=list)
     times: list[datetime] = field(default_factory=list)
     corrects: list[int | None] = field(default_factory=list)
-    p_refs: list[str] = field(default_factory=list)
+    line_counts: list[int] = field(default_factory=list)
+    p_entry_ids: list[int] = field(default_factory=list)
     p_accounts: list[str] = field(default_factory=list)
     p_currencies: list[str] = field(default_factory=list)
     p_amounts: list[int] = field(default_factory=list)
+    hourly: list[tuple[int, str, str, datetime, int]] = field(default_factory=list)  # (entry, account, currency, hour, amount)
 
     def add(
-        self, kind: str, reference: str, generation_id: str | None, event_time: datetime, currency: str,
-        moves: list[tuple[str, int]], corrects: int | None = None,
+        self, entry_id: int, kind: str, reference: str, generation_id: str | None, event_time: datetime, currency: str,
+        moves: list[tuple[str, int]], *, corrects: int | None = None, lines: int = 1,
     ) -> None:
         # Double entry: an entry's postings sum to zero, checked here before anything is written.
         if sum(amount for _, amount in moves) != 0:
             raise LedgerError(f"entry {reference} does not balance: {moves}")
+        self.entry_ids.append(entry_id)
         self.kinds.append(kind)
         self.refs.append(reference)
         self.generation_ids.append(generation_id)
         self.times.append(event_time)
         self.corrects.append(corrects)
-        for account, amount in moves:
-            self.p_refs.append(reference)
+        self.line_counts.append(lines)
+        for account, amount in sorted(moves):
+            self.p_entry_ids.append(entry_id)
             self.p_accounts.append(account)
             self.p_currencies.append(currency)
             self.p_amounts.append(amount)
+
+    def credit_hour(self, entry_id: int, account: str, currency: str, event_time: datetime, amount: int) -> None:
+        """An owner-like account's credit (or reversal) in the hour its event happened."""
+        # UTC first: an event at 10:00+05:30 belongs to the 04:00 UTC bucket, not 10:00.
+        hour = event_time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        self.hourly.append((entry_id, account, currency, hour, amount))
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -88,20 +107,22 @@ async def post(conn: asyncpg.Connection, entries: Entries, *, shard: int) -> Pos
     if not entries:
         return Posted([], [])
     rows = await conn.fetch(
-        _INSERT_ENTRIES, entries.kinds, entries.refs, entries.generation_ids, entries.times, entries.corrects,
-        entries.p_refs, entries.p_accounts, entries.p_currencies, entries.p_amounts,
+        _INSERT_ENTRIES, entries.entry_ids, entries.kinds, entries.refs, entries.generation_ids, entries.times,
+        entries.corrects, entries.line_counts, entries.p_entry_ids, entries.p_accounts, entries.p_currencies,
+        entries.p_amounts,
     )
-    # 1. Aggregate in memory: one delta per (account, currency, shard) and per hour bucket.
+    # 1. Aggregate in memory: one delta per (account, currency, shard) and per hour bucket,
+    #    counting only entries the INSERT wrote (a reference seen before writes nothing).
+    written = {r["entry_id"] for r in rows}
     deltas: dict[tuple[str, str, int], int] = defaultdict(int)
     hourly: dict[tuple[str, str, datetime], int] = defaultdict(int)
     postings: list[tuple[str, str, int]] = []
     for r in rows:
         account, currency, amount = r["account_id"], r["currency"].strip(), r["amount"]
         postings.append((account, currency, amount))
-        kind = account_type(account)
-        deltas[(account, currency, shard if kind in _SHARDED_TYPES else 0)] += amount
-        if kind in _OWNER_TYPES:
-            hour = r["event_time"].replace(minute=0, second=0, microsecond=0)
+        deltas[(account, currency, shard if account_type(account) in _SHARDED_TYPES else 0)] += amount
+    for entry_id, account, currency, hour, amount in entries.hourly:
+        if entry_id in written:
             hourly[(account, currency, hour)] += amount
     # 2. Sorted keys: every transaction takes row locks in the same order.
     if deltas:

@@ -42,12 +42,31 @@ CHECKS: tuple[tuple[str, str], ...] = (
            WHERE COALESCE(b.amount, 0) <> COALESCE(p.amount, 0)""",
     ),
     (
-        "royalty entry without its contribution, or contribution amount without its entry",
-        """SELECT 'contribution ' || c.contribution_id || ': amount ' || c.amount || ' but posted ' || COALESCE(p.amount, 0)
-           FROM contributions c
-           LEFT JOIN journal_entries e ON e.reference = c.contribution_id AND e.kind = 'royalty'
-           LEFT JOIN postings p ON p.entry_id = e.entry_id AND p.amount > 0
-           WHERE c.amount <> COALESCE(p.amount, 0)""",
+        "contribution lines differ from the royalty postings that carry them",
+        """SELECT 'entry ' || COALESCE(l.entry_id, p.entry_id) || ' ' || COALESCE(l.account_id, p.account_id)
+                  || ': lines ' || COALESCE(l.amount, 0) || ' != posted ' || COALESCE(p.amount, 0)
+           FROM (SELECT entry_id, CASE WHEN owner_id = '_unattributed' THEN 'unattributed' ELSE 'owner:' || owner_id END
+                        AS account_id, sum(amount) AS amount
+                 FROM contributions WHERE entry_id IS NOT NULL GROUP BY 1, 2) l
+           FULL JOIN (SELECT p.entry_id, p.account_id, p.amount FROM postings p JOIN journal_entries e USING (entry_id)
+                      WHERE e.kind = 'royalty' AND p.amount > 0) p
+             ON p.entry_id = l.entry_id AND p.account_id = l.account_id
+           WHERE COALESCE(l.amount, 0) <> COALESCE(p.amount, 0)""",
+    ),
+    (
+        "paid contribution not carried by any entry",
+        """SELECT 'contribution ' || contribution_id || ': amount ' || amount || ' without entry'
+           FROM contributions WHERE amount > 0 AND entry_id IS NULL""",
+    ),
+    (
+        "platform share differs from revenue - pool of its generations",
+        """SELECT 'entry ' || COALESCE(g.entry_id, p.entry_id) || ': generations ' || COALESCE(g.amount, 0)
+                  || ' != posted ' || COALESCE(p.amount, 0)
+           FROM (SELECT platform_entry_id AS entry_id, sum(revenue_amount - pool_amount) AS amount
+                 FROM generations WHERE platform_entry_id IS NOT NULL GROUP BY 1) g
+           FULL JOIN (SELECT p.entry_id, p.amount FROM postings p JOIN journal_entries e USING (entry_id)
+                      WHERE e.kind = 'platform_share' AND p.amount > 0) p ON p.entry_id = g.entry_id
+           WHERE COALESCE(g.amount, 0) <> COALESCE(p.amount, 0)""",
     ),
     (
         "payouts plus open balance differ from credits",

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncpg
 
 from royalflow.contracts import ContributionEvent
-from royalflow.ledger.accounts import UNATTRIBUTED
-from royalflow.ledger.posting import Entries
+from royalflow.ledger.accounts import UNATTRIBUTED, owner_account
+from royalflow.ledger.posting import Entries, allocate_entry_ids
 
 REFERENCE_PREFIX = "reversal:"
 
@@ -36,11 +36,37 @@ RETURNING r.reversal_id, r.corrects
 """
 
 _ORIGINALS = """
-SELECT e.entry_id, e.reference, e.generation_id, e.event_time, p.account_id, p.currency, p.amount,
-       EXISTS (SELECT 1 FROM journal_entries x WHERE x.reference = $2 || e.reference) AS reversed
-FROM journal_entries e JOIN postings p ON p.entry_id = e.entry_id AND p.amount > 0
-WHERE e.kind = 'royalty' AND e.reference = ANY($1::text[])
+SELECT c.contribution_id, c.entry_id, c.generation_id, c.event_time, c.owner_id, c.currency, c.amount,
+       EXISTS (SELECT 1 FROM journal_entries x WHERE x.reference = $2 || c.contribution_id) AS reversed
+FROM contributions c WHERE c.contribution_id = ANY($1::text[])
 """
+
+
+async def add_reversals(conn: asyncpg.Connection, entries: Entries, contribution_ids: list[str]) -> dict[str, str]:
+    """Compensating entries for settled contributions; returns each id's outcome:
+    reversed | already_reversed | nothing_to_reverse (zero amount, already unattributed, unknown)."""
+    originals = {r["contribution_id"]: r for r in await conn.fetch(_ORIGINALS, contribution_ids, REFERENCE_PREFIX)}
+    to_reverse = []
+    outcomes: dict[str, str] = {}
+    for cid in contribution_ids:
+        original = originals.get(cid)
+        if original is None or original["amount"] == 0 or original["entry_id"] is None \
+                or owner_account(original["owner_id"]) == UNATTRIBUTED:
+            outcomes[cid] = "nothing_to_reverse"
+        elif original["reversed"]:
+            outcomes[cid] = "already_reversed"
+        else:
+            outcomes[cid] = "reversed"
+            to_reverse.append(original)
+    for original, entry_id in zip(to_reverse, await allocate_entry_ids(conn, len(to_reverse))):
+        account, amount, currency = owner_account(original["owner_id"]), original["amount"], original["currency"].strip()
+        entries.add(entry_id, "reversal", f"{REFERENCE_PREFIX}{original['contribution_id']}", original["generation_id"],
+                    original["event_time"], currency, [(account, -amount), (UNATTRIBUTED, amount)],
+                    corrects=original["entry_id"])
+        # Rolling windows follow the correction, in the hour the original happened.
+        entries.credit_hour(entry_id, account, currency, original["event_time"], -amount)
+        entries.credit_hour(entry_id, UNATTRIBUTED, currency, original["event_time"], amount)
+    return outcomes
 
 
 async def store(conn: asyncpg.Connection, events: list[ContributionEvent]) -> list[str]:
@@ -70,22 +96,15 @@ async def claim_ready(
     claimed = await conn.fetch(_CLAIM, new_contribution_ids, new_reversal_ids)
     if not claimed:
         return []
-    originals = {r["reference"]: r for r in await conn.fetch(_ORIGINALS, [c["corrects"] for c in claimed], REFERENCE_PREFIX)}
-    outcomes: list[tuple[str, str, int | None]] = []
+    by_contribution = await add_reversals(conn, entries, sorted({c["corrects"] for c in claimed}))
+    outcomes: list[tuple[str, str]] = []
+    first_claim: set[str] = set()
     for c in claimed:
-        original = originals.get(c["corrects"])
-        if original is None or original["account_id"] == UNATTRIBUTED:
-            outcomes.append((c["reversal_id"], "nothing_to_reverse", None))  # zero amount, or unattributed already
-        elif original["reversed"] or f"{REFERENCE_PREFIX}{c['corrects']}" in entries.refs:
-            outcomes.append((c["reversal_id"], "already_reversed", None))
-        else:
-            amount = original["amount"]
-            entries.add(
-                "reversal", f"{REFERENCE_PREFIX}{c['corrects']}", original["generation_id"], original["event_time"],
-                original["currency"].strip(), [(original["account_id"], -amount), (UNATTRIBUTED, amount)],
-                corrects=original["entry_id"],
-            )
-            outcomes.append((c["reversal_id"], "reversed", original["entry_id"]))
+        outcome = by_contribution[c["corrects"]]
+        if outcome == "reversed" and c["corrects"] in first_claim:
+            outcome = "already_reversed"  # two reversal events for one contribution: the first wins
+        first_claim.add(c["corrects"])
+        outcomes.append((c["reversal_id"], outcome))
     await conn.execute(
         "UPDATE reversals r SET outcome = x.outcome FROM unnest($1::text[], $2::text[]) AS x(id, outcome) "
         "WHERE r.reversal_id = x.id",

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Ledger throughput and memory: contributions per second from the topic to committed balances.
+
+    python benchmarks/ledger.py            # 200,000 contributions
+    python benchmarks/ledger.py --quick    # 40,000
+
+1. Start an embedded broker and PostgreSQL (or use KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
+2. Pre-load N valid contributions (generations of 8 owners, one of them hot: in every
+   generation) onto <prefix>.contributions.v1, keyed by owner.
+3. Start the ledger as its own process (``python -m royalflow ledger run``) and time from its
+   first committed contribution to the last: the sustained drain rate, with every batch
+   committing postings, balances, hourly buckets, generation progress, outbox rows and offsets.
+4. Check the books (reconcile) and report peak RSS of the ledger process (VmHWM).
+
+Prints a table and writes bench-results/ledger.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "services"))
+
+import asyncpg  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from royalflow.config import Settings  # noqa: E402
+from royalflow.contracts import ContributionEvent  # noqa: E402
+from royalflow.contracts.events import to_json_bytes  # noqa: E402
+from royalflow.ledger.migrate import migrate  # noqa: E402
+from royalflow.ledger.reconcile import reconcile  # noqa: E402
+from royalflow.money import apportion  # noqa: E402
+from royalflow.platform.broker import EmbeddedBroker  # noqa: E402
+from royalflow.platform.database import EmbeddedPostgres, create_database, create_pool  # noqa: E402
+from royalflow.platform.kafka import ensure_topics, make_producer  # noqa: E402
+
+OWNERS = tuple(f"owner-{i:03d}" for i in range(64))
+PARTS_PER_GENERATION = 8
+DRAIN_TIMEOUT_SECONDS = 600
+
+
+def contributions(count: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs: whole generations whose parts sum exactly to their pool."""
+    rng = random.Random(seed)
+    base = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    out: list[tuple[bytes, bytes]] = []
+    g = 0
+    while len(out) < count:
+        owners = ("owner-hot", *rng.sample(OWNERS, PARTS_PER_GENERATION - 1))
+        revenue = rng.randint(1_000_000, 50_000_000)
+        pool = revenue * 3 // 10
+        weights = [rng.random() for _ in owners]
+        amounts = apportion(pool, weights, list(owners))
+        # Most events are recent; one in twenty is late, up to 30 days (its own hourly bucket).
+        late = rng.random() < 0.05
+        when = base - timedelta(seconds=rng.randint(0, 30 * 86400 if late else 3600))
+        total = sum(weights)
+        for owner, w, a in zip(owners, weights, amounts):
+            event = ContributionEvent(
+                contribution_id=f"b{g}/{owner}/0", generation_id=f"b{g}", owner_id=owner, occurred_at=when,
+                family_id="bench", family_version="1", method="exact", shapley_value=w, std_error=0.0,
+                share=w / total, amount=a, currency="USD", asset_scale=9, pool_amount=pool, revenue_amount=revenue,
+                parts_total=len(owners),
+            )
+            out.append((owner.encode(), to_json_bytes(event)))
+        g += 1
+    return out[: count - count % PARTS_PER_GENERATION]
+
+
+async def preload(settings: Settings, records: list[tuple[bytes, bytes]]) -> float:
+    producer = make_producer(settings, linger_ms=50)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for key, value in records:
+            pending.append(await producer.send(settings.topic("contributions.v1"), value, key=key))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def drain(settings: Settings, expected: int, log_path: Path) -> dict[str, float]:
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers or "", DATABASE_URL=settings.database_url or "",
+        ROYALFLOW_TOPIC_PREFIX=settings.topic_prefix, ROYALFLOW_LEDGER_PORT="0",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "services"), env.get("PYTHONPATH", "")])),
+    )
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "royalflow", "ledger", "run"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    conn = await asyncpg.connect(settings.database_url)
+    first_at = None
+    peak = 0
+    try:
+        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"ledger exited with {process.returncode}; see {log_path}")
+            peak = max(peak, peak_rss_bytes(process.pid))
+            try:
+                count = await conn.fetchval("SELECT count(*) FROM contributions")
+            except asyncpg.UndefinedTableError:
+                count = 0
+            now = time.monotonic()
+            if count and first_at is None:
+                first_at, first_count = now, count
+            if count >= expected:
+                break
+            if now > deadline:
+                raise TimeoutError(f"{count}/{expected} settled after {DRAIN_TIMEOUT_SECONDS}s")
+            await asyncio.sleep(0.05)
+        seconds = now - first_at
+        peak = max(peak, peak_rss_bytes(process.pid))
+    finally:
+        await conn.close()
+        process.terminate()
+        process.wait(30)
+    return {"seconds": seconds, "records": expected - first_count, "peak_rss_bytes": peak}
+
+
+async def bench(count: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="royalflow-bench-") as tmp:
+        state = Path(tmp)
+        broker = EmbeddedBroker(state / "broker") if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else None
+        postgres = EmbeddedPostgres(state / "postgres") if not os.environ.get("DATABASE_URL") else None
+        try:
+            bootstrap = broker.start() if broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+            admin = postgres.start() if postgres else os.environ["DATABASE_URL"]
+            dsn = await create_database(admin, f"bench_{uuid.uuid4().hex[:8]}")
+            settings = Settings(kafka_bootstrap_servers=bootstrap, database_url=dsn, state_dir=state / "state",
+                                topic_prefix=f"bench{uuid.uuid4().hex[:6]}", topic_partitions=8)
+            await ensure_topics(settings)
+            pool = await create_pool(dsn, max_size=2)
+            await migrate(pool)  # schema first, so the timed drain measures settlement only
+            records = contributions(count, seed=1)
+            load_seconds = await preload(settings, records)
+            result = await drain(settings, len(records), state / "ledger.log")
+            problems = await reconcile(pool)
+            await pool.close()
+        finally:
+            if broker:
+                broker.stop()
+            if postgres:
+                postgres.stop()
+    rate = result["records"] / result["seconds"]
+    return {
+        "contributions": len(records),
+        "timed_contributions": int(result["records"]),
+        "drain_seconds": round(result["seconds"], 3),
+        "contributions_per_second": round(rate),
+        "goal_contributions_per_second": 20_000,
+        "ledger_peak_rss_mib": round(result["peak_rss_bytes"] / 2**20, 1),
+        "preload_seconds": round(load_seconds, 2),
+        "reconciliation_problems": len(problems),
+        "batch_size": Settings().ledger_batch_size,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="40,000 contributions instead of 200,000")
+    parser.add_argument("--count", type=int, default=None)
+    args = parser.parse_args()
+    count = args.count or (40_000 if args.quick else 200_000)
+    figures = asyncio.run(bench(count))
+    table = Table(title="Ledger: topic -> committed balances (one ledger process)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    Console().print(table)
+    out = ROOT / "bench-results" / "ledger.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
