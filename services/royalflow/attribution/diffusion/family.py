@@ -1,0 +1,202 @@
+"""A trained diffusion family served to the agent: all its models resident on one device.
+
+exact mode:          one UNet per coalition S (2^n), v(S) = ELBO of model S.
+compositional mode:  base + one component per owner (n+1 UNets); with data sizes w_j,
+    v(S) = log( (w_0 p_0(x) + sum_{i in S} w_i p_i(x)) / (w_0 + sum_{i in S} w_i) )       (1)
+computed from the n+1 component log-likelihoods with log-sum-exp.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from fractions import Fraction
+from math import factorial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from royalflow.attribution.diffusion.elbo import ElboEstimator
+from royalflow.attribution.diffusion.images import decode_png, levels_to_unit
+from royalflow.attribution.diffusion.unet import build_scheduler, build_unet, inference_dtype, pick_device
+from royalflow.attribution.family import Attribution, Prepared, seed_for
+from royalflow.contracts import GenerationEvent
+from royalflow.errors import AttributionError, ConfigurationError, ContractError
+from royalflow.shapley import exact_shapley, sample_shapley
+
+EXACT_SHAPLEY_MAX_OWNERS = 14  # compositional families above this use permutation sampling
+BATCH_MEANS_GROUPS = 4  # Monte-Carlo SE of nonlinear utilities: batch means over sample groups
+
+
+def weight_file(mask: int) -> str:
+    return f"coalition-0x{mask:x}.safetensors"
+
+
+def shapley_matrix(n: int) -> np.ndarray:
+    """A (n, 2^n) with phi = A @ v: A[i, S+i] = w(|S|), A[i, S] = -w(|S|) for S without i."""
+    masks = np.arange(1 << n)
+    sizes = np.array([bin(m).count("1") for m in masks])
+    weights = np.array([factorial(s) * factorial(n - s - 1) / factorial(n) for s in range(n)])
+    matrix = np.zeros((n, 1 << n))
+    for i in range(n):
+        without = masks[(masks >> i) & 1 == 0]
+        matrix[i, without | (1 << i)] += weights[sizes[without]]
+        matrix[i, without] -= weights[sizes[without]]
+    return matrix
+
+
+class DiffusionFamily:
+    kind = "diffusion"
+
+    def __init__(self, manifest: dict[str, Any], models: dict[int, torch.nn.Module], device: torch.device) -> None:
+        self.manifest = manifest
+        self.family_id = manifest["family_id"]
+        self.version = str(manifest["version"])
+        self.owners = tuple(manifest["owners"])
+        self.pool_fraction = Fraction(manifest["pool_fraction"])
+        self.mode = manifest["mode"]
+        self.size = int(manifest["unet"]["sample_size"])
+        self.levels = int(manifest["levels"])
+        self.num_classes = int(manifest["unet"]["num_class_embeds"])
+        self.models = models  # mask -> UNet, resident on ``device``
+        self.device = device
+        self.dtype = inference_dtype(device)
+        self.estimator = ElboEstimator(
+            build_scheduler(manifest["scheduler"]), levels=self.levels, samples=int(manifest["estimator"]["samples"]),
+            proposal=manifest["estimator"].get("timestep_proposal"),
+        )
+        sizes = manifest["data_sizes"]
+        self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
+        self._matrix = shapley_matrix(len(self.owners)) if self.mode == "exact" else None
+
+    @classmethod
+    def load(cls, manifest: dict[str, Any], path: Path, *, device: str = "auto") -> "DiffusionFamily":
+        target = pick_device(device)
+        dtype = inference_dtype(target)
+        models: dict[int, torch.nn.Module] = {}
+        for key, digest in manifest["weights"].items():
+            mask = int(key, 16)
+            file = path / weight_file(mask)
+            if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+                raise ConfigurationError(f"{file} does not match its manifest checksum")
+            model = build_unet(manifest["unet"])
+            model.load_state_dict(load_file(str(file)))
+            # Placement is explicit: every model of the family lives on ``target`` in ``dtype``.
+            models[mask] = model.to(device=target, dtype=dtype).eval()
+        return cls(manifest, models, target)
+
+    # -- Family protocol ---------------------------------------------------------------
+    def prepare(self, event: GenerationEvent) -> Prepared:
+        content = event.content
+        if content.data_base64 is None:
+            raise ContractError("bad_content", "this family needs inline content (data_base64)")
+        if content.media_type != "image/png":
+            raise ContractError("bad_content", f"expected image/png, got {content.media_type}")
+        try:
+            raw = base64.b64decode(content.data_base64, validate=True)
+        except ValueError:
+            raise ContractError("bad_content", "content.data_base64 is not valid base64") from None
+        if hashlib.sha256(raw).hexdigest() != content.sha256:
+            raise ContractError("bad_content", "content bytes do not match content.sha256")
+        label = event.conditioning.class_label
+        if label is None or not 0 <= label < self.num_classes:
+            raise ContractError("bad_content", f"conditioning.class_label must be in [0, {self.num_classes})")
+        image = decode_png(raw, size=self.size, levels=self.levels)
+        return Prepared(event=event, item=(image, label), seed=seed_for(event.event_id))
+
+    def attribute(self, batch: Sequence[Prepared]) -> list[Attribution]:
+        if not batch:
+            return []
+        # 1. Inputs on CPU; the estimator moves each chunk to the models' device/dtype.
+        x0 = torch.from_numpy(np.stack([levels_to_unit(p.item[0], self.levels) for p in batch]))[:, None]
+        labels = torch.tensor([p.item[1] for p in batch], dtype=torch.int64)
+        draws = self.estimator.draw([p.seed for p in batch], tuple(x0.shape[1:]))
+        # 2. Every model on the same draws (common random numbers): samples[m] is (B, K).
+        masks = sorted(self.models)
+        samples = torch.stack([
+            self.estimator.log_likelihood_samples(self.models[m], x0, labels, draws, device=self.device, dtype=self.dtype)
+            for m in masks
+        ])
+        evaluations = len(masks) * (self.estimator.samples + 1)
+        if self.mode == "exact":
+            return [self._exact(masks, samples[:, b, :].numpy(), evaluations) for b in range(len(batch))]
+        return [self._compositional(masks, samples[:, b, :].numpy(), evaluations, p.seed) for b, p in enumerate(batch)]
+
+    # -- internals ---------------------------------------------------------------------
+    def _exact(self, masks: list[int], per_sample: np.ndarray, evaluations: int) -> Attribution:
+        n = len(self.owners)
+        if masks != list(range(1 << n)):
+            raise AttributionError(f"exact family {self.family_id} lacks coalition models")
+        # phi_k = A v_k for each Monte-Carlo sample k; phi = mean_k, SE = std_k / sqrt(K).
+        phi_samples = self._matrix @ per_sample  # (n, K)
+        k = per_sample.shape[1]
+        utilities = per_sample.mean(axis=1)
+        utility_se = per_sample.std(axis=1, ddof=1) / np.sqrt(k)
+        result = exact_shapley(n, utilities)
+        return Attribution(
+            owners=self.owners,
+            shapley_values=result.values,
+            std_errors=phi_samples.std(axis=1, ddof=1) / np.sqrt(k),
+            method="exact",
+            mode="exact",
+            coalition_utilities={hex(m): float(u) for m, u in zip(masks, utilities)},
+            utility_std_errors={hex(m): float(s) for m, s in zip(masks, utility_se)},
+            model_evaluations=evaluations,
+        )
+
+    def _mixture_utility(self, component_ll: np.ndarray):  # type: ignore[no-untyped-def]
+        """v(S) of (1) for a bool coalition matrix, from component log-likelihoods (n+1,)."""
+        terms = self.log_weights + component_ll
+
+        def v(coalitions: np.ndarray) -> np.ndarray:
+            member = np.concatenate([np.ones((coalitions.shape[0], 1), bool), coalitions.astype(bool)], axis=1)
+            masked = np.where(member, terms, -np.inf)
+            top = masked.max(axis=1, keepdims=True)
+            log_num = top[:, 0] + np.log(np.exp(masked - top).sum(axis=1))
+            log_den = np.log(np.where(member, np.exp(self.log_weights), 0.0).sum(axis=1))
+            return log_num - log_den
+
+        return v
+
+    def _shapley(self, component_ll: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
+        n = len(self.owners)
+        v = self._mixture_utility(component_ll)
+        if n <= EXACT_SHAPLEY_MAX_OWNERS:
+            return exact_shapley(n, v)
+        settings = self.manifest["estimator"]
+        return sample_shapley(
+            n, v, seed=seed, target_std_error=float(settings.get("target_std_error", 0.01)),
+            max_permutations=int(settings.get("max_permutations", 2000)),
+        )
+
+    def _compositional(self, masks: list[int], per_sample: np.ndarray, evaluations: int, seed: int) -> Attribution:
+        n = len(self.owners)
+        expected = [0, *[1 << i for i in range(n)]]
+        if masks != sorted(expected):
+            raise AttributionError(f"compositional family {self.family_id} needs base + one component per owner")
+        order = [masks.index(m) for m in expected]  # rows: base, owner 0, owner 1, ...
+        component = per_sample[order]  # (n+1, K)
+        k = component.shape[1]
+        means = component.mean(axis=1)
+        result = self._shapley(means, seed)
+        # Monte-Carlo SE of a nonlinear utility: batch means over G groups of samples.
+        groups = np.array_split(np.arange(k), min(BATCH_MEANS_GROUPS, k))
+        group_phi = np.stack([self._shapley(component[:, g].mean(axis=1), seed).values for g in groups])
+        mc_se = group_phi.std(axis=0, ddof=1) / np.sqrt(len(groups))
+        total_se = np.sqrt(mc_se**2 + result.std_errors**2)
+        names = ["component:_base", *[f"component:{o}" for o in self.owners]]
+        se = component.std(axis=1, ddof=1) / np.sqrt(k)
+        return Attribution(
+            owners=self.owners,
+            shapley_values=result.values,
+            std_errors=total_se,
+            method=result.method,
+            mode="compositional",
+            coalition_utilities=dict(zip(names, map(float, means))),
+            utility_std_errors=dict(zip(names, map(float, se))),
+            model_evaluations=evaluations,
+        )

@@ -1,0 +1,47 @@
+"""The model of a diffusion family: a class-conditioned diffusers ``UNet2DModel`` and its
+``DDPMScheduler``. Small on purpose: 8x8 grayscale digits train on two CPU cores in minutes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "sample_size": 8,
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": [16, 32],
+    "down_block_types": ["DownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "UpBlock2D"],
+    "layers_per_block": 1,
+    "norm_num_groups": 4,
+    "num_class_embeds": 10,
+    "add_attention": False,
+}
+# Linear betas 1e-3..0.2 over 100 steps: abar_T ~ 5e-5 (L_T ~ 0) and flat KL weights (3), so the
+# Monte-Carlo bound has low variance. (A capped cosine schedule puts weight ~500 on s = T.)
+DEFAULT_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 100, "beta_schedule": "linear", "beta_start": 0.001, "beta_end": 0.2,
+}
+
+
+def build_unet(config: dict[str, Any]) -> UNet2DModel:
+    return UNet2DModel(**config)
+
+
+def build_scheduler(config: dict[str, Any]) -> DDPMScheduler:
+    return DDPMScheduler(**config)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU; anything else is taken as given."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs (halves memory and doubles throughput), fp32 on CPU."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
