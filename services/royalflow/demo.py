@@ -65,18 +65,15 @@ def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
         write_manifest(Path(settings.families_dir), manifest)
         return manifest["family_id"], manifest["version"], digit_image
     if family == "diffusion":
-        from royalflow.attribution.training import ensure_demo_family, sample_images
+        from royalflow.attribution.diffusion.sampling import ImagePool
         from royalflow.attribution.registry import DiskFamilyRegistry
+        from royalflow.attribution.training import ensure_demo_family
 
-        console.print("[bold]model family[/] digits demo (diffusers UNet2DModel); trained on first run, then cached")
-        family_id, version = ensure_demo_family(Path(settings.families_dir), progress=True)
+        console.print("[bold]model family[/] digits demo: 4 owners, 16 coalition UNet2DModels (exact mode); trained on first run, then cached")
+        family_id, version = ensure_demo_family(Path(settings.families_dir), progress=True, device=settings.device)
         registry = DiskFamilyRegistry(Path(settings.families_dir), device="cpu")
-        full = registry.get(family_id, version)
-
-        def generated_image(label: int, rng) -> bytes:  # type: ignore[no-untyped-def]
-            return sample_images(full, label, 1, int(rng.integers(0, 2**31)))[0]
-
-        return family_id, version, generated_image
+        # Generated content: DDPM samples of the grand-coalition model, conditioned on the label.
+        return family_id, version, ImagePool(registry.get(family_id, version), batch=24)
     raise typer.BadParameter(f"unknown family kind {family!r}: use 'diffusion' or 'categorical'")
 
 

@@ -58,4 +58,5 @@ def create_app(settings: Settings, *, web_port: int) -> faust.App:
         web_bind="0.0.0.0",
         web_host="127.0.0.1",
         store="memory://",
+        datadir=str(settings.state_dir / "faust"),  # never the working directory
     )
