@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,26 +98,15 @@ def _seed(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:8], "big") & (2**63 - 1)
 
 
-def adapter_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """What a coalition fine-tune trains: the class embeddings and the normalisation affines.
-
-    Like the paper's LoRA adapters on a shared base, a coalition model adapts a small part of
-    the network; the shared base carries generic image statistics, so coalition models differ
-    in what their data teaches about its classes (and an owner's data cannot improve a class
-    it never showed).
-    """
-    return [p for name, p in model.named_parameters() if name.startswith("class_embedding") or ".norm" in name or "conv_norm" in name]
-
-
 def _train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, plan: TrainingPlan, seed: int,
-           device: torch.device, levels: int, on_step, params=None) -> None:  # type: ignore[no-untyped-def]
+           device: torch.device, levels: int, on_step) -> None:  # type: ignore[no-untyped-def]
     """Standard epsilon-prediction training: ||eps - eps_theta(sqrt(abar) x0 + sqrt(1-abar) eps, t, c)||^2."""
     scheduler = build_scheduler(DEFAULT_SCHEDULER)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     x_all = torch.from_numpy(levels_to_unit(data.images, levels))[:, None]
     y_all = torch.from_numpy(data.labels)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(params if params is not None else model.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     abar = scheduler.alphas_cumprod
     for _ in range(steps):
         idx = torch.randint(0, len(x_all), (plan.batch,), generator=gen)
@@ -137,9 +127,14 @@ def _train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, plan: T
 def train_family(
     out_dir: Path, family_id: str, version: str, public: Dataset, owners: dict[str, Dataset], *,
     mode: str = "exact", plan: TrainingPlan = TrainingPlan(), pool_fraction: str = "3/10",
-    levels: int = DIGIT_LEVELS, device: str = "auto", progress: bool = True,
+    levels: int = DIGIT_LEVELS, device: str = "auto", progress: bool = True, cache_dir: Path | None = None,
 ) -> Path:
-    """Train (or resume) a family and write its manifest last, so a manifest means complete."""
+    """Train (or resume) a family and write its manifest last, so a manifest means complete.
+
+    ``cache_dir`` (default ``<out_dir>/.cache``) keeps every trained model under a key of
+    (architecture, plan, base, training data): coalitions with the same data, in this family
+    or another, are trained once.
+    """
     if mode not in ("exact", "compositional"):
         raise ValueError(f"mode must be exact or compositional, got {mode!r}")
     names = list(owners)
@@ -151,6 +146,8 @@ def train_family(
     torch_device = pick_device(device)
     torch.use_deterministic_algorithms(True, warn_only=True)
     base_file = target / weight_file(0)
+    cache = Path(cache_dir) if cache_dir is not None else Path(out_dir) / ".cache"
+    cache.mkdir(parents=True, exist_ok=True)
     todo = [m for m in masks if not (target / weight_file(m)).exists()]
     total = sum(plan.steps_base if m == 0 else plan.steps_finetune for m in todo)
     columns = (TextColumn("training {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -159,6 +156,13 @@ def train_family(
         for mask in todo:
             members = [names[i] for i in range(n) if mask >> i & 1]
             data = public if mask == 0 else _union([owners[o] for o in members])
+            base_key = "" if mask == 0 else hashlib.sha256(base_file.read_bytes()).hexdigest()
+            cache_key = _seed(json.dumps(config, sort_keys=True), json.dumps(plan.__dict__, sort_keys=True), base_key, data.digest())
+            cached = cache / f"{cache_key:016x}.safetensors"
+            if cached.exists():
+                shutil.copyfile(cached, target / weight_file(mask))
+                bar.advance(task, plan.steps_base if mask == 0 else plan.steps_finetune)
+                continue
             config_key = json.dumps(config, sort_keys=True)
             if mask == 0:
                 model_seed = _seed(config_key, data.digest(), "base")
@@ -170,11 +174,11 @@ def train_family(
                 model.load_state_dict(load_file(str(base_file)))  # fine-tune from the shared base
                 model_seed = _seed(config_key, data.digest(), "finetune")
                 steps, lr = plan.steps_finetune, plan.lr_finetune
-            params = None  # full fine-tune (adapter_parameters(model) restricts it)
-            _train(model, data, steps, lr, plan, model_seed, torch_device, levels, lambda: bar.advance(task), params)
+            _train(model, data, steps, lr, plan, model_seed, torch_device, levels, lambda: bar.advance(task))
             tmp = target / f".{weight_file(mask)}.tmp"
             save_file({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, str(tmp))
             os.replace(tmp, target / weight_file(mask))
+            shutil.copyfile(target / weight_file(mask), cached)
     proposal = _timestep_proposal(target, config, _union(list(owners.values())), levels, n)
     manifest = {
         "kind": "diffusion", "family_id": family_id, "version": version, "mode": mode, "owners": names,
