@@ -43,3 +43,87 @@ def run(
     logging.getLogger("royalflow").setLevel(loglevel)
     typer.echo(f"attribution agent: /metrics on port {web_port}", err=True)
     faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@app.command("explain")
+def explain(
+    generation_id: str = typer.Argument(..., help="The generation (event) id."),
+    out: Path = typer.Option(None, help="PNG to write (default ./explain-<generation>.png)."),
+) -> None:
+    """Explain a settled generation: a PNG of the image beside owner shares with error bars,
+    and a table of Shapley values, standard errors, shares and amounts (from the ledger's audit)."""
+    import asyncio
+
+    from royalflow.attribution.explain import render
+    from royalflow.config import get_settings
+    from royalflow.contracts import AttributionRecord
+    from royalflow.ledger.queries import generation_audit
+    from royalflow.platform.database import create_pool
+    from royalflow.platform.runtime import resolve_settings
+
+    settings = resolve_settings(get_settings())
+
+    async def fetch():  # type: ignore[no-untyped-def]
+        pool = await create_pool(settings.database_url or "", max_size=1)
+        try:
+            return await generation_audit(pool, generation_id)
+        finally:
+            await pool.close()
+
+    audit = asyncio.run(fetch())
+    if audit is None or audit.get("attribution") is None:
+        typer.echo(f"no audit record for generation {generation_id!r}", err=True)
+        raise typer.Exit(1)
+    record = AttributionRecord.model_validate(audit["attribution"])
+    amounts = {p["owner_id"]: p["amount"] for p in audit["parts"]}
+    target = out or Path(f"explain-{generation_id}.png")
+    typer.echo(render(record, target, amounts))
+    typer.echo(f"wrote {target}")
+
+
+@families_app.command("train")
+def train(
+    source: str = typer.Option("digits", help="'digits' (built-in demo corpus) or a folder: <folder>/<owner>/[<class>/]*.png, <folder>/_public for the base."),
+    family_id: str = typer.Option("digits-diffusion", "--id", help="Family id."),
+    version: str = typer.Option("1", help="Family version."),
+    mode: str = typer.Option("exact", help="exact (2^n coalition models) or compositional (base + one per owner)."),
+    pool_fraction: str = typer.Option("3/10", help="Share of revenue paid to owners, as a fraction."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+) -> None:
+    """Train a model family into ROYALFLOW_FAMILIES_DIR, with progress bars. Resumable: rerun
+    the same command after an interruption and finished models are kept."""
+    from royalflow.attribution.training import DEMO_HOLDINGS, digits_corpus, folder_corpus, train_family
+    from royalflow.config import get_settings
+
+    public, owners = digits_corpus(DEMO_HOLDINGS) if source == "digits" else folder_corpus(Path(source))
+    if not owners:
+        raise typer.BadParameter(f"no owner folders under {source}")
+    path = train_family(Path(get_settings().families_dir), family_id, version, public, owners, mode=mode,
+                        pool_fraction=pool_fraction, device=device)
+    typer.echo(f"family written to {path}")
+
+
+@families_app.command("list")
+def list_families() -> None:
+    """List the families in the registry."""
+    from royalflow.attribution.registry import DiskFamilyRegistry
+    from royalflow.config import get_settings
+
+    for family in DiskFamilyRegistry(Path(get_settings().families_dir)).list():
+        typer.echo(f"{family['family_id']} v{family['version']}: {family['kind']} {family.get('mode') or ''} "
+                   f"owners={','.join(family['owners'])} pool={family['pool_fraction']}")
+
+
+@families_app.command("evaluate")
+def evaluate_family(per_class: int = typer.Option(10, min=1, max=1000, help="Generations per digit class.")) -> None:
+    """Measure attribution quality on the demo family (trains it if needed)."""
+    from royalflow.attribution.quality import derive_compositional, evaluate
+    from royalflow.attribution.registry import DiskFamilyRegistry
+    from royalflow.attribution.training import DEMO_HOLDINGS, ensure_demo_family
+    from royalflow.config import get_settings
+
+    root = Path(get_settings().families_dir)
+    family_id, version = ensure_demo_family(root)
+    derive_compositional(root, family_id, version, "digits-compositional")
+    registry = DiskFamilyRegistry(root, device=get_settings().device)
+    typer.echo(evaluate(registry.get(family_id, version), registry.get("digits-compositional", version), DEMO_HOLDINGS, per_class=per_class))

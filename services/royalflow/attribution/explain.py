@@ -1,0 +1,70 @@
+"""Explaining one generation: its image beside a bar chart of owner shares with error bars,
+plus a plain-text table. Input is the audit record the ledger keeps (AttributionRecord)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+
+from royalflow.contracts import AttributionRecord
+
+
+def table(record: AttributionRecord, amounts: dict[str, int] | None = None) -> str:
+    values = np.array(record.shapley_values)
+    positive = np.clip(values, 0, None)
+    shares = positive / positive.sum() if positive.sum() > 0 else np.zeros_like(positive)
+    lines = [
+        f"generation {record.generation_id}  family {record.family_id} v{record.family_version} "
+        f"({record.mode}, {record.method}, seed {record.seed})",
+        f"pool {record.pool_amount} of revenue {record.revenue_amount} {record.currency} units (asset scale {record.asset_scale})",
+        f"{'owner':<16}{'phi (nats)':>12}{'+- SE':>10}{'share':>9}{'amount':>16}",
+    ]
+    for i, owner in enumerate(record.owners):
+        amount = "" if amounts is None else str(amounts.get(owner, 0))
+        lines.append(f"{owner:<16}{values[i]:>12.3f}{record.std_errors[i]:>10.3f}{shares[i]:>9.1%}{amount:>16}")
+    if positive.sum() == 0:
+        lines.append("no owner has a positive value: the pool went to _unattributed")
+    return "\n".join(lines)
+
+
+def render(record: AttributionRecord, out_png: Path, amounts: dict[str, int] | None = None) -> str:
+    """Write the explanation PNG and return the text table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    values = np.array(record.shapley_values)
+    errors = np.array(record.std_errors)
+    positive = np.clip(values, 0, None)
+    total = positive.sum()
+    shares = positive / total if total > 0 else np.zeros_like(positive)
+    # Share error bars: SE of phi scaled by the normaliser (first-order).
+    share_errors = errors / total if total > 0 else np.zeros_like(errors)
+
+    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1, 2.2]})
+    if record.content.data_base64 and record.content.media_type == "image/png":
+        image = Image.open(io.BytesIO(base64.b64decode(record.content.data_base64))).convert("L")
+        ax_img.imshow(np.asarray(image), cmap="gray_r", interpolation="nearest")
+    else:
+        ax_img.text(0.5, 0.5, record.content.uri or "(no inline image)", ha="center", va="center", wrap=True)
+    label = record.conditioning.class_label
+    ax_img.set_title(f"generated ({'class ' + str(label) if label is not None else record.conditioning.prompt or ''})")
+    ax_img.axis("off")
+    ax_bar.bar(record.owners, shares, yerr=share_errors, capsize=4, color="#3b7dd8")
+    ax_bar.set_ylim(0, 1)
+    ax_bar.set_ylabel("royalty share")
+    ax_bar.set_title(f"Shapley royalty shares ({record.mode}, ±1 SE)")
+    for i, share in enumerate(shares):
+        ax_bar.text(i, min(share + 0.03, 0.95), f"{share:.0%}", ha="center")
+    fig.suptitle(f"{record.generation_id} — {record.family_id} v{record.family_version}", fontsize=10)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return table(record, amounts)
