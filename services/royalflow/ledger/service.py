@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -36,7 +38,8 @@ log = logging.getLogger(__name__)
 SERVICE = "ledger"
 DB_RETRIES = 40  # attempts per batch (~1 min with backoff) before the service gives up and is restarted
 DB_RETRY_MAX_SECONDS = 2.0
-GAUGE_SECONDS = 5.0  # refresh period of the incomplete-generations gauge
+GAUGE_SECONDS = 5.0
+YIELD_EVERY = 250  # records decoded between yields to the event loop  # refresh period of the incomplete-generations gauge
 
 # Failures after which the same transaction may succeed: connection loss, server restart,
 # serialization conflicts. Anything else is a property of the data (see _apply_one_by_one).
@@ -44,6 +47,14 @@ TRANSIENT = (
     OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError,
     asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncio.TimeoutError,
 )
+
+
+@dataclass
+class _Prepared:
+    """A decoded batch: (partition, raw record, decoded) per good record, next offset per partition."""
+
+    items: list[tuple[TopicPartition, Any, ContributionEvent | AttributionRecord]] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class _SeekFromDatabase(ConsumerRebalanceListener):
@@ -117,16 +128,29 @@ class LedgerService:
         relay = OutboxRelay(self.pool, producer, settings)
         helpers = [asyncio.create_task(relay.run(stop)), asyncio.create_task(self._gauges(stop))]
         self.ready = True
+        in_flight: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
-                if batches:
-                    async with self.batch_lock:
-                        await self._process(batches)
+                if not batches:
+                    if in_flight is not None:
+                        await in_flight
+                        in_flight = None
+                    continue
+                # Pipelining: decode batch N+1 while PostgreSQL commits batch N (the other core).
+                # Commits stay strictly in order: N+1 starts only after N is durable.
+                prepared = await self._prepare(batches)
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.create_task(self._commit(prepared))
                 metrics.observe_pool(SERVICE, self.pool)
+            if in_flight is not None:
+                await in_flight
         finally:
             self.ready = False
             stop.set()
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()  # an uncommitted batch is simply redelivered
             await asyncio.gather(*helpers, return_exceptions=True)
             await self.consumer.stop()
             await producer.stop()
@@ -144,44 +168,60 @@ class LedgerService:
             raise ContractError("schema_violation", "corrections.v1 carries only kind=reversal records")
         return event
 
-    async def _process(self, batches: dict) -> None:  # type: ignore[type-arg]
-        contributions: list[ContributionEvent] = []
-        audits: list[AttributionRecord] = []
-        origins: dict[int, tuple[TopicPartition, object]] = {}  # id(decoded) -> its raw record
-        offsets: dict[tuple[str, int], int] = {}
+    async def _prepare(self, batches: dict) -> _Prepared:  # type: ignore[type-arg]
+        """Decode a fetched batch; bad records go to the dead-letter topic (awaited) here."""
+        prepared = _Prepared()
+        decoded_count = 0
         for tp, fetched in batches.items():
             records = [r for r in fetched if r.offset >= self.positions.get((tp.topic, tp.partition), 0)]
             if not records:
                 continue
             metrics.RECORDS_CONSUMED.labels(SERVICE, tp.topic).inc(len(records))
             for record in records:
+                decoded_count += 1
+                if decoded_count % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the in-flight commit send its next statement
                 try:
                     decoded = self._decode(tp.topic, record.value or b"")
                 except (ContractError, ValueError) as exc:
                     reason, detail = (exc.reason, exc.detail) if isinstance(exc, ContractError) else ("schema_violation", str(exc)[:500])
                     await self._dead_letter(reason, detail, tp, record)
                     continue
-                (audits if isinstance(decoded, AttributionRecord) else contributions).append(decoded)  # type: ignore[arg-type]
-                origins[id(decoded)] = (tp, record)
-            offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
-        if not offsets:
-            return
-        # Hot system accounts write the shard of this consumer's lowest contributions partition.
-        own = [p for (t, p) in offsets if t == self.contributions_topic] or [p for _, p in offsets]
-        shard = min(own)
-        started = time.perf_counter()
-        try:
-            result = await self._with_retries(
-                "apply batch", lambda conn: apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard),
-                transaction=True,
-            )
-        except (asyncpg.PostgresError, LedgerError) as exc:
-            if isinstance(exc, TRANSIENT):
-                raise  # the database is away for longer than the retries: exit, restart, resume
-            log.warning("ledger: batch rejected (%s); applying its records one by one", exc)
-            result = await self._apply_one_by_one(contributions, audits, offsets, shard, origins)
-        self.positions.update(offsets)
-        self._observe(result, len(contributions) + len(audits), time.perf_counter() - started, batches)
+                prepared.items.append((tp, record, decoded))
+            prepared.offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+        return prepared
+
+    async def _commit(self, prepared: _Prepared) -> None:
+        async with self.batch_lock:
+            # A rebalance may have happened since the batch was decoded: keep only partitions
+            # still ours, and records PostgreSQL has not seen (positions were re-read on assignment).
+            owned = self.consumer.assignment() if self.consumer is not None else set()
+            keep = lambda tp, record: tp in owned and record.offset >= self.positions.get((tp.topic, tp.partition), 0)  # noqa: E731
+            items = [(tp, r, d) for tp, r, d in prepared.items if keep(tp, r)]
+            offsets = {k: o for k, o in prepared.offsets.items() if TopicPartition(*k) in owned
+                       and o > self.positions.get(k, 0)}
+            if not offsets:
+                return
+            contributions = [d for _, _, d in items if isinstance(d, ContributionEvent)]
+            audits = [d for _, _, d in items if isinstance(d, AttributionRecord)]
+            origins = {id(d): (tp, r) for tp, r, d in items}
+            # Hot system accounts write the shard of this consumer's lowest contributions partition.
+            own = [p for (t, p) in offsets if t == self.contributions_topic] or [p for _, p in offsets]
+            shard = min(own)
+            started = time.perf_counter()
+            try:
+                result = await self._with_retries(
+                    "apply batch", lambda conn: apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard),
+                    transaction=True,
+                )
+            except (asyncpg.PostgresError, LedgerError) as exc:
+                if isinstance(exc, TRANSIENT):
+                    raise  # the database is away for longer than the retries: exit, restart, resume
+                log.warning("ledger: batch rejected (%s); applying its records one by one", exc)
+                result = await self._apply_one_by_one(contributions, audits, offsets, shard, origins)
+            self.positions.update(offsets)
+        log.debug("ledger: committed %d records in %.3fs", len(items), time.perf_counter() - started)
+        self._observe(result, len(items), time.perf_counter() - started, offsets)
         # Advisory Kafka commit so standard lag tooling sees progress; PostgreSQL is the truth.
         try:
             if self.consumer is not None:
@@ -248,7 +288,7 @@ class LedgerService:
                 delay = min(delay * 2, DB_RETRY_MAX_SECONDS)
         raise LedgerError("unreachable")
 
-    def _observe(self, result: BatchResult, records: int, seconds: float, batches: dict) -> None:  # type: ignore[type-arg]
+    def _observe(self, result: BatchResult, records: int, seconds: float, offsets: dict[tuple[str, int], int]) -> None:
         metrics.LEDGER_BATCH_DURATION.observe(seconds)
         metrics.LEDGER_BATCH_SIZE.observe(records)
         metrics.LEDGER_DUPLICATES.inc(result.duplicates)
@@ -260,10 +300,10 @@ class LedgerService:
         for _, event_time, _ in result.completed:
             metrics.SETTLEMENT_LATENCY.observe(max(0.0, (now - event_time).total_seconds()))
         if self.consumer is not None:
-            for tp, records in batches.items():
-                high = self.consumer.highwater(tp)
+            for (topic, partition), next_offset in offsets.items():
+                high = self.consumer.highwater(TopicPartition(topic, partition))
                 if high is not None:
-                    metrics.CONSUMER_LAG.labels(SERVICE, tp.topic, str(tp.partition)).set(max(0, high - records[-1].offset - 1))
+                    metrics.CONSUMER_LAG.labels(SERVICE, topic, str(partition)).set(max(0, high - next_offset))
 
     async def _gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
