@@ -1,5 +1,67 @@
 """``royalflow api ...`` commands."""
 
+from __future__ import annotations
+
+import asyncio
+
 import typer
 
 app = typer.Typer(help="The authenticated balances HTTP API.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens (stored hashed; shown once).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from royalflow.config import get_settings
+    from royalflow.platform.runtime import resolve_settings
+
+    return resolve_settings(get_settings())
+
+
+@app.command("serve")
+def serve(host: str = typer.Option(None, help="Default ROYALFLOW_API_HOST."), port: int = typer.Option(None, help="Default ROYALFLOW_API_PORT.")) -> None:
+    """Serve the API (OpenAPI at /docs and /openapi.json; /metrics, /healthz, /readyz)."""
+    import uvicorn
+
+    from royalflow.api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning")
+
+
+async def _with_pool(fn):  # type: ignore[no-untyped-def]
+    from royalflow.ledger.migrate import migrate
+    from royalflow.platform.database import create_pool
+
+    pool = await create_pool(_settings().database_url, max_size=1)
+    try:
+        await migrate(pool)
+        return await fn(pool)
+    finally:
+        await pool.close()
+
+
+@token_app.command("create")
+def create(
+    owner: str = typer.Option(None, help="Owner id the token may read."),
+    admin: bool = typer.Option(False, "--admin", help="An admin token (reads everything, closes periods, reconciles)."),
+    label: str = typer.Option("", help="A note on who holds it."),
+) -> None:
+    """Create a token and print it once."""
+    from royalflow.api.auth import create_token
+
+    if admin == (owner is not None):
+        raise typer.BadParameter("give exactly one of --owner ID or --admin")
+    token_id, token = asyncio.run(_with_pool(lambda pool: create_token(pool, role="admin" if admin else "owner", owner_id=owner, label=label)))
+    typer.echo(f"token id {token_id}: {token}")
+
+
+@token_app.command("revoke")
+def revoke(token_id: int = typer.Argument(..., help="The token id printed at creation.")) -> None:
+    """Revoke a token; requests with it get 401 from now on."""
+    from royalflow.api.auth import revoke_token
+
+    if not asyncio.run(_with_pool(lambda pool: revoke_token(pool, token_id))):
+        typer.echo(f"no active token {token_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked token {token_id}")
