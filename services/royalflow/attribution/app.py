@@ -30,6 +30,8 @@ def _credentials(settings: Settings) -> object | None:
 def create_app(settings: Settings, *, web_port: int) -> faust.App:
     if not settings.kafka_bootstrap_servers:
         raise ConfigurationError("the attribution agent needs KAFKA_BOOTSTRAP_SERVERS (or `royalflow platform up`)")
+    datadir = settings.state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     servers = ";".join(f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(","))
     return faust.App(
         f"{settings.topic_prefix}-attribution",
@@ -58,5 +60,5 @@ def create_app(settings: Settings, *, web_port: int) -> faust.App:
         web_bind="0.0.0.0",
         web_host="127.0.0.1",
         store="memory://",
-        datadir=str(settings.state_dir / "faust"),  # never the working directory
+        datadir=str(datadir),  # never the working directory
     )
