@@ -1,0 +1,86 @@
+"""A real Prometheus server scrapes a live local platform; its query API must show sane
+throughput, latency and lag series."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from royalflow.attribution.categorical import demo_manifest, write_manifest
+from royalflow.config import Settings
+from royalflow.platform.kafka import ensure_topics
+from royalflow.platform.process import free_port, wait_for_port
+from royalflow.platform.supervisor import Supervisor
+from royalflow.producer import Publisher
+from royalflow.producer.samples import sample_events
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("prometheus is missing in CI: install the Debian package 'prometheus'")
+        pytest.skip("prometheus not installed (Debian package 'prometheus')")
+    return path
+
+
+def query(port: int, expr: str) -> list[dict]:  # type: ignore[type-arg]
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+async def test_prometheus_sees_throughput_latency_and_lag(settings: Settings, tmp_path: Path) -> None:
+    binary = prometheus_binary()
+    write_manifest(settings.families_dir, demo_manifest())
+    await ensure_topics(settings)
+    ports = {"attribution": free_port(), "ledger": free_port(), "api": free_port()}
+    live = settings.model_copy(update={f"{k}_port": v for k, v in ports.items()})
+    prom_port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": k, "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]} for k, p in ports.items()],
+    }
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+    with Supervisor(live, tmp_path / "logs") as supervisor:
+        supervisor.start("ledger", "attribution", "api")
+        server = subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port("127.0.0.1", prom_port, timeout_seconds=30, what="prometheus")
+            async with Publisher(live) as publisher:
+                for round_ in range(8):  # steady traffic for ~16 s
+                    await publisher.publish(sample_events(25, family_id="digits-categorical", family_version="1",
+                                                          seed=round_, run_id=f"prom{round_}", start=datetime.now(UTC)))
+                    await asyncio.sleep(2)
+                    supervisor.check_alive()
+            await asyncio.sleep(4)
+            up = query(prom_port, "up")
+            assert {r["metric"]["job"]: r["value"][1] for r in up} == {"attribution": "1", "ledger": "1", "api": "1"}
+            consumed = query(prom_port, 'sum(increase(royalflow_records_consumed_total{service="attribution"}[1m]))')
+            assert float(consumed[0]["value"][1]) > 0
+            postings = query(prom_port, "sum(increase(royalflow_ledger_postings_total[1m]))")
+            assert float(postings[0]["value"][1]) > 0
+            latency = query(prom_port, "histogram_quantile(0.5, sum by (le) (rate(royalflow_settlement_latency_seconds_bucket[1m])))")
+            p50 = float(latency[0]["value"][1])
+            assert 0 <= p50 < 60, p50  # event time to committed balance, on a live local platform
+            lag = query(prom_port, "royalflow_consumer_lag_records")
+            assert lag and all(float(r["value"][1]) >= 0 for r in lag)
+        finally:
+            server.terminate()
+            server.wait(10)
