@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     attribution_batch_seconds: float = Field(default=0.05, gt=0)
     ledger_batch_size: int = Field(default=5000, ge=1, le=100_000)
     ledger_batch_seconds: float = Field(default=0.05, gt=0)
+    reconcile_interval_seconds: float = Field(default=300.0, ge=0)  # the ledger re-checks its books; 0 = off
     db_pool_max_size: int = Field(default=8, ge=1, le=256)
 
     # --- model families -----------------------------------------------------------------

@@ -49,7 +49,32 @@ async def serve(settings: Settings, port: int | None, *, group_id: str | None = 
     chosen = chosen or free_port()
     await web.TCPSite(runner, "0.0.0.0", chosen).start()
     log.info("ledger: /metrics on port %d", chosen)  # tests read this line to find the port
+    checker = asyncio.create_task(_reconcile_periodically(service, settings.reconcile_interval_seconds, stop))
     try:
         await service.run(stop)
     finally:
+        checker.cancel()
         await runner.cleanup()
+
+
+async def _reconcile_periodically(service: LedgerService, interval_seconds: float, stop: asyncio.Event) -> None:
+    """Keeps royalflow_reconciliation_* fresh on this service's /metrics (alerting reads them)."""
+    from royalflow.ledger.reconcile import reconcile
+
+    if interval_seconds <= 0:
+        return
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), interval_seconds)
+            return
+        except TimeoutError:
+            pass
+        if service.pool is None:
+            continue
+        try:
+            problems = await reconcile(service.pool)
+        except Exception:  # a failed check must not take the ledger down; it is retried next time
+            log.exception("periodic reconciliation failed to run")
+            continue
+        if problems:
+            log.error("reconciliation found %d problem(s), first: %s", len(problems), problems[0])
