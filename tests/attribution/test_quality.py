@@ -34,10 +34,10 @@ def test_class_holder_gets_the_largest_share_and_modes_agree(families) -> None: 
 def test_owners_with_identical_data_get_equal_shares(families) -> None:  # type: ignore[no-untyped-def]
     registry, _, _ = families
     public, owners = digits_corpus(DEMO_HOLDINGS)
-    twins = {"owner-a": owners["owner-a"], "owner-a-twin": owners["owner-a"], "owner-c": owners["owner-c"],
-             "owner-d": owners["owner-d"]}
+    # Three owners keep the suite fast: coalitions without the twin pair come from the cache.
+    twins = {"owner-a": owners["owner-a"], "owner-a-twin": owners["owner-a"], "owner-c": owners["owner-c"]}
     train_family(registry.families_dir, "digits-twins", "1", public, twins, mode="exact", device="cpu", progress=False)
-    gap = identical_owner_gap(registry.get("digits-twins", "1"), "owner-a", "owner-a-twin", [0, 1, 2, 6, 8],
+    gap = identical_owner_gap(registry.get("digits-twins", "1"), "owner-a", "owner-a-twin", [0, 1, 2, 6],
                               per_class=4, seed=2)
     assert gap <= 0.05
 
