@@ -1,163 +1,77 @@
-"""The balances API: FastAPI app factory, routes and HTTP metrics."""
+"""The balances API: FastAPI app factory, error handlers and HTTP metrics.
+
+Routes live in :mod:`royalflow.api.routes` (owners, audit, admin, probes). OpenAPI at
+/openapi.json, interactive docs at /docs.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI, Request, Response, status
+from fastapi.responses import JSONResponse
 
-from royalflow.api.auth import Principal, authenticate
-from royalflow.api.models import Amount, Audit, Balance, Balances, ClosePeriod, Contribution, ContributionPage, Reconciliation
+from royalflow.api.routes import admin, audit, owners, probes
 from royalflow.config import Settings
-from royalflow.errors import LedgerError, MoneyError
-from royalflow.ledger import queries
+from royalflow.errors import ConfigurationError, LedgerError, MoneyError
 from royalflow.ledger.migrate import migrate
-from royalflow.ledger.payouts import close_period, list_periods
-from royalflow.ledger.reconcile import reconcile
-from royalflow.ledger.statements import statement, statement_csv
-from royalflow.money import currency_for
 from royalflow.observability import metrics
 from royalflow.platform.database import create_pool
 
-OwnerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}$", description="Owner id.")]
-Auth = Annotated[Principal, Depends(authenticate)]
-PAGE_LIMIT_MAX = 500
+UNMATCHED_ROUTE = "unmatched"  # the route label of 404s: never the raw path (unbounded, may hold ids)
+
+DESCRIPTION = """\
+Owners read their royalty balances, contributions, statements and generation audits; admins
+close settlement periods and run reconciliation.
+
+**Auth.** Every `/v1` route needs `Authorization: Bearer rf_...`; create tokens with
+`royalflow api token create --owner ID | --admin`. 401 (with `WWW-Authenticate: Bearer`) for a
+missing, malformed, unknown or revoked token; 403 when the token's owner or role does not fit.
+
+**Money.** Every amount is exact: `units` (an integer in the currency's asset scale, 9 decimal
+places for USD) and the same value as a `decimal` string. No floats carry money.
+"""
 
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastAPI:
+    """The app; with ``pool`` given it is used (and not closed), otherwise the lifespan opens one
+    from ``settings.database_url`` and applies pending migrations."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = pool is None
-        app.state.pool = pool or await create_pool(settings.database_url or "", max_size=settings.db_pool_max_size)
-        await migrate(app.state.pool)
-        yield
-        if own:
-            await app.state.pool.close()
+        if own and not settings.database_url:
+            raise ConfigurationError("the API needs DATABASE_URL (or a running `royalflow platform up`)")
+        app.state.pool = pool if pool is not None else await create_pool(settings.database_url, max_size=settings.db_pool_max_size)
+        try:
+            await migrate(app.state.pool)
+            yield
+        finally:
+            if own:
+                await app.state.pool.close()
 
-    app = FastAPI(
-        title="royalflow balances API",
-        version="1",
-        description="Owners read their royalty balances, contributions, statements and audits; admins close "
-        "periods and reconcile. Bearer tokens: `royalflow api token create`.",
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="royalflow balances API", version="1", description=DESCRIPTION, lifespan=lifespan)
 
     @app.middleware("http")
-    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")  # the template, never a raw path with ids
+        # The router stores the matched route in the shared scope; its .path is the template
+        # (/v1/owners/{owner_id}/balances), so label cardinality stays bounded.
+        template = getattr(request.scope.get("route"), "path", UNMATCHED_ROUTE)
         metrics.HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
         metrics.HTTP_DURATION.labels(request.method, template).observe(time.perf_counter() - started)
         return response
 
     @app.exception_handler(LedgerError)
-    async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
-
     @app.exception_handler(MoneyError)
-    async def money_error(_: Request, exc: MoneyError) -> JSONResponse:
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        # The ledger refusing a request (unsupported currency, bad cursor) is the client's 4xx.
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
 
-    @app.get("/v1/owners/{owner_id}/balances", response_model=Balances, tags=["owners"])
-    async def balances(owner_id: OwnerId, who: Auth, request: Request) -> Balances:
-        """Lifetime and rolling (1h/24h/7d/30d, by event time) balances per currency."""
-        who.require_owner(owner_id)
-        rows = await queries.owner_balances(request.app.state.pool, owner_id)
-        return Balances(owner_id=owner_id, balances=[
-            Balance(currency=r["currency"], asset_scale=currency_for(r["currency"]).asset_scale,
-                    lifetime=Amount.of(r["lifetime"], r["currency"]), available=Amount.of(r["available"], r["currency"]),
-                    windows={k: Amount.of(v, r["currency"]) for k, v in r["windows"].items()})
-            for r in rows
-        ])
-
-    @app.get("/v1/owners/{owner_id}/contributions", response_model=ContributionPage, tags=["owners"])
-    async def contributions(
-        owner_id: OwnerId, who: Auth, request: Request,
-        cursor: Annotated[str | None, Query(max_length=64, description="From the previous page's next_cursor.")] = None,
-        limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 100,
-    ) -> ContributionPage:
-        """The owner's contributions in settlement order, cursor-paginated."""
-        who.require_owner(owner_id)
-        rows, next_cursor = await queries.contributions_page(request.app.state.pool, owner_id, after=cursor, limit=limit)
-        items = [Contribution(**{**r, "amount": Amount.of(r["amount"], r["currency"])}) for r in rows]
-        return ContributionPage(owner_id=owner_id, items=items, next_cursor=next_cursor)
-
-    @app.get("/v1/owners/{owner_id}/statements", tags=["owners"])
-    async def statements(owner_id: OwnerId, who: Auth, request: Request) -> list[dict]:  # type: ignore[type-arg]
-        """Closed settlement periods with a statement for this owner."""
-        who.require_owner(owner_id)
-        return [{**p, "href": f"/v1/owners/{owner_id}/statements/{p['period_id']}"} for p in await list_periods(request.app.state.pool)]
-
-    @app.get("/v1/owners/{owner_id}/statements/{period_id:path}", tags=["owners"], response_model=None)
-    async def owner_statement(
-        owner_id: OwnerId, period_id: str, who: Auth, request: Request,
-        format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
-    ) -> Response | dict:  # type: ignore[type-arg]
-        """One period's statement: every credit, the payout and the carried-forward remainder."""
-        who.require_owner(owner_id)
-        try:
-            data = await statement(request.app.state.pool, owner_id, period_id)
-        except LedgerError as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-        if format == "csv":
-            return PlainTextResponse(statement_csv(data), media_type="text/csv")
-        return data
-
-    @app.get("/v1/generations/{generation_id}/audit", response_model=Audit, tags=["audit"])
-    async def audit(
-        generation_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")], who: Auth, request: Request,
-    ) -> Audit:
-        """Everything behind a generation's payouts. Admins see any generation; an owner sees
-        generations it has a part in."""
-        record = await queries.generation_audit(request.app.state.pool, generation_id)
-        if who.role != "admin" and (record is None or who.owner_id not in {p["owner_id"] for p in record["parts"]}):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "this token has no part in that generation")
-        if record is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no generation {generation_id!r}")
-        cur = record["currency"]
-        return Audit(**{k: record[k] for k in ("generation_id", "currency", "family_id", "family_version", "complete",
-                                              "inconsistent", "parts", "attribution")},
-                     revenue=Amount.of(record["revenue_amount"], cur), pool=Amount.of(record["pool_amount"], cur),
-                     platform=Amount.of(record["platform_amount"], cur))
-
-    @app.post("/v1/admin/periods/close", tags=["admin"])
-    async def close(body: ClosePeriod, who: Auth, request: Request) -> dict:  # type: ignore[type-arg]
-        """Close a period: payouts rounded down to the minor unit, remainders carried forward."""
-        who.require_admin()
-        if body.period_end.tzinfo is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "period_end needs a timezone")
-        return await close_period(request.app.state.pool, body.period_end, currency=body.currency)
-
-    @app.post("/v1/admin/reconcile", response_model=Reconciliation, tags=["admin"])
-    async def run_reconcile(who: Auth, request: Request) -> Reconciliation:
-        """Check every ledger invariant. 200 with ok=false and the problems when any fails."""
-        who.require_admin()
-        problems = await reconcile(request.app.state.pool)
-        return Reconciliation(ok=not problems, problems=problems)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict:  # type: ignore[type-arg]
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> JSONResponse:
-        try:
-            ok = await request.app.state.pool.fetchval("SELECT 1") == 1
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            ok = False
-        return JSONResponse({"ready": ok, "checks": {"database": ok}}, status_code=200 if ok else 503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics(request: Request) -> Response:
-        metrics.observe_pool("api", request.app.state.pool)
-        return Response(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
+    for module in (owners, audit, admin, probes):
+        app.include_router(module.router)
     return app

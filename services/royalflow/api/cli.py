@@ -26,7 +26,7 @@ def serve(host: str = typer.Option(None, help="Default ROYALFLOW_API_HOST."), po
     from royalflow.api.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning")
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=settings.api_port if port is None else port, log_level="warning")
 
 
 async def _with_pool(fn):  # type: ignore[no-untyped-def]
@@ -53,15 +53,35 @@ def create(
     if admin == (owner is not None):
         raise typer.BadParameter("give exactly one of --owner ID or --admin")
     token_id, token = asyncio.run(_with_pool(lambda pool: create_token(pool, role="admin" if admin else "owner", owner_id=owner, label=label)))
-    typer.echo(f"token id {token_id}: {token}")
+    typer.echo(f"token id {token_id} (shown once, store it now):")
+    typer.echo(token)
 
 
 @token_app.command("revoke")
-def revoke(token_id: int = typer.Argument(..., help="The token id printed at creation.")) -> None:
+def revoke(token: str = typer.Argument(..., help="Token id, or the token's leading characters (rf_..., at least 7).")) -> None:
     """Revoke a token; requests with it get 401 from now on."""
-    from royalflow.api.auth import revoke_token
+    from royalflow.api.auth import resolve_token_id, revoke_token
 
-    if not asyncio.run(_with_pool(lambda pool: revoke_token(pool, token_id))):
+    async def run(pool):  # type: ignore[no-untyped-def]
+        token_id = await resolve_token_id(pool, token)
+        return token_id, await revoke_token(pool, token_id)
+
+    try:
+        token_id, revoked = asyncio.run(_with_pool(run))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if not revoked:
         typer.echo(f"no active token {token_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked token {token_id}")
+
+
+@token_app.command("list")
+def list_command() -> None:
+    """Every token: id, public prefix, role, owner, label, created, revoked. Never the secret."""
+    from royalflow.api.auth import list_tokens
+
+    for t in asyncio.run(_with_pool(list_tokens)):
+        state = f"revoked {t['revoked_at']:%Y-%m-%d %H:%M}" if t["revoked_at"] else "active"
+        typer.echo(f"{t['token_id']:>6}  {t['token_prefix'] or '-':<11}  {t['role']:<5}  {t['owner_id'] or '-':<24}  {state:<24}  {t['label']}")

@@ -1,5 +1,5 @@
-"""Response models of the balances API. Amounts are exact: integer asset units plus the exact
-decimal string; never floats."""
+"""Response and request models of the balances API. Amounts are exact: integer asset units plus
+the exact decimal string, with the currency and its asset scale; never floats."""
 
 from __future__ import annotations
 
@@ -10,27 +10,37 @@ from pydantic import BaseModel, Field
 
 from royalflow.money import currency_for
 
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+class Error(BaseModel):
+    detail: str = Field(description="What was wrong with the request, in words.")
+
 
 class Amount(BaseModel):
-    units: int = Field(description="Integer count of 10^-asset_scale currency units.")
-    decimal: str = Field(description="The same amount as an exact decimal string, e.g. '0.012500000 USD'.")
+    units: int = Field(description="Exact integer count of 10^-asset_scale currency units.")
+    decimal: str = Field(description="The same amount as an exact decimal string, e.g. '0.012500000'.")
+    currency: str = Field(description="ISO 4217 code.")
+    asset_scale: int = Field(description="Decimal places of `units`: 9 for USD (2 minor + 7 sub-cent digits).")
 
     @classmethod
-    def of(cls, units: int, currency: str) -> "Amount":
-        return cls(units=units, decimal=currency_for(currency).format(units))
+    def of(cls, units: int, currency: str) -> Amount:
+        spec = currency_for(currency)
+        # format() renders exactly via integer divmod ("12.345000001 USD"); drop the code.
+        return cls(units=units, decimal=spec.format(units).rsplit(" ", 1)[0], currency=spec.code, asset_scale=spec.asset_scale)
 
 
 class Balance(BaseModel):
     currency: str
     asset_scale: int
-    lifetime: Amount = Field(description="Credits earned, by event time, net of reversals.")
+    lifetime: Amount = Field(description="Credits earned, net of reversals (payouts do not reduce it).")
     available: Amount = Field(description="Current balance: credits minus reversals and payouts.")
-    windows: dict[str, Amount] = Field(description="Credits in the rolling 1h / 24h / 7d / 30d by event time.")
+    windows: dict[str, Amount] = Field(description="Credits in the rolling 1h / 24h / 7d / 30d windows, by event time.")
 
 
 class Balances(BaseModel):
     owner_id: str
-    balances: list[Balance]
+    balances: list[Balance] = Field(description="One entry per currency the owner has earned in; empty if none.")
 
 
 class Contribution(BaseModel):
@@ -38,12 +48,11 @@ class Contribution(BaseModel):
     generation_id: str
     family_id: str
     family_version: str
-    method: str
-    shapley_value: float = Field(description="phi_i in nats (informational).")
-    std_error: float
-    share: float
+    method: str = Field(description="Shapley method: exact or permutation.")
+    shapley_value: float = Field(description="phi_i in nats (informational; money is `amount`).")
+    std_error: float = Field(description="Standard error of phi_i in nats (0 for exact).")
+    share: float = Field(description="phi_i / sum(phi) used for the split (informational).")
     amount: Amount
-    currency: str
     event_time: datetime
     settled_at: datetime
 
@@ -54,25 +63,88 @@ class ContributionPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
 
 
+class AuditPart(BaseModel):
+    owner_id: str = Field(description="Owner id; other owners appear as 'owner#k' in an owner's view.")
+    contribution_id: str
+    shapley_value: float = Field(description="phi_i in nats.")
+    std_error: float = Field(description="Error bar of phi_i (standard error, nats).")
+    share: float
+    amount: Amount
+    method: str
+    family_version: str
+
+
 class Audit(BaseModel):
     generation_id: str
     currency: str
     revenue: Amount
-    pool: Amount
-    platform: Amount
+    pool: Amount = Field(description="Royalty pool split among the owners.")
+    platform: Amount = Field(description="Revenue minus pool, kept by the platform.")
     family_id: str
     family_version: str
-    complete: bool
-    inconsistent: str | None
-    parts: list[dict[str, Any]] = Field(description="Each owner's value, share, amount, error bar, method.")
-    attribution: dict[str, Any] | None = Field(description="The audit record: coalition utilities, SEs, seed, content.")
+    event_time: datetime
+    complete: bool = Field(description="All owners' parts arrived and sum exactly to the pool.")
+    inconsistent: str | None = Field(description="Why the parts disagree with the pool, if they do.")
+    parts: list[AuditPart] = Field(description="Each owner's value, share, amount, error bar and method.")
+    attribution: dict[str, Any] | None = Field(
+        description="The attribution record (schemas/attribution-record.v1.json): coalition utilities and their "
+        "standard errors, Shapley values, method, mode, seed. In an owner's view other owners are pseudonymised "
+        "and the generation's content and conditioning are withheld."
+    )
+    redacted: bool = Field(description="True in an owner's view (see `attribution`).")
+
+
+class Period(BaseModel):
+    period_id: str
+    currency: str
+    period_end: datetime
+    closed_at: datetime
+    href: str = Field(description="This owner's statement for the period.")
+
+
+class StatementLine(BaseModel):
+    generation_id: str
+    contribution_id: str
+    family_id: str
+    family_version: str
+    share: float
+    amount: Amount
+    event_time: datetime
+
+
+class Statement(BaseModel):
+    owner_id: str
+    period_id: str
+    currency: str
+    asset_scale: int
+    credits: Amount = Field(description="Sum of the lines: credits settled in this period.")
+    payout: Amount = Field(description="Paid out at close, rounded down to the minor unit.")
+    carried_forward: Amount = Field(description="Sub-minor-unit remainder left on the account for the next period.")
+    lines: list[StatementLine]
 
 
 class ClosePeriod(BaseModel):
-    period_end: datetime = Field(description="End of the period, with a timezone.")
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    period_end: datetime = Field(description="End of the period, ISO 8601 with a timezone.")
+    currency: str = Field(default="USD", pattern=CURRENCY_PATTERN, description="ISO 4217 code.")
+
+
+class ClosedPeriod(BaseModel):
+    period_id: str
+    currency: str
+    owners: int = Field(description="Owners with a positive balance at close.")
+    paid: Amount
+    carried_forward: Amount
 
 
 class Reconciliation(BaseModel):
     ok: bool
-    problems: list[str]
+    problems: list[str] = Field(description="Each offending record, named; empty when ok.")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]

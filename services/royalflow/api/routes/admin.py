@@ -1,0 +1,54 @@
+"""Admin-only operations: closing a settlement period and running reconciliation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+
+from royalflow.api.auth import Principal, authenticate
+from royalflow.api.models import Amount, ClosedPeriod, ClosePeriod, Error, Reconciliation
+from royalflow.api.routes import AUTH_ERRORS
+from royalflow.errors import LedgerError
+from royalflow.ledger.payouts import close_period, list_periods, period_id
+from royalflow.ledger.reconcile import reconcile
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=AUTH_ERRORS)
+Admin = Annotated[Principal, Depends(authenticate)]
+
+
+@router.post(
+    "/periods/close", response_model=ClosedPeriod, summary="Close a settlement period",
+    responses={409: {"model": Error, "description": "That period is already closed."},
+               400: {"model": Error, "description": "The ledger refused (e.g. unsupported currency)."}},
+)
+async def close(body: ClosePeriod, who: Admin, request: Request) -> ClosedPeriod:
+    """Pay out every owner's positive balance in the currency, rounded down to the minor unit
+    (whole cents for USD); the sub-unit remainder stays on the account and is carried forward.
+    Closing the same period_end and currency twice is refused with 409."""
+    who.require_admin()
+    if body.period_end.tzinfo is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "period_end needs a timezone, e.g. 2026-12-01T00:00:00Z")
+    pool = request.app.state.pool
+    try:
+        result = await close_period(pool, body.period_end, currency=body.currency)
+    except LedgerError as exc:
+        pid = period_id(body.period_end, body.currency)
+        closed = any(p["period_id"] == pid for p in await list_periods(pool))
+        raise HTTPException(status.HTTP_409_CONFLICT if closed else status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    cur = result["currency"]
+    return ClosedPeriod(
+        period_id=result["period_id"], currency=cur, owners=result["owners"],
+        paid=Amount.of(result["paid"], cur), carried_forward=Amount.of(result["carried_forward"], cur),
+    )
+
+
+@router.post("/reconcile", response_model=Reconciliation, summary="Check every ledger invariant")
+async def run_reconcile(who: Admin, request: Request) -> Reconciliation:
+    """Parts sum to pools, the journal balances, balances equal postings, payouts plus open
+    balances equal credits. Always 200 when the check ran: `ok` is false and `problems` names
+    the offending records when any invariant fails (a failed check is a finding, not a failed
+    request; the CLI `royalflow ledger reconcile` exits non-zero instead)."""
+    who.require_admin()
+    problems = await reconcile(request.app.state.pool)
+    return Reconciliation(ok=not problems, problems=problems)
