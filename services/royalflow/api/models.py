@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from royalflow.money import currency_for
 
@@ -65,7 +65,7 @@ class ContributionPage(BaseModel):
 
 class AuditPart(BaseModel):
     owner_id: str = Field(description="Owner id; other owners appear as 'owner#k' in an owner's view.")
-    contribution_id: str
+    contribution_id: str | None = Field(description="Null for other owners in an owner's view (it embeds their id).")
     shapley_value: float = Field(description="phi_i in nats.")
     std_error: float = Field(description="Error bar of phi_i (standard error, nats).")
     share: float
@@ -124,7 +124,7 @@ class Statement(BaseModel):
 
 
 class ClosePeriod(BaseModel):
-    period_end: datetime = Field(description="End of the period, ISO 8601 with a timezone.")
+    period_end: AwareDatetime = Field(description="End of the period, ISO 8601 with a timezone, e.g. 2026-12-01T00:00:00Z.")
     currency: str = Field(default="USD", pattern=CURRENCY_PATTERN, description="ISO 4217 code.")
 
 

@@ -27,8 +27,6 @@ async def close(body: ClosePeriod, who: Admin, request: Request) -> ClosedPeriod
     (whole cents for USD); the sub-unit remainder stays on the account and is carried forward.
     Closing the same period_end and currency twice is refused with 409."""
     who.require_admin()
-    if body.period_end.tzinfo is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "period_end needs a timezone, e.g. 2026-12-01T00:00:00Z")
     pool = request.app.state.pool
     try:
         result = await close_period(pool, body.period_end, currency=body.currency)

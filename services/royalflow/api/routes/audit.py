@@ -6,8 +6,9 @@ Who sees what (a decision, documented in the README):
     part's value, share, amount and error bar, method, family version, coalition utilities),
     because one's own share can only be checked against everyone's. Other owners are
     pseudonymised as 'owner#k' (k = position in the attribution's owner list, so coalition
-    bitmasks still decode) and the generation's content and conditioning (the end customer's
-    output and prompt) are withheld; content_sha256 stays so the content can be verified;
+    bitmasks still decode), their contribution ids (which embed owner ids) are withheld, and so
+    are the generation's content and conditioning (the end customer's output and prompt);
+    content_sha256 stays so the content can be verified;
   * any other owner: 403, also for generations that do not exist, so owner tokens cannot probe
     which generation ids exist.
 """
@@ -74,8 +75,10 @@ async def audit(
     cur = record["currency"]
     names = {p["owner_id"]: p["owner_id"] for p in record["parts"]} if who.is_admin else pseudonyms(record, who.owner_id or "")
     parts = [
-        AuditPart(**{k: v for k, v in p.items() if k not in ("owner_id", "amount")}, owner_id=names[p["owner_id"]],
-                  amount=Amount.of(p["amount"], cur))
+        AuditPart(**{k: v for k, v in p.items() if k not in ("owner_id", "amount", "contribution_id")},
+                  owner_id=names[p["owner_id"]], amount=Amount.of(p["amount"], cur),
+                  # A contribution id embeds its owner's id: withheld with the owner's identity.
+                  contribution_id=p["contribution_id"] if names[p["owner_id"]] == p["owner_id"] else None)
         for p in record["parts"]
     ]
     return Audit(
