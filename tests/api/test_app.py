@@ -58,3 +58,18 @@ async def test_http_metrics_use_route_templates(client: httpx.AsyncClient, token
     assert any('route="unmatched",status="404"' in line for line in http_lines)
     assert not any("owner-a" in line or "owner-b" in line for line in http_lines)
     assert "royalflow_db_pool_connections" in text
+
+
+async def test_app_opens_its_own_pool_and_migrates(fresh_database: str) -> None:
+    app = create_app(Settings(database_url=fresh_database, db_pool_max_size=2))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+            assert (await c.get("/readyz")).status_code == 200
+            assert (await c.get("/v1/owners/owner-a/balances")).status_code == 401
+        assert await app.state.pool.fetchval("SELECT count(*) FROM api_tokens") == 0  # 0050/0051 applied
+    assert app.state.pool.is_closing()
+
+
+async def test_oversized_bodies_are_refused(client: httpx.AsyncClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    response = await client.post("/v1/admin/periods/close", headers=auth(tokens, "admin"), content=b"{" + b" " * 70_000 + b"}")
+    assert response.status_code == 413

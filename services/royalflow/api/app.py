@@ -21,6 +21,7 @@ from royalflow.ledger.migrate import migrate
 from royalflow.observability import metrics
 from royalflow.platform.database import create_pool
 
+MAX_BODY_BYTES = 64 * 1024  # the largest body any route takes is a few hundred bytes
 UNMATCHED_ROUTE = "unmatched"  # the route label of 404s: never the raw path (unbounded, may hold ids)
 
 DESCRIPTION = """\
@@ -58,7 +59,13 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            response: Response = JSONResponse(
+                {"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=status.HTTP_413_CONTENT_TOO_LARGE
+            )
+        else:
+            response = await call_next(request)
         # The router stores the matched route in the shared scope; its .path is the template
         # (/v1/owners/{owner_id}/balances), so label cardinality stays bounded.
         template = getattr(request.scope.get("route"), "path", UNMATCHED_ROUTE)

@@ -15,6 +15,7 @@ from royalflow.errors import LedgerError
 from royalflow.ledger import queries
 from royalflow.ledger.payouts import list_periods
 from royalflow.ledger.statements import statement, statement_csv
+from royalflow.money import currency_for
 
 OWNER_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._:@-]{0,127}$"
 PERIOD_ID_PATTERN = r"^[0-9A-Za-z:+._-]{1,64}/[A-Z]{3}$"  # "<period_end ISO 8601>/<currency>"
@@ -36,7 +37,7 @@ async def balances(owner_id: OwnerId, who: Auth, request: Request) -> Balances:
     rows = await queries.owner_balances(request.app.state.pool, owner_id)
     return Balances(owner_id=owner_id, balances=[
         Balance(
-            currency=r["currency"], asset_scale=Amount.of(0, r["currency"]).asset_scale,
+            currency=r["currency"], asset_scale=currency_for(r["currency"]).asset_scale,
             lifetime=Amount.of(r["lifetime"], r["currency"]), available=Amount.of(r["available"], r["currency"]),
             windows={k: Amount.of(v, r["currency"]) for k, v in r["windows"].items()},
         )
