@@ -1,14 +1,33 @@
 """The Shapley engine: exact enumeration and permutation sampling over any coalition utility.
 
+A game has n players 0..n-1 and a utility v over coalitions, given either as
+  * a float array of the 2^n utilities indexed by bitmask (bit i set <=> player i in S), or
+  * a callable taking a bool array (k, n), one coalition per row, and returning k floats.
+
     >>> import numpy as np
-    >>> from royalflow.shapley import exact_shapley
+    >>> from royalflow.shapley import exact_shapley, sample_shapley
     >>> glove = np.array([0, 0, 0, 1, 0, 1, 0, 1], dtype=float)  # player 0 left, 1-2 right gloves
     >>> exact_shapley(3, glove).values.round(4).tolist()
     [0.6667, 0.1667, 0.1667]
+    >>> w = np.arange(1.0, 5.0)
+    >>> sample_shapley(4, lambda c: c @ w, seed=0, max_permutations=8).values.tolist()  # additive
+    [1.0, 2.0, 3.0, 4.0]
+
+``exact_shapley`` for up to EXACT_MAX_PLAYERS (25) players; ``sample_shapley`` for more, with
+standard errors and a stopping rule. Both return a frozen ``ShapleyResult``.
 """
 
-from royalflow.shapley.exact import EXACT_MAX_PLAYERS, exact_shapley
-from royalflow.shapley.result import ShapleyResult
-from royalflow.shapley.sampling import sample_shapley
+from royalflow.shapley.exact import EXACT_MAX_PLAYERS, Utility, coalition_matrix, exact_shapley
+from royalflow.shapley.result import ShapleyResult, efficiency_gap
+from royalflow.shapley.sampling import SAMPLE_MAX_PLAYERS, sample_shapley
 
-__all__ = ["EXACT_MAX_PLAYERS", "ShapleyResult", "exact_shapley", "sample_shapley"]
+__all__ = [
+    "EXACT_MAX_PLAYERS",
+    "SAMPLE_MAX_PLAYERS",
+    "ShapleyResult",
+    "Utility",
+    "coalition_matrix",
+    "efficiency_gap",
+    "exact_shapley",
+    "sample_shapley",
+]
