@@ -42,9 +42,15 @@ async def test_probes(client: httpx.AsyncClient, fresh_database: str) -> None:
     await closed.close()
     down = create_app(Settings(database_url="postgresql://unused"), pool=closed)
     down.state.pool = closed  # no lifespan: migrations cannot run on a closed pool
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=down), base_url="http://api") as c:
+    transport = httpx.ASGITransport(app=down, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
         response = await c.get("/readyz")
-    assert response.status_code == 503 and response.json()["checks"] == {"database": False}
+        assert response.status_code == 503 and response.json()["checks"] == {"database": False}
+        # A route failing on the dead pool is a 500, and counted as one by its template.
+        failing = await c.get("/v1/owners/owner-a/balances", headers={"Authorization": "Bearer rf_" + "B" * 43})
+        assert failing.status_code == 500
+    text = (await client.get("/metrics")).text
+    assert 'route="/v1/owners/{owner_id}/balances",status="500"' in text
 
 
 async def test_http_metrics_use_route_templates(client: httpx.AsyncClient, tokens) -> None:  # type: ignore[no-untyped-def]

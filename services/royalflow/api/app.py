@@ -37,6 +37,14 @@ places for USD) and the same value as a `decimal` string. No floats carry money.
 """
 
 
+def _observe(request: Request, status_code: str, started: float) -> None:
+    # The router stores the matched route in the shared scope; its .path is the template
+    # (/v1/owners/{owner_id}/balances), so label cardinality stays bounded.
+    template = getattr(request.scope.get("route"), "path", UNMATCHED_ROUTE)
+    metrics.HTTP_REQUESTS.labels(request.method, template, status_code).inc()
+    metrics.HTTP_DURATION.labels(request.method, template).observe(time.perf_counter() - started)
+
+
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastAPI:
     """The app; with ``pool`` given it is used (and not closed), otherwise the lifespan opens one
     from ``settings.database_url`` and applies pending migrations."""
@@ -65,12 +73,14 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
                 {"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=status.HTTP_413_CONTENT_TOO_LARGE
             )
         else:
-            response = await call_next(request)
-        # The router stores the matched route in the shared scope; its .path is the template
-        # (/v1/owners/{owner_id}/balances), so label cardinality stays bounded.
-        template = getattr(request.scope.get("route"), "path", UNMATCHED_ROUTE)
-        metrics.HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-        metrics.HTTP_DURATION.labels(request.method, template).observe(time.perf_counter() - started)
+            try:
+                response = await call_next(request)
+            except Exception:
+                # Unhandled errors become a 500 outside this middleware; count them here, or
+                # the 5xx alert (royalflow_http_requests_total{status=~"5.."}) would never fire.
+                _observe(request, "500", started)
+                raise
+        _observe(request, str(response.status_code), started)
         return response
 
     @app.exception_handler(LedgerError)
