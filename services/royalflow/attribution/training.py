@@ -23,7 +23,9 @@ from safetensors.torch import load_file, save_file
 
 from royalflow.attribution.diffusion.family import weight_file
 from royalflow.attribution.diffusion.images import levels_to_unit
-from royalflow.attribution.diffusion.unet import DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_scheduler, build_unet, pick_device
+from royalflow.attribution.diffusion.unet import (
+    DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_scheduler, build_unet, limit_cpu_threads, pick_device,
+)
 
 NULL_CLASS = 10  # the "no class" label of unconditional (public) training data
 DIGIT_LEVELS = 17  # scikit-learn's digits: intensities 0..16
@@ -144,6 +146,7 @@ def train_family(
     masks = list(range(1 << n)) if mode == "exact" else [0, *[1 << i for i in range(n)]]
     config = {**DEFAULT_CONFIG, "num_class_embeds": int(max([public.labels.max(initial=0), *[d.labels.max(initial=0) for d in owners.values()]]) + 1)}
     torch_device = pick_device(device)
+    limit_cpu_threads(torch_device)
     torch.use_deterministic_algorithms(True, warn_only=True)
     base_file = target / weight_file(0)
     cache = Path(cache_dir) if cache_dir is not None else Path(out_dir) / ".cache"

@@ -8,7 +8,6 @@ computed from the n+1 component log-likelihoods with log-sum-exp.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Sequence
 from fractions import Fraction
@@ -21,8 +20,10 @@ import torch
 from safetensors.torch import load_file
 
 from royalflow.attribution.diffusion.elbo import ElboEstimator
-from royalflow.attribution.diffusion.images import decode_png, levels_to_unit
-from royalflow.attribution.diffusion.unet import build_scheduler, build_unet, inference_dtype, pick_device
+from royalflow.attribution.diffusion.images import decode_content, levels_to_unit
+from royalflow.attribution.diffusion.unet import (
+    build_scheduler, build_unet, inference_dtype, limit_cpu_threads, pick_device,
+)
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import AttributionError, ConfigurationError, ContractError
@@ -65,6 +66,7 @@ class DiffusionFamily:
         self.models = models  # mask -> UNet, resident on ``device``
         self.device = device
         self.dtype = inference_dtype(device)
+        limit_cpu_threads(device)
         self.estimator = ElboEstimator(
             build_scheduler(manifest["scheduler"]), levels=self.levels, samples=int(manifest["estimator"]["samples"]),
             proposal=manifest["estimator"].get("timestep_proposal"),
@@ -91,21 +93,10 @@ class DiffusionFamily:
 
     # -- Family protocol ---------------------------------------------------------------
     def prepare(self, event: GenerationEvent) -> Prepared:
-        content = event.content
-        if content.data_base64 is None:
-            raise ContractError("bad_content", "this family needs inline content (data_base64)")
-        if content.media_type != "image/png":
-            raise ContractError("bad_content", f"expected image/png, got {content.media_type}")
-        try:
-            raw = base64.b64decode(content.data_base64, validate=True)
-        except ValueError:
-            raise ContractError("bad_content", "content.data_base64 is not valid base64") from None
-        if hashlib.sha256(raw).hexdigest() != content.sha256:
-            raise ContractError("bad_content", "content bytes do not match content.sha256")
         label = event.conditioning.class_label
         if label is None or not 0 <= label < self.num_classes:
             raise ContractError("bad_content", f"conditioning.class_label must be in [0, {self.num_classes})")
-        image = decode_png(raw, size=self.size, levels=self.levels)
+        image = decode_content(event.content, size=self.size, levels=self.levels)
         return Prepared(event=event, item=(image, label), seed=seed_for(event.event_id))
 
     def attribute(self, batch: Sequence[Prepared]) -> list[Attribution]:

@@ -42,6 +42,17 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+CPU_THREADS = 1  # intra-op threads for these tiny UNets on CPU (see limit_cpu_threads)
+
+
+def limit_cpu_threads(device: torch.device, threads: int = CPU_THREADS) -> None:
+    """One intra-op thread on CPU. The models are so small that a forward is dominated by
+    per-op overhead, so a second thread gains little; on a shared 2-core host (broker, database,
+    agents) OpenMP threads spin-waiting for a busy core made a forward up to 50x slower."""
+    if device.type == "cpu" and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def inference_dtype(device: torch.device) -> torch.dtype:
     """bf16 on GPUs (halves memory and doubles throughput), fp32 on CPU."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
