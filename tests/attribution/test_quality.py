@@ -11,7 +11,8 @@ from royalflow.attribution.quality import derive_compositional, evaluate, identi
 from royalflow.attribution.registry import DiskFamilyRegistry
 from royalflow.attribution.training import DEMO_HOLDINGS, digits_corpus, ensure_demo_family, train_family
 
-pytestmark = pytest.mark.slow
+# Training the families is the long part (about 5 minutes on 2 idle cores).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="session")
