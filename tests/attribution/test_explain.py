@@ -1,0 +1,44 @@
+"""Explanations: a PNG of the generated image beside owner shares with error bars, and a table."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
+
+from PIL import Image
+
+from royalflow.attribution.explain import render
+from royalflow.contracts import AttributionRecord, Conditioning, Content
+from tests.attribution.diffusion_factory import digit_png, sha256
+
+
+def record(values: list[float]) -> AttributionRecord:
+    png = digit_png(3)
+    owners = [f"owner-{c}" for c in "abcd"][: len(values)]
+    return AttributionRecord(
+        generation_id="gen-explain", occurred_at=datetime(2026, 1, 1, tzinfo=UTC), family_id="digits-diffusion",
+        family_version="1", method="exact", mode="exact", owners=owners, shapley_values=values,
+        std_errors=[0.1] * len(values), coalition_utilities={"0x0": -80.0}, utility_std_errors={"0x0": 0.5},
+        seed=7, revenue_amount=1000, pool_amount=300, currency="USD", asset_scale=2, content_sha256=sha256(png),
+        model_evaluations=68, conditioning=Conditioning(class_label=4),
+        content=Content(media_type="image/png", sha256=sha256(png), data_base64=base64.b64encode(png).decode()),
+    )
+
+
+def test_render_writes_image_and_returns_a_table(tmp_path: Path) -> None:
+    out = tmp_path / "explain" / "gen.png"
+    text = render(record([0.2, 3.1, -0.4, 0.7]), out, {"owner-a": 15, "owner-b": 232, "owner-d": 53})
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width > image.height > 200
+    lines = text.splitlines()
+    assert "gen-explain" in lines[0] and "digits-diffusion" in lines[0]
+    row_b = next(line for line in lines if line.startswith("owner-b"))
+    assert "3.100" in row_b and "77.5%" in row_b and row_b.endswith("232")
+    row_c = next(line for line in lines if line.startswith("owner-c"))
+    assert "0.0%" in row_c  # negative values are clipped
+
+
+def test_no_positive_owner_says_where_the_pool_went(tmp_path: Path) -> None:
+    text = render(record([-1.0, -0.5]), tmp_path / "neg.png")
+    assert "_unattributed" in text

@@ -1,0 +1,63 @@
+"""The versioned on-disk registry: families load once and stay resident, unknown pairs and
+tampered weights are refused, manifests pick the implementation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from royalflow.attribution.diffusion.family import DiffusionFamily, weight_file
+from royalflow.attribution.registry import DiskFamilyRegistry
+from royalflow.attribution.training import Dataset, TrainingPlan, train_family
+from royalflow.errors import ConfigurationError, UnknownFamilyError
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("families")
+    rng = np.random.default_rng(0)
+    data = {o: Dataset(rng.integers(0, 17, (8, 8, 8)), np.full(8, i, np.int64)) for i, o in enumerate(["a", "b"])}
+    public = Dataset(rng.integers(0, 17, (8, 8, 8)), np.full(8, 10, np.int64))
+    train_family(root, "fam", "1", public, data, mode="compositional", device="cpu", progress=False,
+                 plan=TrainingPlan(steps_base=2, steps_finetune=1, batch=4, samples=2))
+    return root
+
+
+def test_get_loads_once_and_keeps_the_family_resident(root: Path) -> None:
+    registry = DiskFamilyRegistry(root, device="cpu")
+    family = registry.get("fam", "1")
+    assert isinstance(family, DiffusionFamily)
+    assert registry.get("fam", "1") is family
+    assert family.owners == ("a", "b") and family.mode == "compositional"
+    assert all(p.device.type == "cpu" for m in family.models.values() for p in m.parameters())
+
+
+def test_unknown_family_or_version_is_refused(root: Path) -> None:
+    registry = DiskFamilyRegistry(root, device="cpu")
+    for family_id, version in (("fam", "2"), ("nope", "1")):
+        with pytest.raises(UnknownFamilyError) as caught:
+            registry.get(family_id, version)
+        assert caught.value.reason == "unknown_model_family"
+
+
+def test_tampered_weights_are_refused(root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(root / "fam", tmp_path / "fam")
+    with open(tmp_path / "fam" / "1" / weight_file(1), "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ConfigurationError, match="checksum"):
+        DiskFamilyRegistry(tmp_path, device="cpu").get("fam", "1")
+
+
+def test_list_and_categorical_dispatch(root: Path, tmp_path: Path) -> None:
+    from royalflow.attribution.categorical import demo_manifest, write_manifest
+
+    listed = DiskFamilyRegistry(root).list()
+    assert [(f["family_id"], f["version"], f["kind"], f["mode"]) for f in listed] == [("fam", "1", "diffusion", "compositional")]
+    manifest = demo_manifest()
+    write_manifest(tmp_path, manifest)
+    family = DiskFamilyRegistry(tmp_path).get(manifest["family_id"], str(manifest["version"]))
+    assert type(family).__name__ == "CategoricalFamily"
