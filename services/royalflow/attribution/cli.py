@@ -114,6 +114,30 @@ def list_families() -> None:
                    f"owners={','.join(family['owners'])} pool={family['pool_fraction']}")
 
 
+@families_app.command("show")
+def show_family(
+    family_id: str = typer.Argument(..., help="Family id."),
+    version: str = typer.Argument(..., help="Family version."),
+) -> None:
+    """Show a family's manifest: owners, pool fraction, mode, estimator settings, data sizes,
+    weight checksums and training provenance."""
+    import json
+
+    from royalflow.attribution.registry import DiskFamilyRegistry, read_manifest
+    from royalflow.config import get_settings
+
+    path = DiskFamilyRegistry(Path(get_settings().families_dir)).path(family_id, version)
+    if not (path / "manifest.json").is_file():
+        typer.echo(f"no family {family_id!r} version {version!r} under {path.parent.parent}", err=True)
+        raise typer.Exit(1)
+    manifest = read_manifest(path)
+    proposal = manifest.get("estimator", {}).pop("timestep_proposal", None)
+    if proposal is not None:  # 99 numbers: summarise
+        manifest["estimator"]["timestep_proposal"] = f"{len(proposal)} probabilities (max {max(proposal):.4f})"
+    typer.echo(f"{path}")
+    typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+
+
 @families_app.command("evaluate")
 def evaluate_family(per_class: int = typer.Option(10, min=1, max=1000, help="Generations per digit class.")) -> None:
     """Measure attribution quality on the demo family (trains it if needed)."""

@@ -60,7 +60,7 @@ def render(record: AttributionRecord, out_png: Path, amounts: dict[str, int] | N
     ax_bar.set_ylabel("royalty share")
     ax_bar.set_title(f"Shapley royalty shares ({record.mode}, ±1 SE)")
     for i, share in enumerate(shares):
-        ax_bar.text(i, min(share + 0.03, 0.95), f"{share:.0%}", ha="center")
+        ax_bar.text(i, min(share + share_errors[i] + 0.03, 0.95), f"{share:.0%}", ha="center")  # above the error bar
     fig.suptitle(f"{record.generation_id} — {record.family_id} v{record.family_version}", fontsize=10)
     fig.tight_layout()
     out_png = Path(out_png)
