@@ -75,11 +75,11 @@ def ledger_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def start_ledger(settings: Settings, log_path: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
     """The ledger exactly as deployed: its own process, configured by the environment."""
-    log = open(log_path, "ab")  # noqa: SIM115 (the child owns it)
-    return subprocess.Popen(
-        [sys.executable, "-m", "royalflow", "ledger", "run", *args],
-        env=ledger_env(settings, **env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "royalflow", "ledger", "run", *args],
+            env=ledger_env(settings, **env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
 
 
 async def settled_count(dsn: str) -> int:

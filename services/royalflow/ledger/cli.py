@@ -38,6 +38,9 @@ def run(
     port: int = typer.Option(None, help="Port of /metrics, /healthz, /readyz (default ROYALFLOW_LEDGER_PORT; 0 = free port)."),
     group: str = typer.Option(None, help="Consumer group (default <prefix>-ledger). Its offsets live in PostgreSQL; "
                               "a new group replays every topic from offset zero, which changes nothing."),
+    instance_id: str = typer.Option(None, envvar="ROYALFLOW_LEDGER_INSTANCE_ID",
+                                    help="Static group membership id, unique per ledger instance (e.g. the pod name): "
+                                    "a restarted instance gets its partitions back without waiting for a session timeout."),
 ) -> None:
     """Consume <prefix>.contributions.v1 and <prefix>.attributions.v1 into PostgreSQL until SIGTERM.
 
@@ -47,7 +50,7 @@ def run(
     from royalflow.ledger.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(_settings(), port, group_id=group))
+    asyncio.run(serve(_settings(), port, group_id=group, instance_id=instance_id))
 
 
 @app.command("balances")

@@ -39,8 +39,8 @@ def health_app(service: LedgerService) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, port: int | None, *, group_id: str | None = None) -> None:
-    service = LedgerService(settings, group_id=group_id)
+async def serve(settings: Settings, port: int | None, *, group_id: str | None = None, instance_id: str | None = None) -> None:
+    service = LedgerService(settings, group_id=group_id, instance_id=instance_id)
     stop = asyncio.Event()
     install_signal_handlers(stop)
     runner = web.AppRunner(health_app(service), access_log=None)

@@ -74,9 +74,12 @@ class _SeekFromDatabase(ConsumerRebalanceListener):
 
 
 class LedgerService:
-    def __init__(self, settings: Settings, *, group_id: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, group_id: str | None = None, instance_id: str | None = None) -> None:
         self.settings = settings
         self.group_id = group_id or f"{settings.topic_prefix}-ledger"
+        # Static group membership: a restarted instance with the same id takes its partitions
+        # back at once instead of waiting for the dead member's session to expire.
+        self.instance_id = instance_id
         self.contributions_topic = settings.topic("contributions.v1")
         self.corrections_topic = settings.topic("corrections.v1")
         self.attributions_topic = settings.topic("attributions.v1")
@@ -118,6 +121,7 @@ class LedgerService:
         self.consumer = AIOKafkaConsumer(
             **client_kwargs(settings),
             group_id=self.group_id,
+            group_instance_id=self.instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
