@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from royalflow.attribution.diffusion.family import DiffusionFamily
-from royalflow.attribution.diffusion.unet import DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_unet, pick_device
+from royalflow.attribution.diffusion.unet import DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_unet, inference_dtype, pick_device, place
 from royalflow.attribution.family import Prepared, seed_for
 from royalflow.producer.events import generation_event
 
@@ -39,7 +39,7 @@ def make_family(n: int, mode: str, device: torch.device, samples: int) -> Diffus
     for m in masks:  # copies of one random model: same cost, less set-up time
         model = build_unet(config)
         model.load_state_dict(prototype.state_dict())
-        models[m] = model.to(device=device, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32).eval()
+        models[m] = place(model, device, inference_dtype(device))
     manifest = {
         "family_id": f"bench-{mode}-{n}", "version": "1", "owners": owners, "pool_fraction": "3/10", "mode": mode,
         "unet": config, "levels": 17, "scheduler": DEFAULT_SCHEDULER,

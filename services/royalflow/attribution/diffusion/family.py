@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from royalflow.attribution.diffusion.elbo import ElboEstimator
 from royalflow.attribution.diffusion.images import decode_content, levels_to_unit
 from royalflow.attribution.diffusion.unet import (
-    build_scheduler, build_unet, inference_dtype, limit_cpu_threads, pick_device,
+    build_scheduler, build_unet, inference_dtype, limit_cpu_threads, pick_device, place,
 )
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
@@ -88,7 +88,7 @@ class DiffusionFamily:
             model = build_unet(manifest["unet"])
             model.load_state_dict(load_file(str(file)))
             # Placement is explicit: every model of the family lives on ``target`` in ``dtype``.
-            models[mask] = model.to(device=target, dtype=dtype).eval()
+            models[mask] = place(model, target, dtype)
         return cls(manifest, models, target)
 
     # -- Family protocol ---------------------------------------------------------------

@@ -42,6 +42,13 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+def place(model: UNet2DModel, device: torch.device, dtype: torch.dtype) -> UNet2DModel:
+    """Move a model to ``device`` in ``dtype``, in eval mode. Calls ``torch.nn.Module.to``
+    directly: diffusers' override warns on every dtype cast about modules to keep in fp32, and
+    this UNet has none (the list is empty), so the warning would only flood the agent's log."""
+    return torch.nn.Module.to(model, device=device, dtype=dtype).eval()
+
+
 CPU_THREADS = 1  # intra-op threads for these tiny UNets on CPU (see limit_cpu_threads)
 
 
