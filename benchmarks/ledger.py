@@ -147,7 +147,6 @@ async def drain(settings: Settings, expected: int, log_path: Path) -> dict[str, 
 
 async def bench(count: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="royalflow-bench-") as tmp:
-        tmp = os.environ.get("BENCH_KEEP", tmp)
         state = Path(tmp)
         broker = EmbeddedBroker(state / "broker") if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else None
         postgres = EmbeddedPostgres(state / "postgres") if not os.environ.get("DATABASE_URL") else None
