@@ -1,20 +1,67 @@
-"""docker-compose.yml against the Compose Specification schema (no Docker engine here), and
-consistent with the services' settings, the Prometheus targets and its own health wiring."""
+"""docker-compose.yml, checked without a Docker engine: valid against the Compose Specification
+schema, and consistent with the services' settings, CLI, topics, the Prometheus targets, the
+Dockerfile and .env.example."""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
+from typer.testing import CliRunner
 
+from royalflow.cli import app as cli
 from royalflow.config import Settings
+from royalflow.platform.kafka import TOPICS, client_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-ROYALFLOW_SERVICES = ("attribution", "attribution-cpu", "ledger", "api")
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
+SERVICES = COMPOSE["services"]
+ENV_EXAMPLE = (ROOT / ".env.example").read_text()
+ROYALFLOW = {"attribution": ["attribution", "run"], "attribution-cpu": ["attribution", "run"],
+             "ledger": ["ledger", "run"], "api": ["api", "serve"], "families": ["families", "train"]}
+PORTS = {"attribution": "ROYALFLOW_ATTRIBUTION_PORT", "ledger": "ROYALFLOW_LEDGER_PORT", "api": "ROYALFLOW_API_PORT"}
+ONE_SHOT = {"kafka-init", "families"}
+_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+SECRET = re.compile(r"PASSWORD|SECRET|TOKEN")
+
+
+def interpolate(value: str, given: dict[str, str]) -> str:
+    """Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR:?error}; $$ is a literal $."""
+    def one(match: re.Match[str]) -> str:
+        name, operator, argument = match.groups()
+        if given.get(name):
+            return given[name]
+        if operator == ":?":
+            raise KeyError(f"{name} is required: {argument}")
+        return argument if operator == ":-" else ""
+    return _VARIABLE.sub(one, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def required_variables() -> set[str]:
+    return {m.group(1) for m in _VARIABLE.finditer(COMPOSE_TEXT) if m.group(2) == ":?"}
+
+
+def service_environment(name: str, given: dict[str, str] | None = None) -> dict[str, str]:
+    secrets = {v: "s3cret" for v in required_variables()}
+    return {k: interpolate(str(v), {**secrets, **(given or {})}) for k, v in SERVICES[name]["environment"].items()}
+
+
+def settings_for(name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings exactly as the container would build them from its environment."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("ROYALFLOW_") or key in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
+            monkeypatch.delenv(key)
+    for key, value in service_environment(name).items():
+        monkeypatch.setenv(key, value)
+    return Settings()
 
 
 def accepted_env_names() -> set[str]:
@@ -30,56 +77,130 @@ def test_valid_against_the_compose_specification() -> None:
     jsonschema.Draft7Validator(schema).validate(COMPOSE)
 
 
-def test_images_are_pinned() -> None:
-    for name, service in COMPOSE["services"].items():
-        image = service.get("image", "")
-        assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image ({image!r})"
+def test_images_are_pinned_and_ours_carry_the_project_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name, service in SERVICES.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and re.match(r"v?\d+\.\d+", tag), f"{name}: pin the image to a version ({image!r})"
+        if "build" in service:
+            assert repository == "royalflow" and tag.split("-")[0] == version, f"{name}: {image}"
 
 
-def test_service_environment_is_what_settings_accept() -> None:
+def test_royalflow_services_read_only_settings_they_accept(monkeypatch: pytest.MonkeyPatch) -> None:
     accepted = accepted_env_names()
-    for name in ROYALFLOW_SERVICES:
-        env = COMPOSE["services"][name]["environment"]
-        unknown = set(env) - accepted
+    for name in ROYALFLOW:
+        unknown = set(SERVICES[name]["environment"]) - accepted
         assert not unknown, f"{name}: variables Settings does not read: {sorted(unknown)}"
-        Settings.model_validate({k: v for k, v in env.items() if v and "${" not in str(v)})
+        settings = settings_for(name, monkeypatch)
+        assert settings.kafka_bootstrap_servers == "kafka:9092" and settings.database_url
+        assert settings.database_url.endswith("@postgres:5432/royalflow")
+        assert settings.families_dir == Path("/families")
 
 
-def test_no_secret_literals() -> None:
-    text = (ROOT / "docker-compose.yml").read_text()
-    for match in re.finditer(r"^\s*[A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*:\s*(\S+)", text, re.MULTILINE):
-        assert match.group(2).startswith("${"), f"secret literal: {match.group(0)}"
-    assert all(not line.split("=", 1)[1] for line in (ROOT / ".env.example").read_text().splitlines()
-               if "PASSWORD" in line and "=" in line)
+def test_kafka_sasl_settings_are_accepted_by_the_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ROYALFLOW:
+        settings = settings_for(name, monkeypatch)
+        assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism) == ("SASL_PLAINTEXT", "PLAIN")
+        kwargs = client_kwargs(settings)  # raises on an incomplete SASL configuration
+        assert kwargs["sasl_plain_username"] == "royalflow" and kwargs["sasl_plain_password"] == "s3cret"
+    broker = SERVICES["kafka"]["environment"]
+    assert broker["KAFKA_SASL_ENABLED_MECHANISMS"] == "PLAIN"
+    assert broker["KAFKA_ADVERTISED_LISTENERS"] == "CLIENT://kafka:9092"
+    assert "CLIENT:SASL_PLAINTEXT" in broker["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    jaas = SERVICES["kafka"]["command"][0]
+    username = SERVICES["api"]["environment"]["ROYALFLOW_KAFKA_SASL_USERNAME"]
+    assert f'user_{interpolate(username, {})}="$${{ROYALFLOW_KAFKA_SASL_PASSWORD}}"' in jaas
+    assert "ROYALFLOW_KAFKA_SASL_PASSWORD" in broker
+    # The image turns every KAFKA_* variable into a broker property: no password may be one.
+    assert not [k for k in broker if k.startswith("KAFKA") and SECRET.search(k)]
+
+
+def test_commands_exist_in_the_cli() -> None:
+    runner = CliRunner()
+    for name, command in ROYALFLOW.items():
+        assert SERVICES[name]["command"][: len(command)] == command, name
+        result = runner.invoke(cli, [*command, "--help"])
+        assert result.exit_code == 0, f"{name}: royalflow {' '.join(command)}: {result.output}"
+    assert 'ENTRYPOINT ["royalflow"]' in (ROOT / "Dockerfile").read_text()
+
+
+def test_no_secret_literals_and_every_required_variable_is_documented() -> None:
+    for name, service in SERVICES.items():
+        for key, value in (service.get("environment") or {}).items():
+            if SECRET.search(key):
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", str(value)), f"{name}: {key} must be ${{VAR:?error}}"
+    assert re.search(r"postgresql://royalflow:\$\{POSTGRES_PASSWORD:\?[^}]+\}@", COMPOSE_TEXT)
+    assert "password=\"$${ADMIN_PASSWORD}\"" in SERVICES["kafka-init"]["command"][0]
+    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.splitlines() if line and not line.startswith("#"))
+    for variable in required_variables():
+        assert variable in example, f"{variable} is required but missing from .env.example"
+        assert example[variable] == "", f".env.example must not carry a value for {variable}"
+    for variable in {m.group(1) for m in _VARIABLE.finditer(COMPOSE_TEXT)}:
+        assert variable in ENV_EXAMPLE, f"{variable} is not documented in .env.example"
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
 
 
 def test_ports_match_prometheus_targets_and_healthchecks() -> None:
     prometheus = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
-    targets = {c["job_name"]: c["static_configs"][0]["targets"][0] for c in prometheus["scrape_configs"]}
-    ports = {"attribution": "ROYALFLOW_ATTRIBUTION_PORT", "ledger": "ROYALFLOW_LEDGER_PORT", "api": "ROYALFLOW_API_PORT"}
-    for service, variable in ports.items():
-        port = COMPOSE["services"][service]["environment"][variable]
-        assert targets[service] == f"{service}:{port}"
-        assert f"localhost:{port}/readyz" in " ".join(COMPOSE["services"][service]["healthcheck"]["test"])
+    jobs = {c["job_name"]: c for c in prometheus["scrape_configs"]}
+    for service, variable in PORTS.items():
+        discovery = jobs[service]["dns_sd_configs"][0]
+        replicas = [service, "attribution-cpu"] if service == "attribution" else [service]
+        for replica in replicas:
+            port = SERVICES[replica]["environment"][variable]
+            assert discovery["names"] == [service] and discovery["port"] == int(port), replica
+            assert f"localhost:{port}/readyz" in " ".join(SERVICES[replica]["healthcheck"]["test"]), replica
+    assert SERVICES["attribution-cpu"]["networks"]["default"]["aliases"] == ["attribution"]
+    assert SERVICES["api"]["ports"][0].endswith(":" + SERVICES["api"]["environment"]["ROYALFLOW_API_PORT"])
 
 
-def test_every_service_has_a_healthcheck_and_health_conditions() -> None:
-    for name, service in COMPOSE["services"].items():
-        if name != "kafka-init":
-            assert "healthcheck" in service, name
+def test_healthchecks_and_health_conditions() -> None:
+    for name, service in SERVICES.items():
+        if name not in ONE_SHOT:
+            assert service["healthcheck"]["test"], f"{name} has no healthcheck"
         for dependency, condition in service.get("depends_on", {}).items():
-            expected = "service_completed_successfully" if dependency == "kafka-init" else "service_healthy"
-            assert condition["condition"] == expected, f"{name} -> {dependency}"
+            expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            assert condition == {"condition": expected}, f"{name} -> {dependency}"
+            assert dependency in ONE_SHOT or "healthcheck" in SERVICES[dependency], dependency
+    assert set(SERVICES["ledger"]["depends_on"]) == {"kafka-init", "postgres"}
 
 
 def test_gpu_reservation_and_cpu_profile() -> None:
-    gpu = COMPOSE["services"]["attribution"]["deploy"]["resources"]["reservations"]["devices"][0]
-    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
-    assert COMPOSE["services"]["attribution-cpu"]["profiles"] == ["cpu"]
+    gpu, cpu = SERVICES["attribution"], SERVICES["attribution-cpu"]
+    device = gpu["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert (gpu["profiles"], cpu["profiles"]) == (["gpu"], ["cpu"])
+    assert gpu["environment"]["ROYALFLOW_DEVICE"] == "cuda" and cpu["environment"]["ROYALFLOW_DEVICE"] == "cpu"
+    assert gpu["build"]["args"]["TORCH_VARIANT"] == "cuda" and cpu["build"]["args"]["TORCH_VARIANT"] == "cpu"
+    assert re.search(r"^COMPOSE_PROFILES=gpu$", ENV_EXAMPLE, re.MULTILINE)
 
 
-def test_topics_have_explicit_partitions_and_retention() -> None:
-    script = COMPOSE["services"]["kafka-init"]["command"][0]
-    for topic in ("generations", "contributions", "attributions", "deadletter", "corrections", "balances"):
-        assert f"royalflow.{topic}.v1" in script
-    assert "--partitions" in script and "cleanup.policy=compact" in script
+def test_topics_match_the_platform_with_explicit_partitions() -> None:
+    script = SERVICES["kafka-init"]["command"][0]
+    created = {m.group(1): dict(re.findall(r"--config (\S+)=(\S+)", m.group(2)))
+               for m in re.finditer(r"^topic royalflow\.(\S+)(.*)$", script, re.MULTILINE)}
+    assert created == {spec.name: spec.config for spec in TOPICS}
+    assert "--partitions ${ROYALFLOW_TOPIC_PARTITIONS:-12}" in script
+    assert SERVICES["ledger"]["environment"]["ROYALFLOW_TOPIC_PARTITIONS"] == "${ROYALFLOW_TOPIC_PARTITIONS:-12}"
+    assert SERVICES["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_dockerfile_pins_the_project_torch_and_runs_unprivileged() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch = next(d for d in dependencies if d.startswith("torch=="))
+    assert f"ARG TORCH_VERSION={torch.removeprefix('torch==')}" in dockerfile
+    assert "FROM python:3.11-slim" in dockerfile and "\nUSER royalflow" in dockerfile
+    assert "FROM torch-${TORCH_VARIANT}" in dockerfile
+
+
+def test_bind_mounts_exist_and_match_the_provisioning() -> None:
+    for name in ("prometheus", "grafana"):
+        for volume in SERVICES[name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source} is missing"
+    provider = yaml.safe_load((ROOT / "infra/grafana/provisioning/dashboards/royalflow.yml").read_text())
+    assert f"./infra/grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in SERVICES["grafana"]["volumes"]
+    assert "./infra/prometheus/rules:/etc/prometheus/rules:ro" in SERVICES["prometheus"]["volumes"]

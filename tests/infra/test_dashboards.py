@@ -91,7 +91,7 @@ def test_dashboards_are_well_formed_and_provisioned() -> None:
     assert uids == {"royalflow-ops", "royalflow-finance"}
     provider = yaml.safe_load((INFRA / "grafana" / "provisioning" / "dashboards" / "royalflow.yml").read_text())
     datasource = yaml.safe_load((INFRA / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
-    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert provider["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
     assert datasource["datasources"][0]["uid"] == "prometheus"
 
 
