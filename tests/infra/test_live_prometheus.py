@@ -25,6 +25,8 @@ from royalflow.producer.samples import sample_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+RULES = Path(__file__).resolve().parents[2] / "infra" / "prometheus" / "rules" / "royalflow.rules.yml"
+
 
 def prometheus_binary() -> str:
     path = shutil.which("prometheus")
@@ -51,6 +53,7 @@ async def test_prometheus_sees_throughput_latency_and_lag(settings: Settings, tm
     prom_port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES)],  # the production rules, evaluated on real expositions
         "scrape_configs": [{"job_name": k, "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]} for k, p in ports.items()],
     }
     (tmp_path / "prometheus.yml").write_text(json.dumps(config))
@@ -88,6 +91,14 @@ async def test_prometheus_sees_throughput_latency_and_lag(settings: Settings, tm
             assert 0 <= values["latency"] < 60, values  # event time to committed balance, live
             lag = query(prom_port, "royalflow_consumer_lag_records")
             assert lag and all(float(r["value"][1]) >= 0 for r in lag)
+            # The rules evaluate without errors, and the SLO recording rule matches the
+            # histogram's real bucket labels (le="2.0" from prometheus-client).
+            url = f"http://127.0.0.1:{prom_port}/api/v1/rules"
+            groups = json.loads(urllib.request.urlopen(url, timeout=5).read())["data"]["groups"]
+            unhealthy = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
+            assert groups and not unhealthy, unhealthy
+            slow = query(prom_port, 'job:royalflow_attribution_slow_ratio:rate5m{job="attribution"}')
+            assert slow and 0 <= float(slow[0]["value"][1]) <= 1, slow
         finally:
             server.terminate()
             server.wait(10)
