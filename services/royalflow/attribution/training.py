@@ -52,7 +52,7 @@ class TrainingPlan:
     batch: int = 64
     lr_base: float = 2e-3
     lr_finetune: float = 2e-3
-    samples: int = 16  # Monte-Carlo timesteps per likelihood (estimator setting of the family)
+    samples: int = 32  # Monte-Carlo timesteps per likelihood (estimator setting of the family)
 
 
 def digits_corpus(holdings: dict[str, tuple[int, ...]], *, public_fraction: float = 0.3) -> tuple[Dataset, dict[str, Dataset]]:
