@@ -12,10 +12,9 @@ app.add_typer(token_app, name="token")
 
 
 def _settings():  # type: ignore[no-untyped-def]
-    from royalflow.config import get_settings
-    from royalflow.platform.runtime import resolve_settings
+    from royalflow.platform.runtime import cli_settings
 
-    return resolve_settings(get_settings())
+    return cli_settings()
 
 
 @app.command("serve")
@@ -30,15 +29,9 @@ def serve(host: str = typer.Option(None, help="Default ROYALFLOW_API_HOST."), po
 
 
 async def _with_pool(fn):  # type: ignore[no-untyped-def]
-    from royalflow.ledger.migrate import migrate
-    from royalflow.platform.database import create_pool
+    from royalflow.ledger.migrate import with_migrated_pool
 
-    pool = await create_pool(_settings().database_url, max_size=1)
-    try:
-        await migrate(pool)
-        return await fn(pool)
-    finally:
-        await pool.close()
+    return await with_migrated_pool(fn, max_size=1)
 
 
 @token_app.command("create")

@@ -15,22 +15,15 @@ console = Console()
 
 
 def _settings():  # type: ignore[no-untyped-def]
-    from royalflow.config import get_settings
-    from royalflow.platform.runtime import resolve_settings
+    from royalflow.platform.runtime import cli_settings
 
-    return resolve_settings(get_settings())
+    return cli_settings()
 
 
 async def _with_pool(fn):  # type: ignore[no-untyped-def]
-    from royalflow.ledger.migrate import migrate
-    from royalflow.platform.database import create_pool
+    from royalflow.ledger.migrate import with_migrated_pool
 
-    pool = await create_pool(_settings().database_url, max_size=2)
-    try:
-        await migrate(pool)
-        return await fn(pool)
-    finally:
-        await pool.close()
+    return await with_migrated_pool(fn, max_size=2)
 
 
 @app.command("run")

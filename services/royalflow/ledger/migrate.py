@@ -43,3 +43,16 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     return applied_now
+
+
+async def with_migrated_pool(fn, *, max_size: int = 2):  # type: ignore[no-untyped-def]
+    """Run ``await fn(pool)`` on a short-lived, migrated pool (the CLI commands' pattern)."""
+    from royalflow.platform.database import create_pool
+    from royalflow.platform.runtime import cli_settings
+
+    pool = await create_pool(cli_settings().database_url or "", max_size=max_size)
+    try:
+        await migrate(pool)
+        return await fn(pool)
+    finally:
+        await pool.close()

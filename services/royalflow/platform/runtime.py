@@ -130,3 +130,10 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
+
+
+def cli_settings() -> Settings:
+    """The settings a command-line process runs with: environment, or a running platform."""
+    from royalflow.config import get_settings
+
+    return resolve_settings(get_settings())
