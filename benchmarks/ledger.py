@@ -17,6 +17,7 @@ Prints a table and writes bench-results/ledger.json.
 
 from __future__ import annotations
 
+from royalflow import topics
 import argparse
 import asyncio
 import json
@@ -88,7 +89,7 @@ async def preload(settings: Settings, records: list[tuple[bytes, bytes]]) -> flo
     try:
         pending = []
         for key, value in records:
-            pending.append(await producer.send(settings.topic("contributions.v1"), value, key=key))
+            pending.append(await producer.send(settings.topic(topics.CONTRIBUTIONS), value, key=key))
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)
                 pending.clear()

@@ -3,6 +3,7 @@ contribution parts that sum to each pool; bad records become dead letters with r
 
 from __future__ import annotations
 
+from royalflow import topics
 import asyncio
 import base64
 import json
@@ -98,7 +99,7 @@ async def test_agent_attributes_and_dead_letters(settings: Settings, tmp_path: P
         b"k6": "bad_content",
     }
     for letter in letters:
-        assert letter.source_topic == settings.topic("generations.v1") and letter.detail
+        assert letter.source_topic == settings.topic(topics.GENERATIONS) and letter.detail
     original = {key: value for key, value in bad}
     for letter in letters:
         key = base64.b64decode(letter.original_key_base64 or "")

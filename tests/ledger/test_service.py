@@ -4,6 +4,7 @@ reversals compensate (even when they arrive first), balances reach the compacted
 
 from __future__ import annotations
 
+from royalflow import topics
 import asyncio
 import json
 
@@ -40,7 +41,7 @@ def _audit(parts) -> AttributionRecord:  # type: ignore[no-untyped-def]
 
 
 async def _balances_topic(settings: Settings, *, wanted: int) -> dict[str, dict]:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(settings.topic("balances.v1"), **client_kwargs(settings), group_id=None,
+    consumer = AIOKafkaConsumer(settings.topic(topics.BALANCES), **client_kwargs(settings), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     latest: dict[str, dict] = {}  # type: ignore[type-arg]

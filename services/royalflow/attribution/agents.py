@@ -8,6 +8,7 @@ made exactly-once in effect by the ledger's idempotency keys.
 
 from __future__ import annotations
 
+from royalflow import topics
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +28,10 @@ SERVICE = "attribution"
 
 
 def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) -> None:
-    generations = app.topic(settings.topic("generations.v1"))
-    contributions = app.topic(settings.topic("contributions.v1"))
-    audits = app.topic(settings.topic("attributions.v1"))
-    dead_letters = app.topic(settings.topic("deadletter.v1"))
+    generations = app.topic(settings.topic(topics.GENERATIONS))
+    contributions = app.topic(settings.topic(topics.CONTRIBUTIONS))
+    audits = app.topic(settings.topic(topics.ATTRIBUTIONS))
+    dead_letters = app.topic(settings.topic(topics.DEADLETTER))
     pipeline = Pipeline(
         registry, max_record_bytes=settings.max_record_bytes, max_revenue_amount=settings.max_revenue_amount
     )

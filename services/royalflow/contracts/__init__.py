@@ -15,7 +15,7 @@ from royalflow.contracts.events import (
     Money,
     UNATTRIBUTED_OWNER,
 )
-from royalflow.contracts.decode import decode_generation, decode_contribution
+from royalflow.contracts.decode import decode_attribution, decode_contribution, decode_generation, decode_ledger_record
 
 __all__ = [
     "AttributionRecord",
@@ -27,6 +27,8 @@ __all__ = [
     "ModelFamilyRef",
     "Money",
     "UNATTRIBUTED_OWNER",
+    "decode_attribution",
     "decode_contribution",
     "decode_generation",
+    "decode_ledger_record",
 ]

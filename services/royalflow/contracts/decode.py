@@ -10,7 +10,8 @@ import json
 
 from pydantic import ValidationError
 
-from royalflow.contracts.events import MAX_REVENUE_AMOUNT, WIRE, ContributionEvent, GenerationEvent
+from royalflow import topics
+from royalflow.contracts.events import MAX_REVENUE_AMOUNT, WIRE, AttributionRecord, ContributionEvent, GenerationEvent
 from royalflow.errors import ContractError
 from royalflow.money import currency_for
 
@@ -26,6 +27,11 @@ def _load_json(raw: bytes, max_record_bytes: int) -> object:
 
 
 def _schema_error(exc: ValidationError) -> ContractError:
+    # An event time outside the window gets its own reason: the record is well-formed but its
+    # time cannot be booked (see contracts.events.check_event_time).
+    times = [e for e in exc.errors() if e["loc"] and e["loc"][-1] == "occurred_at" and "event time" in e["msg"]]
+    if times:
+        return ContractError("invalid_timestamp", times[0]["msg"])
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "<record>"
@@ -79,4 +85,27 @@ def decode_contribution(raw: bytes, *, max_record_bytes: int = 1_048_576) -> Con
         raise ContractError(
             "inconsistent_contribution", f"pool {event.pool_amount} exceeds revenue {event.revenue_amount}"
         )
+    return event
+
+
+def decode_attribution(raw: bytes, *, max_record_bytes: int = 1_048_576) -> AttributionRecord:
+    doc = _load_json(raw, max_record_bytes)
+    try:
+        return AttributionRecord.model_validate(doc, context=WIRE)
+    except ValidationError as exc:
+        raise _schema_error(exc) from None
+
+
+def decode_ledger_record(
+    topic: str, raw: bytes, *, max_record_bytes: int = 1_048_576
+) -> ContributionEvent | AttributionRecord:
+    """A record on one of the ledger's input topics (``topic`` is the short name, e.g.
+    ``topics.CONTRIBUTIONS``), or a :class:`ContractError` naming why it moves no money."""
+    if topic == topics.ATTRIBUTIONS:
+        return decode_attribution(raw, max_record_bytes=max_record_bytes)
+    event = decode_contribution(raw, max_record_bytes=max_record_bytes)
+    if event.kind == "reversal" and not event.corrects:
+        raise ContractError("schema_violation", "a reversal must name the contribution it corrects")
+    if topic == topics.CORRECTIONS and event.kind != "reversal":
+        raise ContractError("schema_violation", "corrections.v1 carries only kind=reversal records")
     return event

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from typing import Any
-
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 UNATTRIBUTED_OWNER = "_unattributed"
 MAX_REVENUE_AMOUNT = 10**15
@@ -16,6 +15,13 @@ _OWNER_ID = r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}$"
 _CURRENCY = r"^[A-Z]{3}$"
 
 
+# Event times outside this window are refused at the contract (JSON Schema pattern, this model,
+# the API): year-1 or year-9999 times overflow PostgreSQL's range after an offset is applied
+# and poison every aggregate that reads them.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(days=1)
+
+
 def _iso_text_only(value: Any) -> Any:
     # JSON carries timestamps as RFC 3339 strings; refuse pydantic's lax number -> datetime.
     if isinstance(value, (int, float)):
@@ -23,7 +29,17 @@ def _iso_text_only(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_text_only)]
+def check_event_time(value: datetime) -> datetime:
+    """The one window every event time must lie in: [2000-01-01T00:00Z, now + 1 day]."""
+    if value < EARLIEST_EVENT_TIME:
+        raise ValueError(f"event time {value.isoformat()} is before {EARLIEST_EVENT_TIME.isoformat()}")
+    latest = datetime.now(UTC) + MAX_CLOCK_SKEW
+    if value > latest:
+        raise ValueError(f"event time {value.isoformat()} is more than {MAX_CLOCK_SKEW} in the future")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_text_only), AfterValidator(check_event_time)]
 StrictInt = Annotated[int, Field(strict=True)]
 Number = Annotated[float, Field(strict=True)]
 
@@ -144,6 +160,10 @@ DeadLetterReason = Literal[
     "bad_content",
     "inconsistent_contribution",
     "processing_error",
+    "bad_signature",  # a money record without a valid signature from a known key
+    "conflicting_duplicate",  # an id seen before with a different payload (the first one wins)
+    "unknown_contribution",  # a reversal whose contribution did not arrive within the bounded wait
+    "invalid_timestamp",  # an event time outside [EARLIEST_EVENT_TIME, now + MAX_CLOCK_SKEW]
 ]
 
 

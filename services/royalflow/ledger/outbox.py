@@ -6,6 +6,7 @@ At-least-once: a crash between publish and mark republishes; consumers keep the 
 
 from __future__ import annotations
 
+from royalflow import topics
 import asyncio
 import json
 import logging
@@ -26,7 +27,7 @@ class OutboxRelay:
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings) -> None:
         self.pool = pool
         self.producer = producer
-        self.topic = settings.topic("balances.v1")
+        self.topic = settings.topic(topics.BALANCES)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

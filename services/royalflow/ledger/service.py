@@ -9,6 +9,7 @@ resumes exactly after the last committed batch; Kafka's own commit is advisory (
 
 from __future__ import annotations
 
+from royalflow import topics
 import asyncio
 import logging
 import time
@@ -21,8 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from royalflow.config import Settings
-from royalflow.contracts import ContributionEvent, decode_contribution
-from royalflow.contracts.events import WIRE, AttributionRecord
+from royalflow.contracts import AttributionRecord, ContributionEvent, decode_ledger_record
 from royalflow.errors import ContractError, LedgerError
 from royalflow.ledger.accounts import account_type
 from royalflow.ledger.journal import BatchResult, apply_batch
@@ -80,9 +80,9 @@ class LedgerService:
         # Static group membership: a restarted instance with the same id takes its partitions
         # back at once instead of waiting for the dead member's session to expire.
         self.instance_id = instance_id
-        self.contributions_topic = settings.topic("contributions.v1")
-        self.corrections_topic = settings.topic("corrections.v1")
-        self.attributions_topic = settings.topic("attributions.v1")
+        self.contributions_topic = settings.topic(topics.CONTRIBUTIONS)
+        self.corrections_topic = settings.topic(topics.CORRECTIONS)
+        self.attributions_topic = settings.topic(topics.ATTRIBUTIONS)
         self.topics = (self.contributions_topic, self.attributions_topic, self.corrections_topic)
         self.pool: asyncpg.Pool | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -161,16 +161,8 @@ class LedgerService:
             await self.pool.close()
 
     def _decode(self, topic: str, value: bytes) -> ContributionEvent | AttributionRecord:
-        if topic == self.attributions_topic:
-            if len(value) > self.settings.max_record_bytes:
-                raise ContractError("oversized_payload", f"{len(value)} bytes exceeds {self.settings.max_record_bytes}")
-            return AttributionRecord.model_validate_json(value, context=WIRE)
-        event = decode_contribution(value, max_record_bytes=self.settings.max_record_bytes)
-        if event.kind == "reversal" and not event.corrects:
-            raise ContractError("schema_violation", "a reversal must name the contribution it corrects")
-        if topic == self.corrections_topic and event.kind != "reversal":
-            raise ContractError("schema_violation", "corrections.v1 carries only kind=reversal records")
-        return event
+        short = topic.removeprefix(f"{self.settings.topic_prefix}.")
+        return decode_ledger_record(short, value, max_record_bytes=self.settings.max_record_bytes)
 
     async def _prepare(self, batches: dict) -> _Prepared:  # type: ignore[type-arg]
         """Decode a fetched batch; bad records go to the dead-letter topic (awaited) here."""

@@ -3,6 +3,7 @@ it came from and why. A consumer never crashes on input and never drops it silen
 
 from __future__ import annotations
 
+from royalflow import topics
 import asyncio
 import base64
 import logging
@@ -53,7 +54,7 @@ class DeadLetterWriter:
 
     def __init__(self, producer: AIOKafkaProducer, settings: Settings, consumer: str) -> None:
         self._producer = producer
-        self._topic = settings.topic("deadletter.v1")
+        self._topic = settings.topic(topics.DEADLETTER)
         self._max_bytes = settings.max_record_bytes
         self._consumer = consumer
         self.count = 0
@@ -79,7 +80,7 @@ async def read_dead_letters(settings: Settings, *, timeout_seconds: float = 5.0,
     from royalflow.platform.kafka import client_kwargs
 
     consumer = AIOKafkaConsumer(
-        settings.topic("deadletter.v1"), **client_kwargs(settings),
+        settings.topic(topics.DEADLETTER), **client_kwargs(settings),
         group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
     )
     await consumer.start()

@@ -8,6 +8,7 @@ lacks InitProducerId anyway).
 
 from __future__ import annotations
 
+from royalflow import topics
 import asyncio
 import ssl
 from dataclasses import dataclass, field
@@ -32,12 +33,12 @@ class TopicSpec:
 
 # Every topic the platform uses. Retention is explicit; balances is compacted (latest per owner).
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("generations.v1", {"retention.ms": str(7 * 24 * 3600 * 1000)}),
-    TopicSpec("contributions.v1", {"retention.ms": str(30 * 24 * 3600 * 1000)}),
-    TopicSpec("attributions.v1", {"retention.ms": str(30 * 24 * 3600 * 1000)}),
-    TopicSpec("deadletter.v1", {"retention.ms": str(30 * 24 * 3600 * 1000)}),
-    TopicSpec("corrections.v1", {"retention.ms": str(365 * 24 * 3600 * 1000)}),
-    TopicSpec("balances.v1", {"cleanup.policy": "compact"}),
+    TopicSpec(topics.GENERATIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec(topics.CONTRIBUTIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    TopicSpec(topics.ATTRIBUTIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    TopicSpec(topics.DEADLETTER, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    TopicSpec(topics.CORRECTIONS, {"retention.ms": str(365 * 24 * 3600 * 1000)}),
+    TopicSpec(topics.BALANCES, {"cleanup.policy": "compact"}),
 )
 
 

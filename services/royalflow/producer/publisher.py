@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from royalflow import topics
 import asyncio
 from collections.abc import Iterable
 
@@ -18,7 +19,7 @@ class Publisher:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.topic = settings.topic("generations.v1")
+        self.topic = settings.topic(topics.GENERATIONS)
         self._producer = make_producer(settings)
 
     async def __aenter__(self) -> "Publisher":
