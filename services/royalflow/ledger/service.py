@@ -9,24 +9,24 @@ resumes exactly after the last committed batch; Kafka's own commit is advisory (
 
 from __future__ import annotations
 
-from royalflow import topics
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from royalflow import topics
 from royalflow.config import Settings
 from royalflow.contracts import AttributionRecord, ContributionEvent, decode_ledger_record
 from royalflow.errors import ContractError, LedgerError
 from royalflow.ledger.accounts import account_type
-from royalflow.ledger.journal import BatchResult, apply_batch
+from royalflow.ledger.batches import TRANSIENT, BatchWriter, Prepared, with_retries
+from royalflow.ledger.journal import BatchResult
 from royalflow.ledger.migrate import migrate
+from royalflow.ledger.reconciler import Reconciler
 from royalflow.ledger.outbox import OutboxRelay
 from royalflow.observability import metrics
 from royalflow.platform.database import create_pool
@@ -36,25 +36,8 @@ from royalflow.platform.kafka import client_kwargs, make_producer
 log = logging.getLogger(__name__)
 
 SERVICE = "ledger"
-DB_RETRIES = 40  # attempts per batch (~1 min with backoff) before the service gives up and is restarted
-DB_RETRY_MAX_SECONDS = 2.0
-GAUGE_SECONDS = 5.0
-YIELD_EVERY = 250  # records decoded between yields to the event loop  # refresh period of the incomplete-generations gauge
-
-# Failures after which the same transaction may succeed: connection loss, server restart,
-# serialization conflicts. Anything else is a property of the data (see _apply_one_by_one).
-TRANSIENT = (
-    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError,
-    asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncio.TimeoutError,
-)
-
-
-@dataclass
-class _Prepared:
-    """A decoded batch: (partition, raw record, decoded) per good record, next offset per partition."""
-
-    items: list[tuple[TopicPartition, Any, ContributionEvent | AttributionRecord]] = field(default_factory=list)
-    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+GAUGE_SECONDS = 5.0  # refresh period of the incomplete-generations gauge
+YIELD_EVERY = 250  # records decoded between yields to the event loop
 
 
 class _SeekFromDatabase(ConsumerRebalanceListener):
@@ -87,6 +70,7 @@ class LedgerService:
         self.pool: asyncpg.Pool | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.letters: DeadLetterWriter | None = None
+        self.writer: BatchWriter | None = None
         self.batch_lock = asyncio.Lock()
         # Next offset per partition as committed in PostgreSQL. Records below it were settled
         # already (a fetch that raced a seek hands them out again) and are skipped.
@@ -118,6 +102,7 @@ class LedgerService:
         producer = make_producer(settings)
         await producer.start()
         self.letters = DeadLetterWriter(producer, settings, SERVICE)
+        self.writer = BatchWriter(self.pool, self.group_id, self._dead_letter)
         self.consumer = AIOKafkaConsumer(
             **client_kwargs(settings),
             group_id=self.group_id,
@@ -130,7 +115,9 @@ class LedgerService:
         self.consumer.subscribe(list(self.topics), listener=_SeekFromDatabase(self))
         await self.consumer.start()
         relay = OutboxRelay(self.pool, producer, settings)
-        helpers = [asyncio.create_task(relay.run(stop)), asyncio.create_task(self._gauges(stop))]
+        reconciler = Reconciler(self.pool, settings)
+        helpers = [asyncio.create_task(relay.run(stop)), asyncio.create_task(self._gauges(stop)),
+                   asyncio.create_task(reconciler.run(stop))]
         self.ready = True
         in_flight: asyncio.Task[None] | None = None
         try:
@@ -164,9 +151,9 @@ class LedgerService:
         short = topic.removeprefix(f"{self.settings.topic_prefix}.")
         return decode_ledger_record(short, value, max_record_bytes=self.settings.max_record_bytes)
 
-    async def _prepare(self, batches: dict) -> _Prepared:  # type: ignore[type-arg]
+    async def _prepare(self, batches: dict) -> Prepared:  # type: ignore[type-arg]
         """Decode a fetched batch; bad records go to the dead-letter topic (awaited) here."""
-        prepared = _Prepared()
+        prepared = Prepared()
         decoded_count = 0
         for tp, fetched in batches.items():
             records = [r for r in fetched if r.offset >= self.positions.get((tp.topic, tp.partition), 0)]
@@ -187,7 +174,7 @@ class LedgerService:
             prepared.offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
         return prepared
 
-    async def _commit(self, prepared: _Prepared) -> None:
+    async def _commit(self, prepared: Prepared) -> None:
         async with self.batch_lock:
             # A rebalance may have happened since the batch was decoded: keep only partitions
             # still ours, and records PostgreSQL has not seen (positions were re-read on assignment).
@@ -198,23 +185,12 @@ class LedgerService:
                        and o > self.positions.get(k, 0)}
             if not offsets:
                 return
-            contributions = [d for _, _, d in items if isinstance(d, ContributionEvent)]
-            audits = [d for _, _, d in items if isinstance(d, AttributionRecord)]
-            origins = {id(d): (tp, r) for tp, r, d in items}
             # Hot system accounts write the shard of this consumer's lowest contributions partition.
             own = [p for (t, p) in offsets if t == self.contributions_topic] or [p for _, p in offsets]
-            shard = min(own)
             started = time.perf_counter()
-            try:
-                result = await self._with_retries(
-                    "apply batch", lambda conn: apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard),
-                    transaction=True,
-                )
-            except (asyncpg.PostgresError, LedgerError) as exc:
-                if isinstance(exc, TRANSIENT):
-                    raise  # the database is away for longer than the retries: exit, restart, resume
-                log.warning("ledger: batch rejected (%s); applying its records one by one", exc)
-                result = await self._apply_one_by_one(contributions, audits, offsets, shard, origins)
+            if self.writer is None:
+                raise LedgerError("batch writer not started")
+            result = await self.writer.commit(items, offsets, shard=min(own))
             self.positions.update(offsets)
         log.debug("ledger: committed %d records in %.3fs", len(items), time.perf_counter() - started)
         self._observe(result, len(items), time.perf_counter() - started, offsets)
@@ -225,37 +201,6 @@ class LedgerService:
         except KafkaError as exc:
             log.info("advisory Kafka commit failed (harmless): %s", exc)
 
-    async def _apply_one_by_one(self, contributions, audits, offsets, shard, origins) -> BatchResult:  # type: ignore[no-untyped-def]
-        """A record the database refuses (a constraint, an invalid value) is dead-lettered with
-        reason processing_error; the others settle. Offsets commit last: a crash in between
-        redelivers the batch and the records already settled are no-ops."""
-        total = BatchResult()
-        singles: list[tuple[list[ContributionEvent], list[AttributionRecord]]] = (
-            [([c], []) for c in contributions] + [([], [a]) for a in audits]
-        )
-        for cs, aus in singles:
-            try:
-                part = await self._with_retries(
-                    "apply record", lambda conn: apply_batch(conn, cs, aus, {}, group_id=self.group_id, shard=shard),
-                    transaction=True,
-                )
-            except (asyncpg.PostgresError, LedgerError) as exc:
-                if isinstance(exc, TRANSIENT):
-                    raise
-                decoded = cs[0] if cs else aus[0]
-                tp, raw = origins[id(decoded)]
-                await self._dead_letter("processing_error", str(exc)[:1000], tp, raw)
-                continue
-            total.new_contributions += part.new_contributions
-            total.duplicates += part.duplicates
-            total.postings += part.postings
-            total.completed += part.completed
-        await self._with_retries(
-            "commit offsets", lambda conn: apply_batch(conn, [], [], offsets, group_id=self.group_id, shard=shard),
-            transaction=True,
-        )
-        return total
-
     async def _dead_letter(self, reason: str, detail: str, tp: TopicPartition, record) -> None:  # type: ignore[no-untyped-def]
         if self.letters is None:
             raise LedgerError("dead-letter writer not started")
@@ -264,25 +209,7 @@ class LedgerService:
         metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, tp.topic, reason).inc()
 
     async def _with_retries(self, what: str, fn, *, transaction: bool = False):  # type: ignore[no-untyped-def]
-        """Run ``fn(conn)``; on a transient failure retry with bounded exponential backoff.
-        Nothing commits on a failed attempt, and every write is idempotent, so a retry is safe."""
-        if self.pool is None:
-            raise LedgerError("ledger pool not started")
-        delay = 0.1
-        for attempt in range(1, DB_RETRIES + 1):
-            try:
-                async with self.pool.acquire() as conn:
-                    if not transaction:
-                        return await fn(conn)
-                    async with conn.transaction():
-                        return await fn(conn)
-            except TRANSIENT as exc:
-                log.warning("ledger: %s attempt %d/%d failed: %s", what, attempt, DB_RETRIES, exc)
-                if attempt == DB_RETRIES:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, DB_RETRY_MAX_SECONDS)
-        raise LedgerError("unreachable")
+        return await with_retries(self.pool, what, fn, transaction=transaction)
 
     def _observe(self, result: BatchResult, records: int, seconds: float, offsets: dict[tuple[str, int], int]) -> None:
         metrics.LEDGER_BATCH_DURATION.observe(seconds)
