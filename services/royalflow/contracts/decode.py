@@ -6,24 +6,19 @@ dead-letter topic together with the original bytes.
 
 from __future__ import annotations
 
-import json
-
 from pydantic import ValidationError
 
 from royalflow import topics
+from royalflow.contracts.bounded_json import load_bounded_json
 from royalflow.contracts.events import MAX_REVENUE_AMOUNT, WIRE, AttributionRecord, ContributionEvent, GenerationEvent
 from royalflow.errors import ContractError
 from royalflow.money import currency_for
 
 
 def _load_json(raw: bytes, max_record_bytes: int) -> object:
-    # 1. Size first: never parse an oversized payload.
-    if len(raw) > max_record_bytes:
-        raise ContractError("oversized_payload", f"{len(raw)} bytes exceeds the limit of {max_record_bytes} bytes")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError("malformed_json", f"not valid UTF-8 JSON: {exc}") from None
+    # Size, UTF-8, nesting depth and number literals are bounded before/while parsing: a
+    # hostile record is a ContractError, never a RecursionError/ValueError that kills a consumer.
+    return load_bounded_json(raw, max_record_bytes)
 
 
 def _schema_error(exc: ValidationError) -> ContractError:
