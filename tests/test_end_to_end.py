@@ -53,7 +53,7 @@ def _expected_balances(events: list, family: CategoricalFamily) -> dict[str, int
     pipeline = Pipeline(_Registry(family), max_record_bytes=1 << 20, max_revenue_amount=10**15)
     outcome = pipeline.process([RawRecord("t", 0, i, None, to_json_bytes(e)) for i, e in enumerate(events)])
     totals: dict[str, int] = defaultdict(int)
-    for _, value in outcome.contributions:
+    for _, value, _ in outcome.contributions:
         part = ContributionEvent.model_validate_json(value, context=WIRE)
         totals[part.owner_id] += part.amount
     return dict(totals)

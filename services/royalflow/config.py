@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     # --- embedded default ---------------------------------------------------------------
     state_dir: Path = Path(".royalflow")
 
+    # --- record signing (see contracts/signing.py and README "Security") -------------------
+    # Key sets as "kid:base64secret,..." (or Ed25519 specs). Unset: the keys in
+    # <state_dir>/keys.json, generated once (mode 0600). repr=False: never in a repr or log.
+    signing_keys: str | None = Field(default=None, repr=False)  # agent: contributions, attributions
+    signing_key_id: str | None = None  # the agent signs with this one (rotation: add, switch, retire)
+    admin_keys: str | None = Field(default=None, repr=False)  # admin: corrections (reversals)
+    admin_key_id: str | None = None
+
     # --- topics -------------------------------------------------------------------------
     topic_prefix: str = "royalflow"
     topic_partitions: int = Field(default=8, ge=1, le=1024)

@@ -16,6 +16,7 @@ import asyncpg
 from royalflow.config import Settings
 from royalflow.contracts import ContributionEvent
 from royalflow.contracts.events import to_json_bytes
+from royalflow.contracts.keys import key_material
 from royalflow.ledger.accounts import owner_account
 from royalflow.platform.kafka import make_producer
 
@@ -39,17 +40,18 @@ def expected_balances(parts: list[ContributionEvent]) -> dict[str, int]:
 
 
 async def produce(settings: Settings, records: list[ContributionEvent | bytes], *, topic: str = "contributions.v1",
-                  key: bytes | None = None) -> None:
-    """Publish records keyed by owner id (raw bytes use ``key``); returns once all are acked."""
+                  key: bytes | None = None, sign: bool = True) -> None:
+    """Publish records keyed by owner id (raw bytes use ``key``); returns once all are acked.
+    Signed with the key set that owns ``topic`` (as the agent or admin would) unless ``sign`` is off."""
+    signer = key_material(settings).signer(topic) if sign else None
     producer = make_producer(settings, linger_ms=20)
     await producer.start()
     try:
         pending = []
         for record in records:
-            if isinstance(record, bytes):
-                pending.append(await producer.send(settings.topic(topic), record, key=key))
-            else:
-                pending.append(await producer.send(settings.topic(topic), to_json_bytes(record), key=record.owner_id.encode()))
+            value, record_key = (record, key) if isinstance(record, bytes) else (to_json_bytes(record), record.owner_id.encode())
+            headers = signer.headers(topic, record_key, value) if signer else None
+            pending.append(await producer.send(settings.topic(topic), value, key=record_key, headers=headers))
             if len(pending) >= 5000:
                 await asyncio.gather(*pending)
                 pending.clear()

@@ -72,7 +72,8 @@ async def test_ledger_settles_dead_letters_and_reverses(settings: Settings) -> N
     }
     # The reversal of `early` comes before the contribution it corrects, on the corrections topic.
     await produce(settings, [early_reversal], topic="corrections.v1")
-    await produce(settings, parts[:40] + list(bad.values()) + parts[40:] + [reversal] + parts[:10])  # with duplicates
+    await produce(settings, parts[:40] + list(bad.values()) + parts[40:] + parts[:10])  # with duplicates
+    await produce(settings, [reversal], topic="corrections.v1")  # reversals are admin-signed corrections
     await produce(settings, [to_json_bytes(_audit(parts[:4]))], topic="attributions.v1", key=b"s0")
     stop = asyncio.Event()
     service = LedgerService(settings)

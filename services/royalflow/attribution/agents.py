@@ -18,6 +18,7 @@ import faust
 from royalflow.attribution.family import FamilyRegistry
 from royalflow.attribution.pipeline import Pipeline, RawRecord
 from royalflow.config import Settings
+from royalflow.contracts.keys import key_material
 from royalflow.platform.deadletter import dead_letter
 from royalflow.contracts.events import to_json_bytes
 from royalflow.observability import metrics
@@ -33,7 +34,8 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
     audits = app.topic(settings.topic(topics.ATTRIBUTIONS))
     dead_letters = app.topic(settings.topic(topics.DEADLETTER))
     pipeline = Pipeline(
-        registry, max_record_bytes=settings.max_record_bytes, max_revenue_amount=settings.max_revenue_amount
+        registry, max_record_bytes=settings.max_record_bytes, max_revenue_amount=settings.max_revenue_amount,
+        keys=key_material(settings),  # every contribution and audit record is signed
     )
     # One thread: models are resident and not shared across threads; torch uses the cores.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribute")
@@ -56,10 +58,10 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
                     metrics.MODEL_EVALUATIONS.observe(evaluations)
             # Send everything, then wait for every delivery before the batch is acked.
             pending = []
-            for key, value in outcome.contributions:
-                pending.append(await contributions.send(key=key, value=value))
-            for key, value in outcome.audits:
-                pending.append(await audits.send(key=key, value=value))
+            for key, value, headers in outcome.contributions:
+                pending.append(await contributions.send(key=key, value=value, headers=headers))
+            for key, value, headers in outcome.audits:
+                pending.append(await audits.send(key=key, value=value, headers=headers))
             for rejected in outcome.rejected:
                 r = rejected.record
                 letter = dead_letter(

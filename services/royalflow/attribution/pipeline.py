@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 
 from royalflow.attribution.family import Family, FamilyRegistry, Prepared
 from royalflow.attribution.royalty import royalty_parts
+from royalflow import topics
 from royalflow.contracts import decode_generation
+from royalflow.contracts.keys import KeyMaterial
+from royalflow.contracts.signing import Signer
 from royalflow.contracts.events import to_json_bytes
 from royalflow.errors import AttributionError, ContractError
 
@@ -38,10 +41,14 @@ class Rejected:
     detail: str
 
 
+Headers = list[tuple[str, bytes]]
+
+
 @dataclass
 class BatchOutcome:
-    contributions: list[tuple[bytes, bytes]] = field(default_factory=list)  # (owner key, value)
-    audits: list[tuple[bytes, bytes]] = field(default_factory=list)  # (generation key, value)
+    # (key, value, headers): headers carry the signature the ledger requires (contracts/signing.py)
+    contributions: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)  # key: owner
+    audits: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)  # key: generation
     rejected: list[Rejected] = field(default_factory=list)
     attributed_events: int = 0
     model_evaluations: list[int] = field(default_factory=list)
@@ -49,8 +56,13 @@ class BatchOutcome:
 
 
 class Pipeline:
-    def __init__(self, registry: FamilyRegistry, *, max_record_bytes: int, max_revenue_amount: int) -> None:
+    def __init__(self, registry: FamilyRegistry, *, max_record_bytes: int, max_revenue_amount: int,
+                 keys: KeyMaterial | None = None) -> None:
         self.registry = registry
+        # Signing happens here, in the worker thread, not on the event loop. Without keys the
+        # outputs are unsigned, and the ledger dead-letters them (tests that never publish).
+        self.contribution_signer = keys.signer(topics.CONTRIBUTIONS) if keys else None
+        self.audit_signer = keys.signer(topics.ATTRIBUTIONS) if keys else None
         self.max_record_bytes = max_record_bytes
         self.max_revenue_amount = max_revenue_amount
 
@@ -94,8 +106,13 @@ class Pipeline:
                 except (AttributionError, ValueError) as exc:
                     outcome.rejected.append(Rejected(record, "processing_error", str(exc)))
                     continue
-                outcome.contributions.extend((p.owner_id.encode(), to_json_bytes(p)) for p in parts)
-                outcome.audits.append((audit.generation_id.encode(), to_json_bytes(audit)))
+                for p in parts:
+                    outcome.contributions.append(_signed(self.contribution_signer, topics.CONTRIBUTIONS, p.owner_id.encode(), to_json_bytes(p)))
+                outcome.audits.append(_signed(self.audit_signer, topics.ATTRIBUTIONS, audit.generation_id.encode(), to_json_bytes(audit)))
                 outcome.attributed_events += 1
                 outcome.model_evaluations.append(attribution.model_evaluations)
         return outcome
+
+
+def _signed(signer: Signer | None, topic: str, key: bytes, value: bytes) -> tuple[bytes, bytes, Headers]:
+    return key, value, (signer.headers(topic, key, value) if signer else [])

@@ -6,10 +6,13 @@ dead-letter topic together with the original bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import ValidationError
 
 from royalflow import topics
 from royalflow.contracts.bounded_json import load_bounded_json
+from royalflow.contracts.signing import Verifier
 from royalflow.contracts.events import MAX_REVENUE_AMOUNT, WIRE, AttributionRecord, ContributionEvent, GenerationEvent
 from royalflow.errors import ContractError
 from royalflow.money import currency_for
@@ -92,10 +95,19 @@ def decode_attribution(raw: bytes, *, max_record_bytes: int = 1_048_576) -> Attr
 
 
 def decode_ledger_record(
-    topic: str, raw: bytes, *, max_record_bytes: int = 1_048_576
+    topic: str, raw: bytes, *, verifier: Verifier, key: bytes | None, headers: Sequence[tuple[str, bytes | None]],
+    max_record_bytes: int = 1_048_576,
 ) -> ContributionEvent | AttributionRecord:
     """A record on one of the ledger's input topics (``topic`` is the short name, e.g.
-    ``topics.CONTRIBUTIONS``), or a :class:`ContractError` naming why it moves no money."""
+    ``topics.CONTRIBUTIONS``), or a :class:`ContractError` naming why it moves no money.
+
+    Nothing moves money unless authenticated: the signature in ``headers`` must come from
+    the key set that owns ``topic`` (see contracts/keys.py). It is checked after the size
+    limit and BEFORE parsing, so unauthenticated bytes never reach the JSON parser. The
+    verifier is a required argument: there is no unverified path into the ledger."""
+    if len(raw) > max_record_bytes:
+        raise ContractError("oversized_payload", f"{len(raw)} bytes exceeds the limit of {max_record_bytes} bytes")
+    verifier.verify(topic, key, raw, headers)
     if topic == topics.ATTRIBUTIONS:
         return decode_attribution(raw, max_record_bytes=max_record_bytes)
     event = decode_contribution(raw, max_record_bytes=max_record_bytes)
@@ -103,4 +115,8 @@ def decode_ledger_record(
         raise ContractError("schema_violation", "a reversal must name the contribution it corrects")
     if topic == topics.CORRECTIONS and event.kind != "reversal":
         raise ContractError("schema_violation", "corrections.v1 carries only kind=reversal records")
+    if topic != topics.CORRECTIONS and event.kind == "reversal":
+        # Reversals move money away from owners: only the admin key set may sign them, and it
+        # signs only corrections.v1. An agent-signed reversal is refused, not applied.
+        raise ContractError("schema_violation", "reversals are accepted only on corrections.v1 (admin-signed)")
     return event

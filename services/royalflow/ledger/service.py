@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from royalflow import topics
 from royalflow.config import Settings
 from royalflow.contracts import AttributionRecord, ContributionEvent, decode_ledger_record
+from royalflow.contracts.keys import key_material
 from royalflow.errors import ContractError, LedgerError
 from royalflow.ledger.accounts import account_type
 from royalflow.ledger.batches import TRANSIENT, BatchWriter, Prepared, with_retries
@@ -67,6 +68,8 @@ class LedgerService:
         self.corrections_topic = settings.topic(topics.CORRECTIONS)
         self.attributions_topic = settings.topic(topics.ATTRIBUTIONS)
         self.topics = (self.contributions_topic, self.attributions_topic, self.corrections_topic)
+        # Every record is authenticated in the decode step; bad keys fail here, at start.
+        self.verifier = key_material(settings).verifier()
         self.pool: asyncpg.Pool | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.letters: DeadLetterWriter | None = None
@@ -147,9 +150,10 @@ class LedgerService:
             await producer.stop()
             await self.pool.close()
 
-    def _decode(self, topic: str, value: bytes) -> ContributionEvent | AttributionRecord:
+    def _decode(self, topic: str, value: bytes, key: bytes | None, headers) -> ContributionEvent | AttributionRecord:  # type: ignore[no-untyped-def]
         short = topic.removeprefix(f"{self.settings.topic_prefix}.")
-        return decode_ledger_record(short, value, max_record_bytes=self.settings.max_record_bytes)
+        return decode_ledger_record(short, value, verifier=self.verifier, key=key, headers=headers,
+                                    max_record_bytes=self.settings.max_record_bytes)
 
     async def _prepare(self, batches: dict) -> Prepared:  # type: ignore[type-arg]
         """Decode a fetched batch; bad records go to the dead-letter topic (awaited) here."""
@@ -165,7 +169,7 @@ class LedgerService:
                 if decoded_count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let the in-flight commit send its next statement
                 try:
-                    decoded = self._decode(tp.topic, record.value or b"")
+                    decoded = self._decode(tp.topic, record.value or b"", record.key, record.headers)
                 except (ContractError, ValueError) as exc:
                     reason, detail = (exc.reason, exc.detail) if isinstance(exc, ContractError) else ("schema_violation", str(exc)[:500])
                     await self._dead_letter(reason, detail, tp, record)
