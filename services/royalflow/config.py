@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     # --- model families -----------------------------------------------------------------
     families_dir: Path = Path(".royalflow/families")
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    content_root: Path | None = None  # file:// content is read only from under here; unset: file:// refused
 
     # --- service ports (0 = pick a free port) -------------------------------------------
     attribution_port: int = 0

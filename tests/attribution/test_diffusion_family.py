@@ -10,6 +10,7 @@ from math import factorial
 import numpy as np
 import pytest
 
+from royalflow.attribution.diffusion.images import configure_content_root
 from royalflow.attribution.family import Family
 from royalflow.contracts import Content
 from royalflow.errors import ContractError
@@ -130,7 +131,7 @@ def test_bad_content_is_rejected_with_a_reason(exact3, tmp_path) -> None:  # typ
     bad(exact3, event(exact3, "gen-label", digit_png(1), label=57), "class_label")
     bad(exact3, with_content(good, Content(media_type="image/png", sha256="0" * 64, data_base64="%%%")), "base64")
     bad(exact3, with_content(good, Content(media_type="image/png", sha256="0" * 64, uri=f"file://{tmp_path}/missing.png")),
-        "cannot read")
+        "file:// content is disabled")  # no content root configured (tests/attribution/test_content.py)
     bad(exact3, with_content(good, Content(media_type="image/png", sha256="0" * 64, uri="https://example.com/x.png")),
         "file://")
     bad(exact3, event(exact3, "gen-npy-shape", npy_bytes(np.zeros((3, 8, 8), np.uint8)), media_type="application/x-npy"),
@@ -150,7 +151,11 @@ def test_npy_and_file_uri_content_decode_like_inline_png(exact3, tmp_path) -> No
     as_float = exact3.prepare(event(exact3, "gen-npyf", npy_bytes(pixels / 255.0), media_type="application/x-npy"))
     path = tmp_path / "gen.png"
     path.write_bytes(png)
-    by_uri = exact3.prepare(with_content(event(exact3, "gen-uri", png), Content(media_type="image/png", sha256=sha256(png), uri=path.as_uri())))
+    configure_content_root(tmp_path)
+    try:
+        by_uri = exact3.prepare(with_content(event(exact3, "gen-uri", png), Content(media_type="image/png", sha256=sha256(png), uri=path.as_uri())))
+    finally:
+        configure_content_root(None)
     for prepared in (as_npy, as_float, by_uri):
         np.testing.assert_array_equal(prepared.item[0], reference)
     assert base64.b64decode(event(exact3, "x", png).content.data_base64 or "") == png

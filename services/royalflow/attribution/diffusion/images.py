@@ -13,6 +13,9 @@ import base64
 import binascii
 import hashlib
 import io
+import os
+import stat
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -23,6 +26,24 @@ from royalflow.contracts.events import Content
 from royalflow.errors import ContractError
 
 MAX_CONTENT_BYTES = 4 * 2**20  # bound on one item's bytes: a tiny family never needs more
+CONTENT_READ_TIMEOUT_SECONDS = 2.0  # bound on reading one file:// item (a slow or hung mount)
+READ_CHUNK_BYTES = 256 * 1024
+
+# The one detail for every file:// failure under a configured root: missing, unreadable, not a
+# regular file, a symlink out of the root, too large, too slow, or bytes that do not hash to
+# content.sha256. A producer must not learn from a dead letter whether some path exists.
+URI_REFUSED = "content.uri is not readable content under the content root"
+URI_DISABLED = "file:// content is disabled: the agent has no content root (ROYALFLOW_CONTENT_ROOT)"
+
+# Where file:// content may come from; None (the default) refuses every file:// URI. Set once at
+# start by the agent (``configure_content_root``) from Settings.content_root: one root per process.
+_content_root: str | None = None
+
+
+def configure_content_root(root: Path | str | None) -> None:
+    """Serve ``file://`` content from under ``root`` only (None: refuse every ``file://`` URI)."""
+    global _content_root
+    _content_root = os.path.realpath(root) if root is not None else None
 
 
 def content_bytes(content: Content) -> bytes:
@@ -34,20 +55,84 @@ def content_bytes(content: Content) -> bytes:
             raw = base64.b64decode(content.data_base64, validate=True)
         except (binascii.Error, ValueError):
             raise ContractError("bad_content", "content.data_base64 is not valid base64") from None
-    else:
-        uri = urlparse(content.uri or "")
-        if uri.scheme != "file":
-            raise ContractError("bad_content", f"content.uri must be inline or file://, got scheme {uri.scheme!r}")
-        path = Path(unquote(uri.path))
-        try:
-            if path.stat().st_size > MAX_CONTENT_BYTES:
-                raise ContractError("bad_content", f"{path} exceeds {MAX_CONTENT_BYTES} bytes")
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ContractError("bad_content", f"cannot read content.uri: {exc.strerror or exc}") from None
-    if hashlib.sha256(raw).hexdigest() != content.sha256:
-        raise ContractError("bad_content", "content bytes do not match content.sha256")
+        if hashlib.sha256(raw).hexdigest() != content.sha256:
+            raise ContractError("bad_content", "content bytes do not match content.sha256")
+        return raw
+    uri = urlparse(content.uri or "")
+    if uri.scheme != "file":
+        raise ContractError("bad_content", f"content.uri must be inline or file://, got scheme {uri.scheme!r}")
+    if _content_root is None:
+        raise ContractError("bad_content", URI_DISABLED)
+    if uri.netloc not in ("", "localhost"):
+        raise ContractError("bad_content", "content.uri must name a local file (file:///path)")
+    raw = read_under_root(unquote(uri.path), _content_root)
+    if raw is None or hashlib.sha256(raw).hexdigest() != content.sha256:
+        raise ContractError("bad_content", URI_REFUSED)
     return raw
+
+
+def read_under_root(path: str, root: str, *, max_bytes: int = MAX_CONTENT_BYTES,
+                    timeout_seconds: float = CONTENT_READ_TIMEOUT_SECONDS) -> bytes | None:
+    """The bytes of the regular file ``path`` if it lies under ``root`` (both after resolving
+    symlinks), is at most ``max_bytes`` and reads within ``timeout_seconds``; else None.
+
+    Why each step: realpath + commonpath keeps symlinks and ``..`` inside the root; O_NOFOLLOW
+    refuses a last component swapped for a symlink after the check; O_NONBLOCK makes opening a
+    FIFO return at once instead of waiting for a writer; fstat on the open descriptor (not the
+    path, which could change) refuses FIFOs, devices (/dev/zero) and directories, and oversized
+    files before a byte is read; /proc/self/fd names what was actually opened."""
+    if "\x00" in path or not os.path.isabs(path):
+        return None
+    real = os.path.realpath(path)
+    if not _inside(real, root):
+        return None
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        opened = _opened_path(fd)
+        if opened is not None and not _inside(opened, root):
+            return None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        return _read_bounded(fd, max_bytes, time.monotonic() + timeout_seconds)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path != root and os.path.commonpath([path, root]) == root
+
+
+def _opened_path(fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc (not Linux): the realpath check above stands alone
+        return None
+
+
+def _read_bounded(fd: int, max_bytes: int, deadline: float) -> bytes | None:
+    # The file may grow after fstat: never read more than max_bytes + 1, in chunks, and give
+    # up at the deadline (a regular file on a stalled network mount).
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        if time.monotonic() > deadline:
+            return None
+        try:
+            chunk = os.read(fd, min(READ_CHUNK_BYTES, max_bytes + 1 - total))
+        except BlockingIOError:
+            return None
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            return None
 
 
 def decode_content(content: Content, *, size: int, levels: int) -> np.ndarray:
