@@ -37,9 +37,16 @@ def test_manifest_records_everything_needed_to_serve_and_audit(trained) -> None:
     assert manifest["data_sizes"] == {"_base": 12, "alice": 12, "bob": 12, "carol": 12}
     assert manifest["estimator"]["samples"] == 4
     assert len(manifest["estimator"]["timestep_proposal"]) == manifest["scheduler"]["num_train_timesteps"] - 1
-    assert sorted(manifest["weights"]) == sorted(hex(m) for m in range(8))
+    # alice and bob hold the same data: one cluster, so exact mode needs only the 2^2 unions of
+    # clusters (plus the single-owner models the evidence is read from).
+    assert manifest["clusters"] == [["alice", "bob"], ["carol"]]
+    assert sorted(manifest["weights"]) == sorted(hex(m) for m in (0, 1, 2, 3, 4, 7))
     assert set(manifest["training"]["data_digests"]) == {"_base", "alice", "bob", "carol"}
-    for m in range(8):
+    assert manifest["training"]["fairness"] == {"control": "random_labels", "null_dropout": 0.15, "public_mix": 0.25,
+                                                "start": "control"}
+    assert manifest["null_class"] == manifest["unet"]["num_class_embeds"] - 1
+    assert (path / "base.safetensors").is_file()
+    for m in (0, 1, 2, 3, 4, 7):
         assert (path / weight_file(m)).is_file()
 
 
@@ -47,22 +54,23 @@ def test_owners_with_identical_data_get_identical_models(trained) -> None:  # ty
     _, path = trained
     weights = json.loads((path / "manifest.json").read_text())["weights"]
     assert weights["0x1"] == weights["0x2"]  # {alice} and {bob}
-    assert weights["0x5"] == weights["0x6"]  # {alice, carol} and {bob, carol}
+    assert weights["0x3"] == weights["0x1"]  # {alice, bob}: duplicates dropped, the same data
     assert weights["0x1"] != weights["0x4"]
+    assert weights["0x0"] != weights["0x1"]  # the control saw no owner's data
 
 
 def test_rerun_resumes_and_reproduces_bit_for_bit(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, path = trained
     before = json.loads((path / "manifest.json").read_text())["weights"]
     # A finished rerun trains nothing: files stay untouched.
-    stamps = {m: (path / weight_file(m)).stat().st_mtime_ns for m in range(8)}
+    stamps = {m: (path / weight_file(m)).stat().st_mtime_ns for m in (0, 1, 2, 3, 4, 7)}
     owners = {"alice": dataset(1, 0), "bob": dataset(1, 0), "carol": dataset(2, 1)}
     train_family(root, "tiny", "1", dataset(0, 10), owners, mode="exact", plan=PLAN, device="cpu", progress=False)
-    assert {m: (path / weight_file(m)).stat().st_mtime_ns for m in range(8)} == stamps
+    assert {m: (path / weight_file(m)).stat().st_mtime_ns for m in (0, 1, 2, 3, 4, 7)} == stamps
     # Interrupted after some models, without a cache: the rerun trains the rest to the same bytes.
     again = train_family(tmp_path, "tiny", "1", dataset(0, 10), owners, mode="exact", plan=PLAN, device="cpu",
                          progress=False, cache_dir=tmp_path / "cache-1")
-    for m in (3, 5, 7):
+    for m in (3, 4, 7):
         (again / weight_file(m)).unlink()
     (again / "manifest.json").unlink()
     train_family(tmp_path, "tiny", "1", dataset(0, 10), owners, mode="exact", plan=PLAN, device="cpu",
@@ -100,3 +108,25 @@ def test_demo_corpus_gives_each_owner_only_its_classes() -> None:
     assert set(owners["owner-d"].labels.tolist()) == {8, 9}
     assert set(public.labels.tolist()) == {10}  # the base model never sees a class label
     assert owners["owner-a"].images.max() <= 16
+
+
+def test_split_and_reordered_data_train_the_same_model(tmp_path: Path) -> None:
+    """Canonical unions: a coalition of two shells holding halves of one owner's data trains
+    exactly that owner's model (the cluster is valued as the honest owner)."""
+    whole = dataset(3, 2, count=16)
+    halves = {"s1": Dataset(whole.images[::2], whole.labels[::2]), "s2": Dataset(whole.images[1::2], whole.labels[1::2])}
+    honest = train_family(tmp_path, "honest", "1", dataset(0, 10), {"o": whole}, plan=PLAN, device="cpu",
+                          progress=False, cache_dir=tmp_path / "cache")
+    split = train_family(tmp_path, "split", "1", dataset(0, 10), halves, plan=PLAN, device="cpu", progress=False,
+                         cache_dir=tmp_path / "cache", clusters=False)
+    assert json.loads((split / "manifest.json").read_text())["weights"]["0x3"] == \
+        json.loads((honest / "manifest.json").read_text())["weights"]["0x1"]
+
+
+def test_plan_can_restore_the_pre_v2_control(tmp_path: Path) -> None:
+    """control='base': v(∅) is the base itself (the ablation's starting point)."""
+    plan = TrainingPlan(steps_base=3, steps_finetune=2, batch=8, samples=4, control="base", null_dropout=0.0,
+                        public_mix=0.0, start="base")
+    path = train_family(tmp_path, "old", "1", dataset(0, 10), {"o": dataset(1, 0)}, plan=plan, device="cpu",
+                        progress=False)
+    assert (path / weight_file(0)).read_bytes() == (path / "base.safetensors").read_bytes()

@@ -200,3 +200,21 @@ def test_generation_edge_cases_agree(patch: dict[str, Any]) -> None:
     except ValidationError:
         model_ok = False
     assert schema_ok is False and model_ok is False
+
+
+def test_attribution_clusters_and_fairness_are_optional_and_checked_by_both() -> None:
+    """Additive fields: records without them stay valid; with them, both sides agree."""
+    with_fields = {**copy.deepcopy(ATTRIBUTION), "clusters": [["owner-a", "owner-b"]],
+                   "fairness": {"control": "random_labels", "null_dropout": 0.15, "public_mix": 0.25, "start": "control"}}
+    _validator("attribution-record.v1").validate(with_fields)
+    record = AttributionRecord.model_validate(with_fields, context=WIRE)
+    _validator("attribution-record.v1").validate(json.loads(record.model_dump_json(by_alias=True)))
+    for bad in ({"clusters": [[1]]}, {"fairness": {"control": "x"}}, {"fairness": {**with_fields["fairness"], "null_dropout": 2}}):
+        doc = {**with_fields, **bad}
+        schema_ok = _validator("attribution-record.v1").is_valid(doc)
+        try:
+            AttributionRecord.model_validate(doc, context=WIRE)
+            model_ok = True
+        except ValidationError:
+            model_ok = False
+        assert schema_ok is False and model_ok is False, bad

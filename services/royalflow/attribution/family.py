@@ -48,6 +48,10 @@ class Attribution:
     coalition_utilities: dict[str, float]
     utility_std_errors: dict[str, float] = field(default_factory=dict)
     model_evaluations: int = 0
+    # The players the values were computed over: clusters of owners (quotient game), and the
+    # family's fair-control rule. None: every owner its own player / no rule recorded.
+    clusters: tuple[tuple[str, ...], ...] | None = None
+    fairness: dict[str, Any] | None = None
 
 
 @runtime_checkable

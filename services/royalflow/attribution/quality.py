@@ -24,12 +24,21 @@ from royalflow.producer.events import generation_event
 @dataclass(frozen=True)
 class QualityReport:
     generations: int
-    top_owner_rate: float  # the class holder has the largest share (exact)
-    agreement_rate: float  # compositional top owner == exact top owner
+    top_owner_rate: float  # the class holder has the largest share (exact, conditioned)
+    agreement_rate: float  # compositional top owner == exact top owner (conditioned)
+    holder_share: float = float("nan")  # mean share of the class holder (exact, conditioned)
+    content_top_owner_rate: float = float("nan")  # same images, no label (null class), exact
+    content_holder_share: float = float("nan")
+    compositional_top_owner_rate: float = float("nan")
+    compositional_holder_share: float = float("nan")
+    compositional_content_top_owner_rate: float = float("nan")
+    compositional_content_holder_share: float = float("nan")
 
     def __str__(self) -> str:
-        return (f"{self.generations} generations: holder has the largest share in {self.top_owner_rate:.1%}; "
-                f"compositional agrees with exact on the top owner in {self.agreement_rate:.1%}")
+        return (f"{self.generations} generations: holder has the largest share in {self.top_owner_rate:.1%} "
+                f"(mean share {self.holder_share:.2f}; content only {self.content_top_owner_rate:.1%}, "
+                f"{self.content_holder_share:.2f}); compositional agrees with exact on the top owner in "
+                f"{self.agreement_rate:.1%}")
 
 
 def derive_compositional(families_dir: Path, family_id: str, version: str, new_id: str) -> tuple[str, str]:
@@ -65,16 +74,37 @@ def shares(attribution: Attribution) -> np.ndarray:
     return positive / positive.sum() if positive.sum() > 0 else positive
 
 
+def content_only(items: list[Prepared], family: DiffusionFamily) -> list[Prepared]:
+    """The same generations without their class label: attributed from content alone."""
+    out = []
+    for p in items:
+        event = p.event.model_copy(update={"conditioning": p.event.conditioning.model_copy(update={"class_label": None})})
+        out.append(family.prepare(event))
+    return out
+
+
+def holder_stats(family: DiffusionFamily, items: list[Prepared], classes: list[int],
+                 holder: dict[int, str]) -> tuple[float, float, list[str]]:
+    """(top-1 rate of the holder, mean holder share, top owner per item)."""
+    got = [shares(a) for a in family.attribute(items)]
+    top = [family.owners[int(np.argmax(s))] for s in got]
+    hits = [t == holder[c] for t, c in zip(top, classes)]
+    held = [s[family.owners.index(holder[c])] for s, c in zip(got, classes)]
+    return float(np.mean(hits)), float(np.mean(held)), top
+
+
 def evaluate(exact: DiffusionFamily, compositional: DiffusionFamily, holdings: dict[str, tuple[int, ...]],
              *, per_class: int, seed: int = 0) -> QualityReport:
     holder = {c: owner for owner, classes in holdings.items() for c in classes}
     items = generations(exact, sorted(holder), per_class, seed=seed)
-    exact_att = exact.attribute(items)
-    comp_att = compositional.attribute([Prepared(p.event, p.item, p.seed) for p in items])
-    top_exact = [exact.owners[int(np.argmax(shares(a)))] for a in exact_att]
-    top_comp = [compositional.owners[int(np.argmax(shares(a)))] for a in comp_att]
-    hits = [top == holder[p.item[1]] for top, p in zip(top_exact, items)]
-    return QualityReport(len(items), float(np.mean(hits)), float(np.mean([a == b for a, b in zip(top_exact, top_comp)])))
+    classes = [int(p.item[1]) for p in items]
+    top1, share, top_exact = holder_stats(exact, items, classes, holder)
+    ctop1, cshare, _ = holder_stats(exact, content_only(items, exact), classes, holder)
+    comp_items = [Prepared(p.event, p.item, p.seed) for p in items]
+    ptop1, pshare, top_comp = holder_stats(compositional, comp_items, classes, holder)
+    pctop1, pcshare, _ = holder_stats(compositional, content_only(items, compositional), classes, holder)
+    return QualityReport(len(items), top1, float(np.mean([a == b for a, b in zip(top_exact, top_comp)])), share,
+                         ctop1, cshare, ptop1, pshare, pctop1, pcshare)
 
 
 def identical_owner_gap(family: DiffusionFamily, twin_a: str, twin_b: str, classes: list[int], *, per_class: int,

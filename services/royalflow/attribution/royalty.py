@@ -114,5 +114,7 @@ def royalty_parts(
         model_evaluations=attribution.model_evaluations,
         conditioning=event.conditioning,
         content=event.content,
+        clusters=[list(c) for c in attribution.clusters] if attribution.clusters else None,
+        fairness=attribution.fairness,
     )
     return parts, record

@@ -1,9 +1,24 @@
-"""Training model families: the base model p_0 on public data, then coalition models (exact
-mode, 2^n fine-tunes from the base) or one component per owner (compositional mode).
+"""Training model families: a base model on public data, a fair control for the empty
+coalition, then coalition models (exact mode) or one component per owner (compositional mode).
+
+The fair-control rule (why shares are sharp): every model that enters the game went through
+the SAME fine-tune from the base (steps, learning rate, batch), and the control v(∅) differs
+from a coalition model only in the owners' data:
+  * control      : public content with conditioning drawn at random from the family's
+                   vocabulary (class labels here; shuffled captions for prompt families), so the
+                   conditioning pathway is trained without any owner's information;
+  * coalition S  : S's data, with a fraction ``public_mix`` of every batch drawn from the same
+                   randomly-conditioned public data, starting from the control's weights when
+                   ``start == "control"``;
+  * every fine-tune replaces the conditioning by the null class with probability
+    ``null_dropout`` (classifier-free style), so p_S(x | null) models S's data: what
+    content-only attribution (events without a label) evaluates.
+The rule is recorded in the manifest (``training.fairness``) and in every audit record.
 
 Resumable: each model is written atomically as ``coalition-0x<mask>.safetensors``; a rerun
-skips models already on disk. Seeds derive from a hash of the training data, so two owners
-holding identical data get identical models (and exactly symmetric shares).
+skips models already on disk. Data unions are canonical (rows deduplicated and sorted by
+content hash) and seeds derive from their digest, so identical data, in any order or split,
+gives identical models (exactly symmetric shares; a split owner's cluster gets its honest model).
 """
 
 from __future__ import annotations
@@ -28,9 +43,10 @@ from royalflow.attribution.diffusion.unet import (
 )
 
 NULL_CLASS = 10  # the "no class" label of unconditional (public) training data
+BASE_FILE = "base.safetensors"  # the pretrained start of every fine-tune (not a player's model)
 DIGIT_LEVELS = 17  # scikit-learn's digits: intensities 0..16
 DEMO_HOLDINGS = {"owner-a": (0, 1, 2), "owner-b": (3, 4, 5), "owner-c": (6, 7), "owner-d": (8, 9)}
-DEMO_FAMILY = ("digits-diffusion", "1")
+DEMO_FAMILY = ("digits-diffusion", "2")  # v2: fair control, null dropout, clusters
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,17 @@ class Dataset:
     def digest(self) -> str:
         return hashlib.sha256(self.images.tobytes() + self.labels.tobytes()).hexdigest()
 
+    def row_keys(self) -> list[bytes]:
+        return [hashlib.sha256(img.tobytes() + lab.tobytes()).digest() for img, lab in zip(self.images, self.labels)]
+
+    def canonical(self) -> "Dataset":
+        """Rows deduplicated and sorted by content hash: the same data in any order or split
+        trains the same model (so a cluster of shells trains exactly its source's model)."""
+        keys = self.row_keys()
+        order = sorted({k: i for i, k in reversed(list(enumerate(keys)))}.items())
+        idx = np.array([i for _, i in order], dtype=np.int64)
+        return Dataset(self.images[idx], self.labels[idx])
+
 
 @dataclass(frozen=True)
 class TrainingPlan:
@@ -53,6 +80,14 @@ class TrainingPlan:
     lr_base: float = 2e-3
     lr_finetune: float = 2e-3
     samples: int = 32  # Monte-Carlo timesteps per likelihood (estimator setting of the family)
+    control: str = "random_labels"  # v(∅): "random_labels" (fair control) or "base" (pre-v2 behaviour)
+    null_dropout: float = 0.15  # P(conditioning -> null class) in every fine-tune
+    public_mix: float = 0.25  # fraction of each coalition batch from the randomly-labelled public data
+    start: str = "control"  # coalition fine-tunes start from "control" or "base"
+
+    def fairness(self) -> dict[str, Any]:
+        return {"control": self.control, "null_dropout": self.null_dropout, "public_mix": self.public_mix,
+                "start": self.start}
 
 
 def digits_corpus(holdings: dict[str, tuple[int, ...]], *, public_fraction: float = 0.3) -> tuple[Dataset, dict[str, Dataset]]:
@@ -100,20 +135,42 @@ def _seed(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:8], "big") & (2**63 - 1)
 
 
-def _train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, plan: TrainingPlan, seed: int,
+@dataclass(frozen=True)
+class Source:
+    """What one fine-tune draws from: owners' data (labels kept) and/or public data whose labels
+    are redrawn uniformly from ``vocabulary`` at every step (no owner's information)."""
+
+    owned: Dataset | None
+    public: Dataset | None
+    public_fraction: float  # of each batch, when both are present
+    vocabulary: int  # random labels are drawn from 0..vocabulary-1
+    null_class: int
+    null_dropout: float
+
+
+def _train(model: torch.nn.Module, source: Source, steps: int, lr: float, plan: TrainingPlan, seed: int,
            device: torch.device, levels: int, on_step) -> None:  # type: ignore[no-untyped-def]
     """Standard epsilon-prediction training: ||eps - eps_theta(sqrt(abar) x0 + sqrt(1-abar) eps, t, c)||^2."""
     scheduler = build_scheduler(DEFAULT_SCHEDULER)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    x_all = torch.from_numpy(levels_to_unit(data.images, levels))[:, None]
-    y_all = torch.from_numpy(data.labels)
+    parts = [(d, owned) for d, owned in ((source.owned, True), (source.public, False)) if d is not None and len(d.labels)]
+    tensors = [(torch.from_numpy(levels_to_unit(d.images, levels))[:, None], torch.from_numpy(d.labels), owned) for d, owned in parts]
+    n_public = 0 if len(tensors) == 1 else int(round(plan.batch * source.public_fraction))
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     abar = scheduler.alphas_cumprod
     for _ in range(steps):
-        idx = torch.randint(0, len(x_all), (plan.batch,), generator=gen)
-        x0, y = x_all[idx], y_all[idx]
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (plan.batch,), generator=gen)
+        xs, ys = [], []
+        for x_all, y_all, owned in tensors:
+            count = plan.batch if len(tensors) == 1 else (plan.batch - n_public if owned else n_public)
+            idx = torch.randint(0, len(x_all), (count,), generator=gen)
+            xs.append(x_all[idx])
+            # Public rows: conditioning independent of content (the fair control's rule).
+            ys.append(y_all[idx] if owned else torch.randint(0, source.vocabulary, (count,), generator=gen))
+        x0, y = torch.cat(xs), torch.cat(ys)
+        if source.null_dropout > 0:
+            y = torch.where(torch.rand(len(y), generator=gen) < source.null_dropout, torch.full_like(y, source.null_class), y)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=gen)
         eps = torch.randn(x0.shape, generator=gen)
         a = abar[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
@@ -126,70 +183,139 @@ def _train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, plan: T
     model.eval()
 
 
+def _save(model: torch.nn.Module, path: Path, cached: Path) -> None:
+    tmp = path.parent / f".{path.name}.tmp"
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+    shutil.copyfile(path, cached)
+
+
+class Trainer:
+    """Trains (or takes from the cache) the base, the control and coalition models of a family."""
+
+    def __init__(self, target: Path, cache: Path, config: dict[str, Any], plan: TrainingPlan, public: Dataset,
+                 device: torch.device, levels: int, bar: Progress, task: Any) -> None:
+        self.target, self.cache, self.config, self.plan, self.public = target, cache, config, plan, public
+        self.device, self.levels, self.bar, self.task = device, levels, bar, task
+        self.null_class = int(config["num_class_embeds"]) - 1
+        self.config_key = json.dumps(config, sort_keys=True)
+
+    def _source(self, owned: Dataset | None, public_fraction: float) -> Source:
+        public = self.public if public_fraction > 0 and len(self.public.labels) else None
+        return Source(owned, public, public_fraction, self.null_class, self.null_class, self.plan.null_dropout)
+
+    def _fit(self, path: Path, start: Path | None, source: Source, key_parts: list[str], steps: int, lr: float) -> Path:
+        cached = self.cache / f"{_seed(self.config_key, *key_parts):016x}.safetensors"
+        if path.exists():
+            return path
+        if cached.exists():
+            shutil.copyfile(cached, path)
+            self.bar.advance(self.task, steps)
+            return path
+        seed = _seed(self.config_key, *key_parts, "train")
+        torch.manual_seed(seed)  # the base's initial weights, too, follow from its data
+        model = build_unet(self.config)
+        if start is not None:
+            model.load_state_dict(load_file(str(start)))
+        _train(model, source, steps, lr, self.plan, seed, self.device, self.levels, lambda: self.bar.advance(self.task))
+        _save(model, path, cached)
+        return path
+
+    def base(self) -> Path:
+        p = self.plan
+        source = Source(self.public, None, 0.0, self.null_class, self.null_class, 0.0)  # public carries the null class
+        return self._fit(self.target / BASE_FILE, None, source,
+                         ["base", str(p.steps_base), str(p.lr_base), str(p.batch), self.public.digest()], p.steps_base, p.lr_base)
+
+    def _finetune_key(self, start: Path) -> list[str]:
+        p = self.plan
+        return ["finetune", json.dumps(p.fairness(), sort_keys=True), str(p.steps_finetune), str(p.lr_finetune),
+                str(p.batch), hashlib.sha256(start.read_bytes()).hexdigest(), self.public.digest()]
+
+    def control(self, base: Path) -> Path:
+        """v(∅): the coalition schedule on public data with random conditioning (or the base)."""
+        if self.plan.control == "base":
+            path = self.target / weight_file(0)
+            if not path.exists():
+                shutil.copyfile(base, path)
+            return path
+        if self.plan.control != "random_labels":
+            raise ValueError(f"control must be random_labels or base, got {self.plan.control!r}")
+        return self._fit(self.target / weight_file(0), base, self._source(None, 1.0), [*self._finetune_key(base), "control"],
+                         self.plan.steps_finetune, self.plan.lr_finetune)
+
+    def coalition(self, mask: int, data: Dataset, base: Path, control: Path) -> Path:
+        start = control if self.plan.start == "control" and self.plan.control != "base" else base
+        mix = self.plan.public_mix if self.plan.control != "base" else 0.0
+        data = data.canonical()
+        return self._fit(self.target / weight_file(mask), start, self._source(data, mix),
+                         [*self._finetune_key(start), data.digest()], self.plan.steps_finetune, self.plan.lr_finetune)
+
+
 def train_family(
     out_dir: Path, family_id: str, version: str, public: Dataset, owners: dict[str, Dataset], *,
     mode: str = "exact", plan: TrainingPlan = TrainingPlan(), pool_fraction: str = "3/10",
     levels: int = DIGIT_LEVELS, device: str = "auto", progress: bool = True, cache_dir: Path | None = None,
+    clusters: bool = True,
 ) -> Path:
     """Train (or resume) a family and write its manifest last, so a manifest means complete.
 
     ``cache_dir`` (default ``<out_dir>/.cache``) keeps every trained model under a key of
-    (architecture, plan, base, training data): coalitions with the same data, in this family
-    or another, are trained once.
+    (architecture, plan, start model, training data): coalitions with the same data, in this
+    family or another, are trained once. With ``clusters``, same-source owners found at
+    training time (see clusters.py) are players of one cluster, and exact mode trains only the
+    coalitions that are unions of clusters (2^clusters models).
     """
+    from royalflow.attribution.diffusion.clusters import find_clusters
+
     if mode not in ("exact", "compositional"):
         raise ValueError(f"mode must be exact or compositional, got {mode!r}")
     names = list(owners)
     n = len(names)
     target = Path(out_dir) / family_id / version
     target.mkdir(parents=True, exist_ok=True)
-    masks = list(range(1 << n)) if mode == "exact" else [0, *[1 << i for i in range(n)]]
-    config = {**DEFAULT_CONFIG, "num_class_embeds": int(max([public.labels.max(initial=0), *[d.labels.max(initial=0) for d in owners.values()]]) + 1)}
+    # One extra class embedding, the last: the null class (public data, dropout, content-only).
+    num_classes = int(max([NULL_CLASS - 1, *[d.labels.max(initial=0) for d in owners.values()]]) + 2)
+    config = {**DEFAULT_CONFIG, "num_class_embeds": num_classes}
+    public = Dataset(public.images, np.full(len(public.labels), num_classes - 1, dtype=np.int64))
     torch_device = pick_device(device)
     limit_cpu_threads(torch_device)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    base_file = target / weight_file(0)
     cache = Path(cache_dir) if cache_dir is not None else Path(out_dir) / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
-    todo = [m for m in masks if not (target / weight_file(m)).exists()]
-    total = sum(plan.steps_base if m == 0 else plan.steps_finetune for m in todo)
+    singles = [1 << i for i in range(n)]
     columns = (TextColumn("training {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task(f"{family_id} v{version} ({len(todo)}/{len(masks)} models to go, {torch_device})", total=total)
-        for mask in todo:
-            members = [names[i] for i in range(n) if mask >> i & 1]
-            data = public if mask == 0 else _union([owners[o] for o in members])
-            base_key = "" if mask == 0 else hashlib.sha256(base_file.read_bytes()).hexdigest()
-            cache_key = _seed(json.dumps(config, sort_keys=True), json.dumps(plan.__dict__, sort_keys=True), base_key, data.digest())
-            cached = cache / f"{cache_key:016x}.safetensors"
-            if cached.exists():
-                shutil.copyfile(cached, target / weight_file(mask))
-                bar.advance(task, plan.steps_base if mask == 0 else plan.steps_finetune)
-                continue
-            config_key = json.dumps(config, sort_keys=True)
-            if mask == 0:
-                model_seed = _seed(config_key, data.digest(), "base")
-                torch.manual_seed(model_seed)  # the base's initial weights, too, follow from its data
-                model = build_unet(config)
-                steps, lr = plan.steps_base, plan.lr_base
-            else:
-                model = build_unet(config)
-                model.load_state_dict(load_file(str(base_file)))  # fine-tune from the shared base
-                model_seed = _seed(config_key, data.digest(), "finetune")
-                steps, lr = plan.steps_finetune, plan.lr_finetune
-            _train(model, data, steps, lr, plan, model_seed, torch_device, levels, lambda: bar.advance(task))
-            tmp = target / f".{weight_file(mask)}.tmp"
-            save_file({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, str(tmp))
-            os.replace(tmp, target / weight_file(mask))
-            shutil.copyfile(target / weight_file(mask), cached)
+        full = (1 << n) - 1 if mode == "exact" else 0
+        total = plan.steps_base + plan.steps_finetune * (1 + n + max(0, full - n))
+        task = bar.add_task(f"{family_id} v{version} ({mode}, {torch_device})", total=total)
+        trainer = Trainer(target, cache, config, plan, public, torch_device, levels, bar, task)
+        base = trainer.base()
+        control = trainer.control(base)
+        union = lambda mask: _union([owners[names[i]] for i in range(n) if mask >> i & 1])  # noqa: E731
+        for mask in singles:
+            trainer.coalition(mask, owners[names[mask.bit_length() - 1]], base, control)
+        evidence = find_clusters(target, config, names, owners, public, levels, enabled=clusters,
+                                 pair_model=(lambda m: trainer.coalition(m, union(m), base, control)) if mode == "exact" else None)
+        groups = [sum(1 << names.index(o) for o in c) for c in evidence["clusters"]]
+        masks = [0, *singles] if mode == "compositional" else sorted(
+            {sum(g for j, g in enumerate(groups) if t >> j & 1) for t in range(1 << len(groups))} | {0, *singles})
+        for mask in masks:
+            if mask and mask not in singles:
+                trainer.coalition(mask, union(mask), base, control)
+        bar.update(task, completed=total)
     proposal = _timestep_proposal(target, config, _union(list(owners.values())), levels, n)
     manifest = {
         "kind": "diffusion", "family_id": family_id, "version": version, "mode": mode, "owners": names,
         "pool_fraction": pool_fraction, "levels": levels, "unet": config, "scheduler": DEFAULT_SCHEDULER,
+        "null_class": num_classes - 1,
         "estimator": {"samples": plan.samples, "target_std_error": 0.01, "max_permutations": 2000,
                       "timestep_proposal": proposal},
         "data_sizes": {"_base": max(1, len(public.labels)), **{o: len(d.labels) for o, d in owners.items()}},
-        "training": {**plan.__dict__, "data_digests": {o: d.digest() for o, d in owners.items()} | {"_base": public.digest()}},
+        "clusters": evidence["clusters"], "cluster_evidence": evidence["evidence"],
+        "training": {**plan.__dict__, "fairness": plan.fairness(),
+                     "data_digests": {o: d.digest() for o, d in owners.items()} | {"_base": public.digest()},
+                     "base_weights": hashlib.sha256(base.read_bytes()).hexdigest()},
         "weights": {hex(m): hashlib.sha256((target / weight_file(m)).read_bytes()).hexdigest() for m in masks},
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))

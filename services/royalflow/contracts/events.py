@@ -125,6 +125,15 @@ class ContributionEvent(_Record):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class FairnessRule(_Record):
+    """How a diffusion family's control v(∅) and coalition models were trained (training.py)."""
+
+    control: str = Field(max_length=64)  # "random_labels" (fair control) or "base"
+    null_dropout: Number = Field(ge=0, le=1)  # P(conditioning -> null) in every fine-tune
+    public_mix: Number = Field(ge=0, le=1)  # share of each coalition batch from the control's data
+    start: str = Field(max_length=64)  # coalition fine-tunes start from "control" or "base"
+
+
 class AttributionRecord(_Record):
     schema_: Literal["royalflow.attribution.v1"] = Field(default="royalflow.attribution.v1", alias="schema")
     generation_id: str
@@ -147,6 +156,11 @@ class AttributionRecord(_Record):
     model_evaluations: int = Field(ge=0, strict=True)
     conditioning: Conditioning
     content: Content
+    # Optional (absent in older records): the players the Shapley values were computed over,
+    # as clusters of owners (quotient game; an owner in a cluster of one is paid for itself),
+    # and the family's fair-control rule (how v(∅) was trained).
+    clusters: list[list[str]] | None = None
+    fairness: FairnessRule | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

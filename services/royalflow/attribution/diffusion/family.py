@@ -4,6 +4,11 @@ exact mode:          one UNet per coalition S (2^n), v(S) = ELBO of model S.
 compositional mode:  base + one component per owner (n+1 UNets); with data sizes w_j,
     v(S) = log( (w_0 p_0(x) + sum_{i in S} w_i p_i(x)) / (w_0 + sum_{i in S} w_i) )       (1)
 computed from the n+1 component log-likelihoods with log-sum-exp.
+
+Players are the manifest's clusters of owners (quotient game, royalflow.shapley.quotient):
+Shapley values over clusters, split within a cluster by data size. Without clusters every
+owner is its own cluster. Mask 0 is the family's control (the fair v(∅), see training.py).
+Events without a class label are attributed from content alone, under the null class.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import AttributionError, ConfigurationError, ContractError
 from royalflow.shapley import exact_shapley, sample_shapley
+from royalflow.shapley.quotient import membership, quotient_coalitions, quotient_masks, split_matrix
 
 EXACT_SHAPLEY_MAX_OWNERS = 14  # compositional families above this use permutation sampling
 BATCH_MEANS_GROUPS = 4  # Monte-Carlo SE of nonlinear utilities: batch means over sample groups
@@ -73,7 +79,16 @@ class DiffusionFamily:
         )
         sizes = manifest["data_sizes"]
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
-        self._matrix = shapley_matrix(len(self.owners)) if self.mode == "exact" else None
+        self.null_class = manifest.get("null_class")  # None: a pre-v2 family, labels required
+        self.clusters = tuple(tuple(c) for c in manifest.get("clusters") or [[o] for o in self.owners])
+        self.members = membership(self.owners, self.clusters)
+        self.split = split_matrix(self.members, np.exp(self.log_weights[1:]))
+        self.quotient = quotient_masks(self.members)
+        rule = (manifest.get("training") or {}).get("fairness")
+        self.fairness = None if rule is None else {  # floats stay floats in the audit contract
+            "control": str(rule["control"]), "null_dropout": float(rule["null_dropout"]),
+            "public_mix": float(rule["public_mix"]), "start": str(rule["start"])}
+        self._matrix = shapley_matrix(len(self.clusters)) if self.mode == "exact" else None
 
     @classmethod
     def load(cls, manifest: dict[str, Any], path: Path, *, device: str = "auto") -> "DiffusionFamily":
@@ -94,6 +109,8 @@ class DiffusionFamily:
     # -- Family protocol ---------------------------------------------------------------
     def prepare(self, event: GenerationEvent) -> Prepared:
         label = event.conditioning.class_label
+        if label is None and self.null_class is not None:
+            label = int(self.null_class)  # content only: p_S(x | null) models the coalition's data
         if label is None or not 0 <= label < self.num_classes:
             raise ContractError("bad_content", f"conditioning.class_label must be in [0, {self.num_classes})")
         image = decode_content(event.content, size=self.size, levels=self.levels)
@@ -119,24 +136,27 @@ class DiffusionFamily:
 
     # -- internals ---------------------------------------------------------------------
     def _exact(self, masks: list[int], per_sample: np.ndarray, evaluations: int) -> Attribution:
-        n = len(self.owners)
-        if masks != list(range(1 << n)):
-            raise AttributionError(f"exact family {self.family_id} lacks coalition models")
-        # phi_k = A v_k for each Monte-Carlo sample k; phi = mean_k, SE = std_k / sqrt(K).
-        phi_samples = self._matrix @ per_sample  # (n, K)
+        missing = set(self.quotient.tolist()) - set(masks)
+        if missing:
+            raise AttributionError(f"exact family {self.family_id} lacks coalition models {sorted(map(hex, missing))}")
+        # Quotient game: rows of the cluster coalitions; phi_k = S A v_k per Monte-Carlo sample k.
+        rows = per_sample[[masks.index(int(m)) for m in self.quotient]]  # (2^clusters, K)
+        phi_samples = self.split @ (self._matrix @ rows)  # (n, K)
         k = per_sample.shape[1]
         utilities = per_sample.mean(axis=1)
         utility_se = per_sample.std(axis=1, ddof=1) / np.sqrt(k)
-        result = exact_shapley(n, utilities)
+        result = exact_shapley(len(self.clusters), rows.mean(axis=1))
         return Attribution(
             owners=self.owners,
-            shapley_values=result.values,
+            shapley_values=self.split @ result.values,
             std_errors=phi_samples.std(axis=1, ddof=1) / np.sqrt(k),
             method="exact",
             mode="exact",
             coalition_utilities={hex(m): float(u) for m, u in zip(masks, utilities)},
             utility_std_errors={hex(m): float(s) for m, s in zip(masks, utility_se)},
             model_evaluations=evaluations,
+            clusters=self.clusters,
+            fairness=self.fairness,
         )
 
     def _mixture_utility(self, component_ll: np.ndarray):  # type: ignore[no-untyped-def]
@@ -154,13 +174,15 @@ class DiffusionFamily:
         return v
 
     def _shapley(self, component_ll: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
-        n = len(self.owners)
-        v = self._mixture_utility(component_ll)
-        if n <= EXACT_SHAPLEY_MAX_OWNERS:
-            return exact_shapley(n, v)
+        """Shapley values of the clusters (quotient game over the mixture utility)."""
+        k = len(self.clusters)
+        owner_v = self._mixture_utility(component_ll)
+        v = lambda coalitions: owner_v(quotient_coalitions(self.members, coalitions))  # noqa: E731
+        if k <= EXACT_SHAPLEY_MAX_OWNERS:
+            return exact_shapley(k, v)
         settings = self.manifest["estimator"]
         return sample_shapley(
-            n, v, seed=seed, target_std_error=float(settings.get("target_std_error", 0.01)),
+            k, v, seed=seed, target_std_error=float(settings.get("target_std_error", 0.01)),
             max_permutations=int(settings.get("max_permutations", 2000)),
         )
 
@@ -178,16 +200,18 @@ class DiffusionFamily:
         groups = np.array_split(np.arange(k), min(BATCH_MEANS_GROUPS, k))
         group_phi = np.stack([self._shapley(component[:, g].mean(axis=1), seed).values for g in groups])
         mc_se = group_phi.std(axis=0, ddof=1) / np.sqrt(len(groups))
-        total_se = np.sqrt(mc_se**2 + result.std_errors**2)
+        total_se = self.split @ np.sqrt(mc_se**2 + result.std_errors**2)
         names = ["component:_base", *[f"component:{o}" for o in self.owners]]
         se = component.std(axis=1, ddof=1) / np.sqrt(k)
         return Attribution(
             owners=self.owners,
-            shapley_values=result.values,
+            shapley_values=self.split @ result.values,
             std_errors=total_se,
             method=result.method,
             mode="compositional",
             coalition_utilities=dict(zip(names, map(float, means))),
             utility_std_errors=dict(zip(names, map(float, se))),
             model_evaluations=evaluations,
+            clusters=self.clusters,
+            fairness=self.fairness,
         )

@@ -1,0 +1,141 @@
+"""Evidence of same-source owners, found at training time, and the clusters it implies.
+
+An owner who splits its data over shell owners gains under plain Shapley values (the
+shell-company attack). The defence values *clusters* of owners instead (quotient game,
+royalflow.shapley.quotient), so it needs evidence that two owners are one source:
+
+  * duplicates: a perceptual fingerprint of every image (average hash: 64 bits, pixel above
+    the image mean, of the image at 8x8) plus a level-distance check; the duplicate fraction
+    of (i, j) is the share of the smaller owner's images with a near-copy in the other's;
+  * interchangeable owners: on a public probe set (public images, content only: the null
+    class) each single-owner model's per-image gain over the control, g_i = v({i}) - v(∅),
+    is a profile of what the owner adds. Owners i, j whose profiles are close (relative
+    distance), and, in exact mode, whose pair model adds no more than each alone
+    (g_ij close to g_i and to g_j), are interchangeable.
+
+Thresholds are conservative on purpose: honest owners with distinct data must never merge
+(a false merge pays them by data size instead of by their own contribution). Distinct honest
+owners holding data from the same distribution are, by this evidence, indistinguishable from a
+split owner: they are merged and listed as a suspected cluster for human review
+(``royalflow families show``), and paid by data size within their cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from royalflow.attribution.diffusion.elbo import ElboEstimator
+from royalflow.attribution.diffusion.family import weight_file
+from royalflow.attribution.diffusion.images import levels_to_unit
+from royalflow.attribution.diffusion.unet import DEFAULT_SCHEDULER, build_scheduler, build_unet
+
+DUPLICATE_FRACTION = 0.5  # merge when half the smaller owner's images have a near-copy in the other's
+DUPLICATE_MEAN_LEVEL_DISTANCE = 0.25  # near-copy: same hash and mean |level difference| <= this
+PROFILE_DISTANCE = 0.35  # interchangeable: ||g_i - g_j|| <= this * max(||g_i||, ||g_j||)
+PROBE_IMAGES = 256  # public probe images (bound on the cost: one pass per single-owner model)
+PROBE_SAMPLES = 8  # Monte-Carlo timesteps per probe likelihood (common random numbers)
+MAX_REPORTED_PAIRS = 66  # all pairs of up to 12 owners; above, only pairs with evidence
+
+
+def average_hash(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) levels -> (N,) uint64 fingerprints: bit p set <=> pixel p above its image's mean."""
+    small = images.astype(np.float64)
+    if small.shape[1:] != (8, 8):  # block-average larger images down to 8x8
+        h, w = small.shape[1] // 8, small.shape[2] // 8
+        small = small[:, : 8 * h, : 8 * w].reshape(len(small), 8, h, 8, w).mean(axis=(2, 4))
+    bits = (small.reshape(len(small), 64) > small.reshape(len(small), 64).mean(axis=1, keepdims=True))
+    return (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+
+def duplicate_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of the smaller set's images with a near-copy in the other set."""
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    if len(small) == 0:
+        return 0.0
+    index: dict[int, list[int]] = {}
+    for k, h in enumerate(average_hash(large).tolist()):
+        index.setdefault(h, []).append(k)
+    hits = 0
+    for img, h in zip(small, average_hash(small).tolist()):
+        near = index.get(h, [])
+        if near and np.abs(large[near].astype(np.int64) - img).mean(axis=(1, 2)).min() <= DUPLICATE_MEAN_LEVEL_DISTANCE:
+            hits += 1
+    return hits / len(small)
+
+
+def _profile(models: list[torch.nn.Module], public_images: np.ndarray, levels: int, null_class: int) -> np.ndarray:
+    """Per-image log-likelihoods (models, P) of the probe under the null class, on common draws."""
+    step = max(1, len(public_images) // PROBE_IMAGES)
+    probe = public_images[::step][:PROBE_IMAGES]
+    x0 = torch.from_numpy(levels_to_unit(probe, levels))[:, None]
+    labels = torch.full((len(probe),), null_class, dtype=torch.int64)
+    estimator = ElboEstimator(build_scheduler(DEFAULT_SCHEDULER), levels=levels, samples=PROBE_SAMPLES)
+    draws = estimator.draw(list(range(len(probe))), tuple(x0.shape[1:]))
+    return np.stack([
+        estimator.log_likelihood_samples(m, x0, labels, draws, device=torch.device("cpu"), dtype=torch.float32).mean(dim=1).numpy()
+        for m in models
+    ])
+
+
+def _distance(g: np.ndarray, h: np.ndarray) -> float:
+    scale = max(float(np.linalg.norm(g)), float(np.linalg.norm(h)), 1e-9)
+    return float(np.linalg.norm(g - h)) / scale
+
+
+def _load(target: Path, config: dict[str, Any], mask: int) -> torch.nn.Module:
+    model = build_unet(config)
+    model.load_state_dict(load_file(str(target / weight_file(mask))))
+    return model.eval()
+
+
+def find_clusters(target: Path, config: dict[str, Any], names: list[str], owners: dict[str, Any], public: Any,
+                  levels: int, *, enabled: bool = True,
+                  pair_model: Callable[[int], Path] | None = None) -> dict[str, Any]:
+    """{"clusters": [[owner, ...], ...] (every owner in exactly one), "evidence": [per pair]}.
+    Needs the control (mask 0) and single-owner models on disk; ``pair_model(mask)`` trains or
+    fetches a pair's model (exact mode) for the pair check."""
+    n = len(names)
+    if not enabled or n < 2:
+        return {"clusters": [[o] for o in names], "evidence": []}
+    null_class = int(config["num_class_embeds"]) - 1
+    models = [_load(target, config, m) for m in [0, *[1 << i for i in range(n)]]]
+    ll = _profile(models, public.images, levels, null_class)
+    gains = ll[1:] - ll[0]
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    evidence = []
+    for i, j in combinations(range(n), 2):
+        dup = duplicate_fraction(owners[names[i]].images, owners[names[j]].images)
+        dist = _distance(gains[i], gains[j])
+        row: dict[str, Any] = {"owners": [names[i], names[j]], "duplicate_fraction": round(dup, 4),
+                               "profile_distance": round(dist, 4)}
+        interchangeable = dist <= PROFILE_DISTANCE
+        if interchangeable and pair_model is not None:
+            pair = (_profile([_load(pair_model((1 << i) | (1 << j)).parent, config, (1 << i) | (1 << j))],
+                             public.images, levels, null_class) - ll[0])[0]
+            row["pair_distance"] = round(max(_distance(pair, gains[i]), _distance(pair, gains[j])), 4)
+            interchangeable = row["pair_distance"] <= PROFILE_DISTANCE
+        reasons = [r for r, hit in (("duplicates", dup >= DUPLICATE_FRACTION), ("interchangeable", interchangeable)) if hit]
+        row["merged"] = bool(reasons)
+        row["reasons"] = reasons
+        if reasons:
+            parent[root(j)] = root(i)
+        if reasons or n * (n - 1) // 2 <= MAX_REPORTED_PAIRS:
+            evidence.append(row)
+    groups: dict[int, list[str]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(names[i])
+    return {"clusters": sorted(groups.values(), key=lambda c: names.index(c[0])), "evidence": evidence}
