@@ -124,14 +124,52 @@ def statement(
     typer.echo(statement_csv(data) if fmt == "csv" else json.dumps(data, indent=2, default=str))
 
 
+def _report(published, wait_seconds: float) -> None:  # type: ignore[no-untyped-def]
+    from royalflow.ledger.admin import wait_applied
+
+    for cid in published.unknown:
+        console.print(f"[red]unknown[/] {cid}: no such contribution in the ledger; nothing published")
+    console.print(f"published {len(published.reversal_ids)} signed reversal(s) to corrections.v1")
+    if wait_seconds > 0 and published.reversal_ids:
+        counts = asyncio.run(_with_pool(lambda pool: wait_applied(pool, published.reversal_ids, timeout_seconds=wait_seconds)))
+        console.print("ledger outcome: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v))
+        if counts.get("pending"):
+            console.print("[yellow]some reversals are not applied yet[/]: is `royalflow ledger run` running?")
+            raise typer.Exit(2)
+    if published.unknown:
+        raise typer.Exit(1)
+
+
+@app.command("reverse")
+def reverse(
+    contribution_ids: list[str] = typer.Argument(..., help="Contribution ids to reverse."),
+    wait_seconds: float = typer.Option(30.0, min=0, max=3600, help="Wait this long for the ledger to apply them (0: do not wait)."),
+) -> None:
+    """Reverse contributions: publish ADMIN-SIGNED reversal events to <prefix>.corrections.v1.
+
+    The ledger verifies the signature and posts compensating entries moving each credit to the
+    unattributed account (history is never edited). Needs the admin key (ROYALFLOW_ADMIN_KEYS
+    and ROYALFLOW_ADMIN_KEY_ID, or the embedded platform's key file). Running it twice is a no-op.
+    Exit 1: an id is unknown; 2: not applied within --wait-seconds."""
+    from royalflow.ledger.admin import publish_reversals
+
+    settings = _settings()
+    published = asyncio.run(_with_pool(lambda pool: publish_reversals(settings, pool, list(contribution_ids))))
+    _report(published, wait_seconds)
+
+
 @app.command("withdraw-family")
 def withdraw_family(
     family_id: str = typer.Argument(...),
     version: str = typer.Argument(...),
+    wait_seconds: float = typer.Option(60.0, min=0, max=3600, help="Wait this long for the ledger to apply them (0: do not wait)."),
 ) -> None:
-    """Withdraw a model-family version: compensating entries move every owner credit it produced
-    to the unattributed account (history is never edited)."""
-    from royalflow.ledger.corrections import withdraw_family as withdraw
+    """Withdraw a model-family version: one ADMIN-SIGNED reversal per owner credit it produced,
+    published to <prefix>.corrections.v1; the ledger moves each credit to the unattributed
+    account (history is never edited). Running it again publishes only what is not reversed."""
+    from royalflow.ledger.admin import withdraw_family as withdraw
 
-    count = asyncio.run(_with_pool(lambda pool: withdraw(pool, family_id, version)))
-    console.print(f"posted {count} compensating entries for {family_id} v{version}")
+    settings = _settings()
+    published = asyncio.run(_with_pool(lambda pool: withdraw(settings, pool, family_id, version)))
+    console.print(f"{family_id} v{version}:")
+    _report(published, wait_seconds)
