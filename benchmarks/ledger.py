@@ -11,6 +11,12 @@
    first committed contribution to the last: the sustained drain rate, with every batch
    committing postings, balances, hourly buckets, generation progress, outbox rows and offsets.
 4. Check the books (reconcile) and report peak RSS of the ledger process (VmHWM).
+5. Naive baseline, same run, same machine: the same signed records verified, decoded and
+   applied ONE TRANSACTION PER CONTRIBUTION (the same journal code with batches of one, the
+   offset stored in each transaction) on a fresh database; the ratio is reported.
+
+Every record is signed as the agent signs it (HMAC-SHA256, key id in the headers), so the
+figure includes verification in the ledger's decode step.
 
 Prints a table and writes bench-results/ledger.json.
 """
@@ -41,7 +47,10 @@ from rich.table import Table  # noqa: E402
 
 from royalflow.config import Settings  # noqa: E402
 from royalflow.contracts import ContributionEvent  # noqa: E402
+from royalflow.contracts.decode import decode_ledger_record  # noqa: E402
 from royalflow.contracts.events import to_json_bytes  # noqa: E402
+from royalflow.contracts.keys import key_material  # noqa: E402
+from royalflow.ledger.journal import apply_batch  # noqa: E402
 from royalflow.ledger.migrate import migrate  # noqa: E402
 from royalflow.ledger.reconcile import reconcile  # noqa: E402
 from royalflow.money import apportion  # noqa: E402
@@ -82,14 +91,20 @@ def contributions(count: int, seed: int) -> list[tuple[bytes, bytes]]:
     return out[: count - count % PARTS_PER_GENERATION]
 
 
-async def preload(settings: Settings, records: list[tuple[bytes, bytes]]) -> float:
+def signed(settings: Settings, records: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """(key, value, headers) as the agent publishes them."""
+    signer = key_material(settings).signer(topics.CONTRIBUTIONS)
+    return [(k, v, signer.headers(topics.CONTRIBUTIONS, k, v)) for k, v in records]
+
+
+async def preload(settings: Settings, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> float:
     producer = make_producer(settings, linger_ms=50)
     await producer.start()
     started = time.perf_counter()
     try:
         pending = []
-        for key, value in records:
-            pending.append(await producer.send(settings.topic(topics.CONTRIBUTIONS), value, key=key))
+        for key, value, headers in records:
+            pending.append(await producer.send(settings.topic(topics.CONTRIBUTIONS), value, key=key, headers=headers))
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -111,6 +126,7 @@ async def drain(settings: Settings, expected: int, log_path: Path) -> dict[str, 
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers or "", DATABASE_URL=settings.database_url or "",
         ROYALFLOW_TOPIC_PREFIX=settings.topic_prefix, ROYALFLOW_LEDGER_PORT="0",
+        ROYALFLOW_STATE_DIR=str(settings.state_dir),  # the ledger verifies with the keys signed with
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "services"), env.get("PYTHONPATH", "")])),
     )
     with open(log_path, "ab") as log:
@@ -146,7 +162,26 @@ async def drain(settings: Settings, expected: int, log_path: Path) -> dict[str, 
     return {"seconds": seconds, "records": expected - first_count, "peak_rss_bytes": peak}
 
 
-async def bench(count: int) -> dict[str, object]:
+async def naive(settings: Settings, dsn: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> float:
+    """Contributions/s when each one is verified, decoded and applied in its own transaction."""
+    verifier = key_material(settings).verifier()
+    pool = await create_pool(dsn, max_size=1)
+    try:
+        await migrate(pool)
+        topic = settings.topic(topics.CONTRIBUTIONS)
+        started = time.perf_counter()
+        async with pool.acquire() as conn:
+            for offset, (key, value, headers) in enumerate(records):
+                event = decode_ledger_record(topics.CONTRIBUTIONS, value, verifier=verifier, key=key, headers=headers)
+                async with conn.transaction():
+                    await apply_batch(conn, [event], [], {(topic, 0): offset + 1}, group_id="naive", shard=0)
+        seconds = time.perf_counter() - started
+    finally:
+        await pool.close()
+    return len(records) / seconds
+
+
+async def bench(count: int, naive_count: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="royalflow-bench-") as tmp:
         state = Path(tmp)
         broker = EmbeddedBroker(state / "broker") if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else None
@@ -160,11 +195,13 @@ async def bench(count: int) -> dict[str, object]:
             await ensure_topics(settings)
             pool = await create_pool(dsn, max_size=2)
             await migrate(pool)  # schema first, so the timed drain measures settlement only
-            records = contributions(count, seed=1)
+            records = signed(settings, contributions(count, seed=1))
             load_seconds = await preload(settings, records)
             result = await drain(settings, len(records), state / "ledger.log")
             problems = await reconcile(pool)
             await pool.close()
+            naive_dsn = await create_database(admin, f"naive_{uuid.uuid4().hex[:8]}")
+            naive_rate = await naive(settings, naive_dsn, records[:naive_count])
         finally:
             if broker:
                 broker.stop()
@@ -176,6 +213,10 @@ async def bench(count: int) -> dict[str, object]:
         "timed_contributions": int(result["records"]),
         "drain_seconds": round(result["seconds"], 3),
         "contributions_per_second": round(rate),
+        "signed_records": True,
+        "naive_one_transaction_per_contribution_per_second": round(naive_rate),
+        "naive_contributions": naive_count,
+        "ratio_to_naive": round(rate / naive_rate, 1),
         "goal_contributions_per_second": 20_000,
         "ledger_peak_rss_mib": round(result["peak_rss_bytes"] / 2**20, 1),
         "preload_seconds": round(load_seconds, 2),
@@ -193,7 +234,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=None)
     args = parser.parse_args()
     count = args.count or (40_000 if args.quick else 200_000)
-    figures = asyncio.run(bench(count))
+    figures = asyncio.run(bench(count, naive_count=2_000 if args.quick else 10_000))
     table = Table(title="Ledger: topic -> committed balances (one ledger process)")
     table.add_column("figure")
     table.add_column("value", justify="right")
