@@ -33,8 +33,13 @@ def demo(
     seed: int = typer.Option(0, help="Seed of the sample events."),
     timeout: float = typer.Option(900.0, help="Seconds to wait for settlement before failing."),
 ) -> None:
-    """Run the main job: platform up, publish events, settle, print reconciled balances."""
+    """Run the main job: platform up, publish events, settle, print reconciled balances.
+
+    Every run starts the embedded database empty: the embedded broker is memory-only, and stored
+    offsets of an earlier run would point beyond its new, empty logs (README, "Configuration").
+    A crashed agent or ledger is restarted with backoff, as under `royalflow platform up`."""
     from royalflow.config import get_settings
+    from royalflow.errors import PlatformError
     from royalflow.platform.runtime import LocalPlatform
     from royalflow.platform.supervisor import Supervisor
 
@@ -43,10 +48,15 @@ def demo(
     family_id, version, image_source = _ensure_family(settings, family)
     with console.status("starting broker and PostgreSQL..."):
         platform = LocalPlatform(settings)
-        effective = platform.start()
+        try:
+            effective = platform.start()
+        except PlatformError as exc:  # e.g. stored offsets ahead of a new broker: say why
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
     try:
         console.print(f"[bold]platform[/] broker {effective.kafka_bootstrap_servers}, postgres {effective.database_url}")
-        with Supervisor(effective, Path(effective.state_dir) / "logs") as supervisor:
+        notify = lambda line: console.print(line, style="yellow", markup=False)  # noqa: E731 - restart notices
+        with Supervisor(effective, Path(effective.state_dir) / "logs", notify=notify) as supervisor:
             supervisor.start("ledger", "attribution")
             ok = asyncio.run(_run(effective, supervisor, events, family_id, version, seed, image_source, timeout))
     finally:

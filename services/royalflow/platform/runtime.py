@@ -4,6 +4,17 @@
 ``kafka_bootstrap_servers`` and ``database_url`` are always set: to what the environment said,
 or to the embedded servers it started. It writes ``<state_dir>/platform.json`` so that other
 ``royalflow`` processes (``ledger balances``, ``produce``...) find a running embedded platform.
+
+Restart semantics. The embedded broker keeps topics in memory only, so every start brings an
+empty broker. Consumer offsets stored in PostgreSQL describe the *old* broker's logs; kept, they
+would point beyond the new logs and nothing new would settle, silently. So:
+
+* embedded broker + embedded PostgreSQL: the ``royalflow`` database is dropped and created
+  empty on every start (the server's data folder is kept: initdb is slow). Balances, tokens and
+  offsets always describe the same history as the broker.
+* embedded broker + your ``DATABASE_URL``: we never drop your database. If it holds stored
+  offsets for this topic prefix, start is refused with a :class:`PlatformError` that says why.
+* your ``KAFKA_BOOTSTRAP_SERVERS``: the broker keeps its logs, so PostgreSQL is kept as is.
 """
 
 from __future__ import annotations
@@ -20,8 +31,8 @@ import asyncpg
 from royalflow.config import Settings
 from royalflow.errors import ConfigurationError, PlatformError
 from royalflow.platform.broker import EmbeddedBroker, kill_stale
-from royalflow.platform.database import EmbeddedPostgres
-from royalflow.platform.kafka import ensure_topics
+from royalflow.platform.database import EmbeddedPostgres, create_database
+from royalflow.platform.kafka import TOPICS, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +49,12 @@ class LocalPlatform:
 
     def start(self) -> Settings:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        _refuse_if_running(self.state_dir)
         updates: dict[str, str] = {}
         try:
+            if self.settings.embedded_kafka and not self.settings.embedded_database:
+                # Before starting anything: a refusal must not leave a broker behind.
+                asyncio.run(_refuse_stored_offsets(str(self.settings.database_url), self.settings))
             if self.settings.embedded_kafka:
                 kill_stale(self.state_dir)
                 self.broker = EmbeddedBroker(self.state_dir)
@@ -47,8 +62,14 @@ class LocalPlatform:
             if self.settings.embedded_database:
                 self.postgres = EmbeddedPostgres(self.state_dir)
                 admin_dsn = self.postgres.start()
-                asyncio.run(_ensure_database(admin_dsn, DATABASE_NAME))
-                updates["database_url"] = admin_dsn.rsplit("/", 1)[0] + f"/{DATABASE_NAME}"
+                if self.settings.embedded_kafka:
+                    # A new in-memory broker: start the books empty too (module docstring).
+                    url = asyncio.run(create_database(admin_dsn, DATABASE_NAME))
+                    log.info("embedded broker is memory-only: database %s starts empty", DATABASE_NAME)
+                else:
+                    asyncio.run(_ensure_database(admin_dsn, DATABASE_NAME))
+                    url = admin_dsn.rsplit("/", 1)[0] + f"/{DATABASE_NAME}"
+                updates["database_url"] = url
             effective = self.settings.model_copy(update=updates)
             asyncio.run(ensure_topics(effective))
         except BaseException:
@@ -90,6 +111,44 @@ async def _ensure_database(admin_dsn: str, name: str) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+def _refuse_if_running(state_dir: Path) -> None:
+    """Two platforms on one state folder would stop each other's PostgreSQL and wipe its books."""
+    descriptor = state_dir / DESCRIPTOR
+    if not descriptor.exists():
+        return
+    try:
+        pid = int(json.loads(descriptor.read_text())["pid"])
+    except (ValueError, KeyError, TypeError):
+        return  # a torn descriptor from a killed run: nothing runs behind it
+    if pid != os.getpid() and _alive(pid):
+        raise PlatformError(f"a platform is already running on state dir {state_dir} (pid {pid}); stop it first")
+
+
+async def _refuse_stored_offsets(database_url: str, settings: Settings) -> None:
+    """Refuse a new, empty in-memory broker in front of a database that stored offsets of an
+    older broker: the ledger would seek beyond the new logs and settle nothing."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('consumer_offsets') IS NOT NULL"):
+            return
+        topics = [spec.name for spec in TOPICS]
+        rows = await conn.fetch(
+            "SELECT topic, count(*) AS partitions, max(next_offset) AS highest FROM consumer_offsets "
+            "WHERE topic = ANY($1::text[]) AND next_offset > 0 GROUP BY topic ORDER BY topic LIMIT 16",
+            [settings.topic(t) for t in topics],
+        )
+    finally:
+        await conn.close()
+    if rows:
+        found = ", ".join(f"{r['topic']} (offsets up to {r['highest']} on {r['partitions']} partitions)" for r in rows)
+        raise PlatformError(
+            "refusing to start: the embedded broker is memory-only and starts empty, but DATABASE_URL holds "
+            f"stored consumer offsets ahead of it: {found}. New events would never settle. Point "
+            "KAFKA_BOOTSTRAP_SERVERS at the broker that holds that history, use an empty database, "
+            "or use another ROYALFLOW_TOPIC_PREFIX."
+        )
 
 
 def _alive(pid: int) -> bool:
