@@ -117,9 +117,23 @@ async def _run(settings, supervisor, count, family_id, version, seed, image_sour
                 settled = await queries.settled_generation_count(pool)
                 bar.update(task, completed=settled)
                 await asyncio.sleep(0.5)
-        return await _report(pool, reconcile)
+        ok = await _report(pool, reconcile)
+        await _share_report(pool, Path(settings.state_dir) / "share-heatmap.png")
+        return ok
     finally:
         await pool.close()
+
+
+async def _share_report(pool, out_png: Path) -> None:  # type: ignore[no-untyped-def]
+    """Who is paid for what: mean share per class x owner, printed and as a heatmap PNG."""
+    from royalflow.attribution.heatmap import class_shares, fetch_records, table_text, write_png
+
+    rows, owners, matrix, counts = class_shares(await fetch_records(pool))
+    if not rows:
+        return
+    console.print("[bold]mean royalty share per class x owner[/]", highlight=False)
+    console.print(table_text(rows, owners, matrix, counts), markup=False, highlight=False)
+    console.print(f"heatmap written to {write_png(rows, owners, matrix, out_png).resolve()}", markup=False)
 
 
 async def _report(pool, reconcile) -> bool:  # type: ignore[no-untyped-def]
