@@ -72,6 +72,9 @@ class AuditPart(BaseModel):
     amount: Amount
     method: str
     family_version: str
+    cluster: list[str] | None = Field(
+        default=None, description="The cluster of owners this part was paid through (same-source owners valued as "
+        "one player and split by data size); [owner] alone when the owner is its own player; null for older records.")
 
 
 class Audit(BaseModel):

@@ -134,8 +134,26 @@ def show_family(
     proposal = manifest.get("estimator", {}).pop("timestep_proposal", None)
     if proposal is not None:  # 99 numbers: summarise
         manifest["estimator"]["timestep_proposal"] = f"{len(proposal)} probabilities (max {max(proposal):.4f})"
+    evidence = manifest.pop("cluster_evidence", None) or []
     typer.echo(f"{path}")
     typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+    typer.echo(suspected_clusters(manifest.get("clusters") or [], evidence))
+
+
+def suspected_clusters(clusters: list[list[str]], evidence: list[dict]) -> str:  # type: ignore[type-arg]
+    """Clusters of owners paid as one player (same-source evidence found at training time), for
+    human review: a wrong merge pays honest owners by data size instead of by contribution."""
+    merged = [c for c in clusters if len(c) > 1]
+    if not merged:
+        return "suspected clusters: none (every owner is paid as its own player)"
+    lines = [f"suspected clusters ({len(merged)}), paid as one player each and split by data size; review them:"]
+    for cluster in merged:
+        lines.append(f"  {' + '.join(cluster)}")
+        for row in evidence:
+            if row.get("merged") and set(row["owners"]) <= set(cluster):
+                detail = ", ".join(f"{k} {row[k]}" for k in ("duplicate_fraction", "profile_distance", "pair_distance") if k in row)
+                lines.append(f"    {row['owners'][0]} ~ {row['owners'][1]}: {', '.join(row['reasons'])} ({detail})")
+    return "\n".join(lines)
 
 
 @families_app.command("evaluate")

@@ -43,11 +43,21 @@ def redact_attribution(attribution: dict[str, Any] | None, names: dict[str, str]
         return None
     view = {k: v for k, v in attribution.items() if k not in WITHHELD_FROM_OWNERS}
     view["owners"] = [names.get(o, o) for o in attribution.get("owners", [])]
+    if view.get("clusters"):  # clusters name owners: pseudonymised like everywhere else
+        view["clusters"] = [[names.get(o, o) for o in cluster] for cluster in view["clusters"]]
     # Compositional records key utilities by 'component:<owner>'; rename those keys too.
     for key in ("coalition_utilities", "utility_std_errors"):
         if isinstance(view.get(key), dict):
             view[key] = {_rename_component(k, names): v for k, v in view[key].items()}
     return view
+
+
+def _cluster_of(attribution: dict[str, Any] | None, owner: str, names: dict[str, str]) -> list[str] | None:
+    """The cluster (as shown to this viewer) that ``owner`` was paid through, from the record."""
+    for cluster in (attribution or {}).get("clusters") or []:
+        if owner in cluster:
+            return [names.get(o, o) for o in cluster]
+    return None
 
 
 def _rename_component(key: str, names: dict[str, str]) -> str:
@@ -78,7 +88,8 @@ async def audit(
         AuditPart(**{k: v for k, v in p.items() if k not in ("owner_id", "amount", "contribution_id")},
                   owner_id=names[p["owner_id"]], amount=Amount.of(p["amount"], cur),
                   # A contribution id embeds its owner's id: withheld with the owner's identity.
-                  contribution_id=p["contribution_id"] if names[p["owner_id"]] == p["owner_id"] else None)
+                  contribution_id=p["contribution_id"] if names[p["owner_id"]] == p["owner_id"] else None,
+                  cluster=_cluster_of(record["attribution"], p["owner_id"], names))
         for p in record["parts"]
     ]
     return Audit(
