@@ -54,6 +54,11 @@ class EmbeddedPostgres:
 
     def _run(self, tool: str, *args: str, timeout: float = START_TIMEOUT_SECONDS) -> str:
         cmd = [str(self._bin / tool), *args]
+        if self._as_root and self.pgdata.exists():
+            # Again before every call: a parent folder may have become owner-only since start
+            # (a pytest session beside us chmods its base temp to 0700), and then pg_ctl, run
+            # as the server user, could not even stop the server.
+            _open_path_to_others(self.pgdata.parent)
         try:
             done = subprocess.run(
                 cmd,

@@ -1,22 +1,52 @@
-"""Runs the services as child processes (``python -m royalflow <service> run``) and stops them.
+"""Runs the services as child processes (``python -m royalflow <service> run``), restarts the
+ones that crash, and stops them.
 
 Used by ``royalflow platform up``, the demo and the integration tests: each service is a real
 process with its own consumer-group member, exactly as in production.
+
+Restarts. ``check_alive()`` (call it every second or so) notices a child that exited, schedules
+its restart after an exponential backoff (0.5 s, 1 s, 2 s ... at most 30 s) and restarts it on
+a later call; the other children keep running. Restarting is safe because every service resumes
+from state it keeps outside the process (offsets and idempotency keys in PostgreSQL). A child
+that crashes ``max_restarts`` times within ``window_seconds`` is given up on: ``check_alive()``
+raises :class:`PlatformError` naming the service, its exit status and its last log lines,
+because a crash loop is a bug or a broken dependency that restarting will not fix.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from royalflow.config import Settings
 from royalflow.errors import PlatformError
 
+log = logging.getLogger(__name__)
+
 STOP_TIMEOUT_SECONDS = 15.0
+TAIL_LINES = 30
+TAIL_BYTES = 64 * 1024  # read at most the end of a log, however large it grew
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How often a crashed child is restarted before the supervisor gives up on it."""
+
+    max_restarts: int = 5  # within window_seconds; 0 = never restart
+    window_seconds: float = 300.0
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+
+    def backoff_seconds(self, recent_restarts: int) -> float:
+        return min(self.initial_backoff_seconds * 2 ** min(recent_restarts, 32), self.max_backoff_seconds)
 
 SERVICE_ARGS: dict[str, tuple[str, ...]] = {
     "attribution": ("attribution", "run"),
@@ -48,6 +78,8 @@ class ServiceProcess:
         self.log_path = Path(log_dir) / f"{name}.log"
         self.args = (*SERVICE_ARGS[name], *extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+        self.restarts: deque[float] = deque(maxlen=64)  # monotonic times of restarts
+        self.restart_at: float | None = None  # when a crashed child is due to come back
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +96,13 @@ class ServiceProcess:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def exit_status(self) -> str:
+        code = None if self.process is None else self.process.poll()
+        if code is None:
+            return "running"
+        return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
     def kill(self) -> None:
         """SIGKILL: the crash the fault tests inject."""
@@ -83,16 +122,24 @@ class ServiceProcess:
                 self.process.wait()
         self.process = None
 
-    def tail(self, lines: int = 30) -> str:
+    def tail(self, lines: int = TAIL_LINES) -> str:
         if not self.log_path.exists():
             return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        with open(self.log_path, "rb") as log_file:
+            log_file.seek(max(0, self.log_path.stat().st_size - TAIL_BYTES))
+            text = log_file.read(TAIL_BYTES).decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, *, policy: RestartPolicy | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.log_dir = log_dir
+        self.policy = policy or RestartPolicy()
+        self.notify = notify or log.warning  # where restart notices go (the CLI prints them)
         self.services: dict[str, ServiceProcess] = {}
 
     def start(self, *names: str) -> None:
@@ -102,9 +149,33 @@ class Supervisor:
             self.services[name] = service
 
     def check_alive(self) -> None:
+        """Restart crashed children with backoff; raise PlatformError for one given up on."""
+        now = time.monotonic()
         for service in self.services.values():
-            if not service.alive:
-                raise PlatformError(f"service {service.name} exited; last log lines:\n{service.tail()}")
+            if service.alive:
+                continue
+            if service.restart_at is None:
+                recent = sum(1 for t in service.restarts if now - t < self.policy.window_seconds)
+                if recent >= self.policy.max_restarts:
+                    raise PlatformError(
+                        f"service {service.name} {service.exit_status} after {recent} restart(s) within "
+                        f"{self.policy.window_seconds:.0f}s; giving up. Last log lines ({service.log_path}):\n"
+                        f"{service.tail()}"
+                    )
+                delay = self.policy.backoff_seconds(recent)
+                service.restart_at = now + delay
+                self.notify(f"service {service.name} {service.exit_status}; restarting in {delay:.1f}s "
+                            f"(restart {recent + 1} of at most {self.policy.max_restarts} per "
+                            f"{self.policy.window_seconds:.0f}s); log {service.log_path}")
+            elif now >= service.restart_at:
+                service.restart_at = None
+                service.restarts.append(now)
+                service.start()
+
+    @property
+    def restart_count(self) -> int:
+        """Restarts of every child so far (tests and status lines read it)."""
+        return sum(len(s.restarts) for s in self.services.values())
 
     def stop(self) -> None:
         # Reverse start order: consumers downstream stop last and drain what upstream sent.

@@ -1,0 +1,116 @@
+"""The supervisor restarts crashed children with bounded exponential backoff, keeps the others
+running, and gives up on a crash loop with an error naming the service and its last log lines.
+Under kill -9 of the agent and the ledger, every event still settles exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from royalflow.attribution.categorical import demo_manifest, write_manifest
+from royalflow.config import Settings
+from royalflow.errors import PlatformError
+from royalflow.ledger import queries
+from royalflow.ledger.migrate import migrate
+from royalflow.ledger.reconcile import reconcile
+from royalflow.platform.database import create_pool
+from royalflow.platform.kafka import ensure_topics
+from royalflow.platform.supervisor import RestartPolicy, Supervisor
+from royalflow.producer import Publisher
+from royalflow.producer.samples import sample_events
+
+EVENTS = 60
+SETTLE_TIMEOUT_SECONDS = 240
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    policy = RestartPolicy(initial_backoff_seconds=0.5, max_backoff_seconds=30)
+    assert [policy.backoff_seconds(n) for n in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert policy.backoff_seconds(10**6) == 30  # no overflow however long it crashes
+
+
+def test_a_crash_loop_is_restarted_with_backoff_then_given_up_with_the_log(tmp_path: Path) -> None:
+    # `api serve` with no database and no running platform exits at once: a real crash loop.
+    settings = Settings(kafka_bootstrap_servers=None, database_url=None, state_dir=tmp_path / "no-platform")
+    notices: list[str] = []
+    policy = RestartPolicy(max_restarts=2, window_seconds=60, initial_backoff_seconds=0.05, max_backoff_seconds=1)
+    with Supervisor(settings, tmp_path / "logs", policy=policy, notify=notices.append) as supervisor:
+        supervisor.start("api")
+        deadline = time.monotonic() + 60
+        with pytest.raises(PlatformError) as failure:
+            while time.monotonic() < deadline:
+                supervisor.check_alive()
+                time.sleep(0.05)
+    message = str(failure.value)
+    assert "service api exit code 1 after 2 restart(s) within 60s; giving up" in message
+    assert "no Kafka/PostgreSQL configured" in message  # the child's last log lines
+    assert supervisor.services == {}  # __exit__ stopped everything
+    assert len(notices) == 2
+    assert "restarting in 0.1s (restart 1 of at most 2" in notices[0]  # 0.05 s, shown rounded
+    assert "restarting in 0.1s (restart 2 of at most 2" in notices[1]
+
+
+def test_never_restart_policy_fails_on_the_first_crash(tmp_path: Path) -> None:
+    settings = Settings(kafka_bootstrap_servers=None, database_url=None, state_dir=tmp_path / "no-platform")
+    with Supervisor(settings, tmp_path / "logs", policy=RestartPolicy(max_restarts=0)) as supervisor:
+        supervisor.start("api")
+        supervisor.services["api"].process.wait(30)  # type: ignore[union-attr]
+        with pytest.raises(PlatformError, match="service api exit code 1 after 0 restart"):
+            supervisor.check_alive()
+
+
+async def _wait(predicate, supervisor: Supervisor, what: str) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_TIMEOUT_SECONDS
+    while not await predicate():
+        supervisor.check_alive()  # restarts the killed children
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; logs:\n" + "\n".join(s.tail() for s in supervisor.services.values()))
+        await asyncio.sleep(0.3)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_kill_9_children_come_back_and_events_settle_exactly(settings: Settings, tmp_path: Path) -> None:
+    manifest = demo_manifest()
+    write_manifest(settings.families_dir, manifest)
+    await ensure_topics(settings)
+    events = sample_events(EVENTS, family_id=manifest["family_id"], family_version="1", seed=5, run_id="crash")
+    pool = await create_pool(str(settings.database_url), max_size=2)
+    policy = RestartPolicy(initial_backoff_seconds=0.2)
+    try:
+        await migrate(pool)
+        with Supervisor(settings, tmp_path / "logs", policy=policy) as supervisor:
+            supervisor.start("ledger", "attribution")
+            async with Publisher(settings) as publisher:
+                await publisher.publish(events[: EVENTS // 2])
+
+            async def some_settled() -> bool:
+                return await queries.settled_generation_count(pool) > 0
+
+            await _wait(some_settled, supervisor, "the first settlements")
+            first_pids = {name: s.process.pid for name, s in supervisor.services.items()}  # type: ignore[union-attr]
+            for name in ("ledger", "attribution"):
+                supervisor.services[name].kill()  # SIGKILL mid-stream
+            async with Publisher(settings) as publisher:
+                await publisher.publish(events[EVENTS // 2 :])
+                await publisher.publish(events[:10])  # redeliveries: no effect
+
+            async def all_settled() -> bool:
+                return await queries.settled_generation_count(pool) >= EVENTS
+
+            await _wait(all_settled, supervisor, f"{EVENTS} settled generations")
+            assert supervisor.restart_count == 2
+            assert all(s.alive and s.process.pid != first_pids[n] for n, s in supervisor.services.items())  # type: ignore[union-attr]
+        assert await queries.settled_generation_count(pool) == EVENTS
+        owners = len(manifest["owners"])
+        assert await pool.fetchval("SELECT count(*) FROM contributions") == EVENTS * owners
+        totals = await queries.settlement_totals(pool)
+        balances = await queries.all_balances(pool)
+        assert sum(r["lifetime"] for r in balances) == sum(t["pool"] for t in totals) == sum(e.revenue.amount * 3 // 10 for e in events)
+        assert await reconcile(pool) == []
+    finally:
+        await pool.close()
