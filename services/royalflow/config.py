@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     ledger_batch_size: int = Field(default=5000, ge=1, le=100_000)
     ledger_batch_seconds: float = Field(default=0.05, gt=0)
     reconcile_interval_seconds: float = Field(default=300.0, ge=0)  # the ledger re-checks its books; 0 = off
+    reversal_wait_seconds: float = Field(default=300.0, gt=0, le=86_400)  # then an unknown contribution is dead-lettered
+    attribution_grace_seconds: float = Field(default=300.0, ge=0, le=86_400)  # contributions without an audit record: reported after
     db_pool_max_size: int = Field(default=8, ge=1, le=256)
 
     # --- model families -----------------------------------------------------------------

@@ -65,12 +65,15 @@ async def test_completeness_waits_for_every_part(pool: asyncpg.Pool) -> None:
     assert await queries.incomplete_generations(pool) == []
 
 
-async def test_inconsistent_parts_are_flagged(pool: asyncpg.Pool) -> None:
+async def test_a_part_disagreeing_with_its_generation_is_refused(pool: asyncpg.Pool) -> None:
     parts = generation_parts("bad", seed=2)
     tampered = parts[1].model_copy(update={"pool_amount": parts[1].pool_amount + 1})
-    await _apply(pool, [parts[0], tampered, *parts[2:]])
-    problems = await reconcile(pool)
-    assert any("bad" in p for p in problems)
+    result = await _apply(pool, [parts[0], tampered, *parts[2:]])
+    # The first part of the generation (lowest offset) sets its terms; the other moves nothing.
+    assert [(r.reason, tampered.contribution_id in r.detail) for r in result.rejected] == [("conflicting_duplicate", True)]
+    assert result.new_contributions == 3
+    assert await pool.fetchval("SELECT count(*) FROM contributions WHERE contribution_id = $1", tampered.contribution_id) == 0
+    assert await reconcile(pool) == []
 
 
 async def test_reconciliation_names_a_tampered_balance(pool: asyncpg.Pool) -> None:

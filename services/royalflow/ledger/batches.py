@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 
 from royalflow.contracts import AttributionRecord, ContributionEvent
 from royalflow.errors import LedgerError
+from royalflow.ledger.conflicts import Origin
 from royalflow.ledger.journal import BatchResult, apply_batch
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ TRANSIENT = (
 )
 
 Decoded = ContributionEvent | AttributionRecord
-# (reason, detail, partition, raw record): the service's dead-letter writer.
-DeadLetter = Callable[[str, str, TopicPartition, Any], Awaitable[None]]
+# (reason, detail, origin): the service's dead-letter writer.
+DeadLetter = Callable[[str, str, Origin | None], Awaitable[None]]
 
 
 @dataclass
@@ -76,19 +77,30 @@ class BatchWriter:
     async def commit(
         self, items: list[tuple[TopicPartition, Any, Decoded]], offsets: dict[tuple[str, int], int], *, shard: int
     ) -> BatchResult:
-        contributions = [d for _, _, d in items if isinstance(d, ContributionEvent)]
-        audits = [d for _, _, d in items if isinstance(d, AttributionRecord)]
         try:
-            return await with_retries(
-                self.pool, "apply batch",
-                lambda conn: apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard),
-                transaction=True,
-            )
+            return await with_retries(self.pool, "apply batch", self._apply(items, offsets, shard), transaction=True)
         except (asyncpg.PostgresError, LedgerError) as exc:
             if isinstance(exc, TRANSIENT):
                 raise  # the database is away for longer than the retries: exit, restart, resume
             log.warning("ledger: batch rejected (%s); applying its records one by one", exc)
             return await self._one_by_one(items, offsets, shard)
+
+    def _apply(self, items: list[tuple[TopicPartition, Any, Decoded]], offsets: dict[tuple[str, int], int], shard: int):  # type: ignore[no-untyped-def]
+        """The transaction body: apply, then dead-letter what the ledger refused BEFORE the
+        commit, so an offset never moves past a refused record whose dead letter is not on the
+        broker (a retry may send a dead letter twice: at least once, never lost)."""
+        contributions = [d for _, _, d in items if isinstance(d, ContributionEvent)]
+        audits = [d for _, _, d in items if isinstance(d, AttributionRecord)]
+        origins = {id(d): Origin(tp.topic, tp.partition, r.offset, r.key, r.value) for tp, r, d in items}
+
+        async def body(conn: asyncpg.Connection) -> BatchResult:
+            result = await apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard,
+                                       origins=origins)
+            for refused in result.rejected:
+                await self.dead_letter(refused.reason, refused.detail, refused.origin)
+            return result
+
+        return body
 
     async def _one_by_one(
         self, items: list[tuple[TopicPartition, Any, Decoded]], offsets: dict[tuple[str, int], int], shard: int
@@ -101,27 +113,20 @@ class BatchWriter:
         ordered = [i for i in items if isinstance(i[2], ContributionEvent)] + \
                   [i for i in items if isinstance(i[2], AttributionRecord)]
         for tp, raw, decoded in ordered:
-            cs = [decoded] if isinstance(decoded, ContributionEvent) else []
-            aus = [decoded] if isinstance(decoded, AttributionRecord) else []
             try:
-                part = await with_retries(
-                    self.pool, "apply record",
-                    lambda conn: apply_batch(conn, cs, aus, {}, group_id=self.group_id, shard=shard),
-                    transaction=True,
-                )
+                part = await with_retries(self.pool, "apply record", self._apply([(tp, raw, decoded)], {}, shard),
+                                          transaction=True)
             except (asyncpg.PostgresError, LedgerError) as exc:
                 if isinstance(exc, TRANSIENT):
                     raise
-                await self.dead_letter("processing_error", str(exc)[:1000], tp, raw)
+                await self.dead_letter("processing_error", str(exc)[:1000],
+                                       Origin(tp.topic, tp.partition, raw.offset, raw.key, raw.value))
                 continue
             total.new_contributions += part.new_contributions
             total.duplicates += part.duplicates
             total.postings += part.postings
             total.completed += part.completed
             total.reversed += part.reversed
-        await with_retries(
-            self.pool, "commit offsets",
-            lambda conn: apply_batch(conn, [], [], offsets, group_id=self.group_id, shard=shard),
-            transaction=True,
-        )
+            total.rejected += part.rejected
+        await with_retries(self.pool, "commit offsets", self._apply([], offsets, shard), transaction=True)
         return total

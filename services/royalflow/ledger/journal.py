@@ -11,6 +11,7 @@ unique keys make the redelivery change nothing.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,15 +21,46 @@ from royalflow.contracts import AttributionRecord, ContributionEvent
 from royalflow.errors import LedgerError
 from royalflow.ledger import reversals
 from royalflow.ledger.accounts import EXTERNAL_REVENUE, PLATFORM, account_owner, owner_account
+from royalflow.ledger.conflicts import (
+    Origin, Rejection, booked_conflicts, first_wins, in_batch_rejections, rejection, store_audits,
+)
 from royalflow.ledger.posting import Entries, allocate_entry_ids, post
 
+# The idempotency gate and the one-sale check in one statement. A part whose generation is booked
+# with other terms (revenue, pool, currency, parts_total, family), or disagrees with the first
+# part of its generation in this batch (lowest ordinality: offset order), is not inserted and
+# comes back with booked = true/false; inserted ids come back with booked = NULL; ids booked
+# before come back not at all (compared afterwards, only when there are some).
 _INSERT_CONTRIBUTIONS = """
-INSERT INTO contributions (contribution_id, generation_id, owner_id, family_id, family_version, method,
-                           shapley_value, std_error, share, amount, currency, event_time, entry_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::float8[], $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::timestamptz[], $13::int8[])
-ON CONFLICT (contribution_id) DO NOTHING
-RETURNING contribution_id
+WITH x AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
+                         $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::timestamptz[], $13::int8[],
+                         $14::int8[], $15::int8[], $16::int4[]) WITH ORDINALITY
+        AS x(contribution_id, generation_id, owner_id, family_id, family_version, method, shapley_value, std_error,
+             share, amount, currency, event_time, entry_id, revenue_amount, pool_amount, parts_total, ord)
+), terms AS (
+    SELECT DISTINCT ON (x.generation_id) x.generation_id, g.generation_id IS NOT NULL AS booked,
+           COALESCE(g.currency::text, x.currency) AS currency, COALESCE(g.revenue_amount, x.revenue_amount) AS revenue_amount,
+           COALESCE(g.pool_amount, x.pool_amount) AS pool_amount, COALESCE(g.parts_total, x.parts_total) AS parts_total,
+           COALESCE(g.family_id, x.family_id) AS family_id, COALESCE(g.family_version, x.family_version) AS family_version
+    FROM x LEFT JOIN generations g USING (generation_id)
+    ORDER BY x.generation_id, x.ord
+), clash AS (
+    SELECT x.contribution_id, t.booked FROM x JOIN terms t USING (generation_id)
+    WHERE (x.currency, x.revenue_amount, x.pool_amount, x.parts_total, x.family_id, x.family_version)
+          IS DISTINCT FROM (t.currency, t.revenue_amount, t.pool_amount, t.parts_total, t.family_id, t.family_version)
+), ins AS (
+    INSERT INTO contributions (contribution_id, generation_id, owner_id, family_id, family_version, method,
+                               shapley_value, std_error, share, amount, currency, event_time, entry_id)
+    SELECT contribution_id, generation_id, owner_id, family_id, family_version, method, shapley_value, std_error,
+           share, amount, currency, event_time, entry_id
+    FROM x WHERE contribution_id NOT IN (SELECT contribution_id FROM clash)
+    ON CONFLICT (contribution_id) DO NOTHING
+    RETURNING contribution_id
+)
+SELECT contribution_id, NULL::bool AS booked FROM ins
+UNION ALL
+SELECT contribution_id, booked FROM clash
 """
 
 _UPSERT_GENERATIONS = """
@@ -65,6 +97,7 @@ class BatchResult:
     postings: list[tuple[str, str, int]] = field(default_factory=list)  # (account, currency, amount)
     completed: list[tuple[str, datetime, datetime]] = field(default_factory=list)  # (generation, event, completed)
     reversed: int = 0
+    rejected: list[Rejection] = field(default_factory=list)  # refused after decoding: dead-letter them
 
 
 @dataclass
@@ -83,50 +116,76 @@ async def apply_batch(
     *,
     group_id: str,
     shard: int,
+    origins: Mapping[int, Origin] | None = None,
 ) -> BatchResult:
-    """Apply the batch; the caller holds the transaction."""
+    """Apply the batch; the caller holds the transaction. ``contributions`` and ``audits`` come
+    in offset order per partition (the first of two payloads under one id wins); ``origins``
+    (by ``id(record)``) name where each came from, for the dead letters of refused records,
+    which come back in ``result.rejected`` (the caller dead-letters them before committing)."""
     result = BatchResult()
-    unique = {c.contribution_id: c for c in contributions}  # the same id twice in one batch
-    rows = [c for c in unique.values() if c.kind == "attribution"]
-    reversal_events = [c for c in unique.values() if c.kind == "reversal"]
+    # The same id twice in one batch: an equal payload is a duplicate, a different one is judged
+    # against what is booked (the first of all), else against the first in the batch.
+    unique = first_wins(contributions, "contribution_id")
+    rows = [c for c in unique.kept if c.kind == "attribution"]
+    reversal_events = [c for c in unique.kept if c.kind == "reversal"]
+    later_rows = [(c, first) for c, first in unique.later if first.kind == "attribution"]
     entries = Entries()
     new: list[ContributionEvent] = []
     if rows:
         currencies = sorted({c.currency for c in rows})
         drawn = await allocate_entry_ids(conn, 2 * len(currencies))
         ids = _BatchIds(dict(zip(currencies, drawn[0::2])), dict(zip(currencies, drawn[1::2])))
-        # 1. Contributions: the idempotency gate. Only ids not seen before come back.
-        inserted = await conn.fetch(
+        # 1. Contributions: the idempotency gate. Only ids not seen before come back as new;
+        #    parts that disagree with their generation come back refused.
+        outcome = await conn.fetch(
             _INSERT_CONTRIBUTIONS,
             [c.contribution_id for c in rows], [c.generation_id for c in rows], [c.owner_id for c in rows],
             [c.family_id for c in rows], [c.family_version for c in rows], [c.method for c in rows],
             [c.shapley_value for c in rows], [c.std_error for c in rows], [c.share for c in rows],
             [c.amount for c in rows], [c.currency for c in rows], [c.occurred_at for c in rows],
             [ids.royalty[c.currency] if c.amount > 0 else None for c in rows],
+            [c.revenue_amount for c in rows], [c.pool_amount for c in rows], [c.parts_total for c in rows],
         )
-        new = [unique[r["contribution_id"]] for r in inserted]
+        answered = {r["contribution_id"]: r["booked"] for r in outcome}
+        new = [c for c in rows if c.contribution_id in answered and answered[c.contribution_id] is None]
+        for c in rows:
+            booked = answered.get(c.contribution_id)
+            if booked is not None:
+                where = "is booked with" if booked else "has, in this batch, an earlier part with"
+                result.rejected.append(rejection(c, origins, (
+                    f"contribution {c.contribution_id}: generation {c.generation_id} {where} other revenue, pool, "
+                    "currency, parts_total or family; the first one wins and this part moves nothing")))
+        # Ids booked before (neither new nor refused) and later payloads under any id of the
+        # batch: equal to the booked payload is a redelivery, anything else is refused.
         if new:
             await _prepare_new(conn, new, result, entries, ids)
-    new_reversals = await reversals.store(conn, reversal_events)
+        returning = [c for c in rows if c.contribution_id not in answered]
+        refused, booked_ids = await booked_conflicts(conn, returning + [c for c, _ in later_rows], origins)
+        result.rejected += refused
+        result.rejected += in_batch_rejections([p for p in later_rows if p[0].contribution_id not in booked_ids],
+                                               "contribution_id", origins)
+    # Later payloads under a reversal's id: the first (the stored one or this batch's) wins.
+    result.rejected += in_batch_rejections([p for p in unique.later if p[1].kind == "reversal"], "contribution_id", origins)
+    new_reversals, reversal_rejected = await reversals.store(conn, reversal_events, origins)
+    result.rejected += reversal_rejected
     result.new_contributions = len(new) + len(new_reversals)
-    result.duplicates = len(contributions) - result.new_contributions
     # 7. One set-based write of every entry, posting, balance, hourly bucket and outbox row.
     result.postings = (await post(conn, entries, shard=shard)).postings
     # 8. Reversals whose contribution is now settled (in this batch or before) become
     #    compensating entries; they read the contributions just written, hence a second post.
     corrections = Entries()
-    reversing = await reversals.claim_ready(
+    reversing, refused = await reversals.claim_ready(
         conn, corrections, new_contribution_ids=[c.contribution_id for c in new], new_reversal_ids=new_reversals
     )
+    result.rejected += refused
     result.postings += (await post(conn, corrections, shard=shard)).postings
     await reversals.link_entries(conn, reversing)
     result.reversed = len(reversing)
-    if audits:
-        await conn.executemany(
-            "INSERT INTO attributions (generation_id, family_id, family_version, record) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (generation_id) DO NOTHING",
-            [(a.generation_id, a.family_id, a.family_version, a.model_dump_json(by_alias=True)) for a in audits],
-        )
+    # Every contribution neither new nor refused was seen before with the same payload: a no-op.
+    refused_contributions = len(result.rejected) - len(refused)
+    result.duplicates = len(contributions) - result.new_contributions - refused_contributions
+    _, audit_rejected = await store_audits(conn, audits, origins)
+    result.rejected += audit_rejected
     if offsets:
         # 9. Offsets commit with the postings they produced: the exactly-once effect.
         keys = sorted(offsets)

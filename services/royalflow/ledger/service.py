@@ -25,6 +25,7 @@ from royalflow.contracts.keys import key_material
 from royalflow.errors import ContractError, LedgerError
 from royalflow.ledger.accounts import account_type
 from royalflow.ledger.batches import TRANSIENT, BatchWriter, Prepared, with_retries
+from royalflow.ledger.conflicts import Origin
 from royalflow.ledger.journal import BatchResult
 from royalflow.ledger.migrate import migrate
 from royalflow.ledger.reconciler import Reconciler
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 SERVICE = "ledger"
 GAUGE_SECONDS = 5.0  # refresh period of the incomplete-generations gauge
 YIELD_EVERY = 250  # records decoded between yields to the event loop
+UNKNOWN_ORIGIN = "unknown"  # dead letters of rows stored before their origin was kept
 
 
 class _SeekFromDatabase(ConsumerRebalanceListener):
@@ -105,7 +107,7 @@ class LedgerService:
         producer = make_producer(settings)
         await producer.start()
         self.letters = DeadLetterWriter(producer, settings, SERVICE)
-        self.writer = BatchWriter(self.pool, self.group_id, self._dead_letter)
+        self.writer = BatchWriter(self.pool, self.group_id, self._dead_letter_from)
         self.consumer = AIOKafkaConsumer(
             **client_kwargs(settings),
             group_id=self.group_id,
@@ -206,11 +208,17 @@ class LedgerService:
             log.info("advisory Kafka commit failed (harmless): %s", exc)
 
     async def _dead_letter(self, reason: str, detail: str, tp: TopicPartition, record) -> None:  # type: ignore[no-untyped-def]
+        await self._dead_letter_from(reason, detail, Origin(tp.topic, tp.partition, record.offset, record.key, record.value))
+
+    async def _dead_letter_from(self, reason: str, detail: str, origin: Origin | None) -> None:
+        """A dead letter for a record refused after decoding (from the batch or from storage)."""
         if self.letters is None:
             raise LedgerError("dead-letter writer not started")
-        await self.letters.send(reason=reason, detail=detail, topic=tp.topic, partition=tp.partition,
-                                offset=record.offset, key=record.key, value=record.value)
-        metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, tp.topic, reason).inc()
+        # Rows stored before origins were kept have none: say so rather than invent one.
+        where = origin or Origin(UNKNOWN_ORIGIN, 0, 0, None, None)
+        await self.letters.send(reason=reason, detail=detail, topic=where.topic, partition=where.partition,
+                                offset=where.offset, key=where.key, value=where.value)
+        metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, where.topic, reason).inc()
 
     async def _with_retries(self, what: str, fn, *, transaction: bool = False):  # type: ignore[no-untyped-def]
         return await with_retries(self.pool, what, fn, transaction=transaction)
