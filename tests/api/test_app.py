@@ -36,8 +36,8 @@ async def test_openapi_document_is_valid_and_complete(client: httpx.AsyncClient)
 
 
 async def test_probes(client: httpx.AsyncClient, fresh_database: str) -> None:
-    assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"ready": True, "checks": {"database": True}}
+    assert (await client.get("/healthz")).json() == {"status": "ok", "checks": {}, "failing": [], "details": {}}
+    assert (await client.get("/readyz")).json() == {"ready": True, "checks": {"database": True}, "failing": [], "details": {}}
     closed: asyncpg.Pool = await create_pool(fresh_database, max_size=1)
     await closed.close()
     down = create_app(Settings(database_url="postgresql://unused"), pool=closed)
@@ -46,6 +46,7 @@ async def test_probes(client: httpx.AsyncClient, fresh_database: str) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
         response = await c.get("/readyz")
         assert response.status_code == 503 and response.json()["checks"] == {"database": False}
+        assert response.json()["failing"] == ["database"] and response.json()["details"]["database"]
         # A route failing on the dead pool is a 500, and counted as one by its template.
         failing = await c.get("/v1/owners/owner-a/balances", headers={"Authorization": "Bearer rf_" + "B" * 43})
         assert failing.status_code == 500

@@ -27,12 +27,14 @@ async def test_healthz_readyz_and_metrics_on_a_free_port() -> None:
         assert server.port > 0
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
             health = await client.get("/healthz")
-            assert health.status_code == 200 and health.json() == {"status": "ok"}
+            assert health.status_code == 200
+            assert health.json() == {"status": "ok", "checks": {}, "failing": [], "details": {}}
 
             not_ready = await client.get("/readyz")
             assert not_ready.status_code == 503
             assert not_ready.json() == {"ready": False, "checks": {"broker": False, "database": False},
-                                        "failing": ["broker", "database"]}
+                                        "failing": ["broker", "database"],
+                                        "details": {"broker": "check returned false", "database": "check returned false"}}
 
             broker.up = True
             half = await client.get("/readyz")
@@ -69,6 +71,7 @@ async def test_failing_hanging_and_raising_checks_are_named_not_500() -> None:
     assert response.status_code == 503
     assert response.json()["failing"] == ["broken", "slow"]
     assert response.json()["checks"]["fine"] is True
+    assert response.json()["details"] == {"broken": "ConnectionRefusedError: broker down", "slow": "timed out after 0.2 s"}
 
 
 async def test_no_checks_means_ready_and_checks_can_be_added_later() -> None:

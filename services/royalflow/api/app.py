@@ -63,6 +63,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
                 await app.state.pool.close()
 
     app = FastAPI(title="royalflow balances API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.probes = probes.api_probes(app.state)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -145,9 +145,14 @@ class Reconciliation(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="'ok', or 'failing' when a liveness check failed.")
+    checks: dict[str, bool] = Field(default_factory=dict, description="Each liveness check by name: passed?")
+    failing: list[str] = Field(default_factory=list, description="Names of the failing checks, sorted.")
+    details: dict[str, str] = Field(default_factory=dict, description="Why each failing check failed.")
 
 
 class Readiness(BaseModel):
     ready: bool
-    checks: dict[str, bool]
+    checks: dict[str, bool] = Field(description="Each readiness check by name: passed within its time limit?")
+    failing: list[str] = Field(default_factory=list, description="Names of the failing checks, sorted.")
+    details: dict[str, str] = Field(default_factory=dict, description="Why each failing check failed.")

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from royalflow.config import Settings
 from royalflow.observability import metrics
+from royalflow.observability.probes import Probes
 
 
 def install_views(app: faust.App, settings: Settings) -> None:
@@ -18,18 +19,24 @@ def install_views(app: faust.App, settings: Settings) -> None:
             # aiohttp refuses a charset inside content_type=, so the header is set directly.
             return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    # Ready = connected to the broker: producer started and consumer running. The one probe
+    # implementation (observability/probes.py) answers, as in the ledger and the API.
+    async def producer() -> bool:
+        return bool(app.producer.started)
+
+    async def consumer() -> bool:
+        return bool(app.consumer.started)
+
+    probes = Probes({"producer": producer, "consumer": consumer})
+
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok"})
+            status, body = await probes.healthz()
+            return self.json(body, status=status)
 
     @app.page("/readyz")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            # Ready = connected to the broker: producer started and consumer running.
-            checks = {
-                "producer": bool(app.producer.started),
-                "consumer": bool(app.consumer.started),
-            }
-            status = 200 if all(checks.values()) else 503
-            return self.json({"ready": status == 200, "checks": checks}, status=status)
+            status, body = await probes.readyz()
+            return self.json(body, status=status)

@@ -6,8 +6,8 @@
     ...
     await server.stop()
 
-or ``async with HealthServer(...) as server:``. Semantics of the three endpoints are in
-observability/probes.py.
+or ``async with HealthServer(...) as server:``. Semantics of the three endpoints, and the
+named checks behind them (``server.probes``), are in observability/probes.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
-from royalflow.observability.probes import CHECK_TIMEOUT_SECONDS, Check, exposition, readiness_body, run_checks
+from royalflow.observability.probes import CHECK_TIMEOUT_SECONDS, Check, Probes, exposition
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,8 @@ class HealthServer:
     ) -> None:
         self.host = host
         self.requested_port = port
-        self.checks: dict[str, Check] = dict(checks or {})
+        self.probes = Probes(checks, timeout_seconds=check_timeout_seconds)
         self.before_scrape = list(before_scrape)  # e.g. refresh GPU or pool gauges
-        self.check_timeout_seconds = check_timeout_seconds
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -46,9 +45,13 @@ class HealthServer:
             raise RuntimeError("HealthServer is not started")
         return self._port
 
+    @property
+    def checks(self) -> dict[str, Check]:
+        return self.probes.checks
+
     def add_check(self, name: str, check: Check) -> None:
-        """Add a readiness check later, e.g. once the consumer exists."""
-        self.checks[name] = check
+        """Add a named readiness check later, e.g. once the consumer exists."""
+        self.probes.add_check(name, check)
 
     # --- handlers --------------------------------------------------------------------------
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -62,10 +65,11 @@ class HealthServer:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        status, body = await self.probes.healthz()
+        return web.json_response(body, status=status)
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        status, body = readiness_body(await run_checks(self.checks, self.check_timeout_seconds))
+        status, body = await self.probes.readyz()
         return web.json_response(body, status=status)
 
     # --- lifecycle ---------------------------------------------------------------------------

@@ -1,40 +1,50 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics, answered by the one probe implementation
+(:class:`royalflow.observability.probes.Probes`, kept in ``app.state.probes``)."""
 
 from __future__ import annotations
 
-import asyncio
-
-import asyncpg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from royalflow.api.models import Health, Readiness
 from royalflow.observability import metrics
+from royalflow.observability.probes import Probes
 
 READY_TIMEOUT_SECONDS = 2.0
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness")
-async def healthz() -> Health:
-    """200 while the process serves requests; checks nothing else."""
-    return Health(status="ok")
+def api_probes(app_state: object) -> Probes:
+    """The API's named checks: the API needs PostgreSQL and nothing else."""
+
+    async def database() -> bool:
+        return await app_state.pool.fetchval("SELECT 1") == 1  # type: ignore[attr-defined]
+
+    return Probes({"database": database}, timeout_seconds=READY_TIMEOUT_SECONDS)
+
+
+@router.get(
+    "/healthz", response_model=Health, summary="Liveness",
+    responses={503: {"model": Health, "description": "A liveness check failed."}},
+)
+async def healthz(request: Request) -> JSONResponse:
+    """200 while the process serves requests; checks nothing else (a database blip must not
+    restart the API)."""
+    status, body = await request.app.state.probes.healthz()
+    return JSONResponse(Health(**body).model_dump(), status_code=status)
 
 
 @router.get(
     "/readyz", response_model=Readiness, summary="Readiness",
-    responses={503: {"model": Readiness, "description": "PostgreSQL is unreachable."}},
+    responses={503: {"model": Readiness, "description": "A named check failed, e.g. PostgreSQL is unreachable."}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 when PostgreSQL answers within 2 s (the API needs nothing else), 503 otherwise."""
-    try:
-        ok = await asyncio.wait_for(request.app.state.pool.fetchval("SELECT 1"), READY_TIMEOUT_SECONDS) == 1
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        ok = False
-    body = Readiness(ready=ok, checks={"database": ok})
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    """200 when every named check passes within 2 s (the API checks `database`: PostgreSQL
+    answers), 503 otherwise, naming the failing checks and why."""
+    status, body = await request.app.state.probes.readyz()
+    return JSONResponse(Readiness(**body).model_dump(), status_code=status)
 
 
 @router.get(
