@@ -10,6 +10,7 @@ import asyncpg
 
 from royalflow.config import Settings
 from royalflow.ledger import queries
+from royalflow.ledger.migrate import migrate
 from royalflow.ledger.service import LedgerService
 from royalflow.platform.database import create_pool
 
@@ -19,10 +20,11 @@ STOP_TIMEOUT_SECONDS = 30
 @asynccontextmanager
 async def running_ledger(settings: Settings) -> AsyncIterator[tuple[LedgerService, asyncpg.Pool]]:
     """A started LedgerService and a pool on its database; both stopped on exit."""
+    pool = await create_pool(settings.database_url or "", max_size=2)
+    await migrate(pool)  # the schema first, so a test may read any table at once
     stop = asyncio.Event()
     service = LedgerService(settings)
     task = asyncio.create_task(service.run(stop))
-    pool = await create_pool(settings.database_url or "", max_size=2)
     try:
         yield service, pool
     finally:

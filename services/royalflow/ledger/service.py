@@ -29,6 +29,7 @@ from royalflow.ledger.conflicts import Origin
 from royalflow.ledger.journal import BatchResult
 from royalflow.ledger.migrate import migrate
 from royalflow.ledger.reconciler import Reconciler
+from royalflow.ledger.sweeper import ReversalSweeper
 from royalflow.ledger.outbox import OutboxRelay
 from royalflow.observability import metrics
 from royalflow.platform.database import create_pool
@@ -121,8 +122,9 @@ class LedgerService:
         await self.consumer.start()
         relay = OutboxRelay(self.pool, producer, settings)
         reconciler = Reconciler(self.pool, settings)
+        sweeper = ReversalSweeper(self.pool, settings, self._dead_letter_from)
         helpers = [asyncio.create_task(relay.run(stop)), asyncio.create_task(self._gauges(stop)),
-                   asyncio.create_task(reconciler.run(stop))]
+                   asyncio.create_task(reconciler.run(stop)), asyncio.create_task(sweeper.run(stop))]
         self.ready = True
         in_flight: asyncio.Task[None] | None = None
         try:

@@ -116,6 +116,16 @@ SETTLEMENT_LATENCY = Histogram(
 INCOMPLETE_GENERATIONS = Gauge(
     "royalflow_ledger_incomplete_generations", "Generations still waiting for some of their parts."
 )
+LEDGER_PENDING_REVERSALS = Gauge(
+    "royalflow_ledger_pending_reversal_records",
+    "Reversals waiting for their contribution; dead-lettered unknown_contribution after reversal_wait_seconds.",
+)
+LEDGER_OFFSETS_BEYOND_END = Gauge(
+    "royalflow_ledger_offsets_beyond_log_end_records",
+    "How far the next offsets stored in PostgreSQL are ahead of the broker's log ends, summed over the "
+    "ledger's partitions (0 = fine). Not 0: the database holds a history the broker does not (a new or "
+    "emptied broker); /readyz fails its 'offsets' check and the log names each partition.",
+)
 RECONCILIATION_OK = Gauge(
     "royalflow_reconciliation_last_success", "1 if the last reconciliation found no problem (0 before the first run)."
 )
