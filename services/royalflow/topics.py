@@ -9,6 +9,7 @@ Who may write which topic (the compose stack's ACLs, README "Security"):
     ATTRIBUTIONS    the attribution agent only (signed audit records)
     CORRECTIONS     the admin path only (signed reversals)
     DEADLETTER      every consuming service
+    GENERATION_CLAIMS  the attribution agent only (changelog of its table of claimed event ids)
     BALANCES        the ledger only
 """
 
@@ -20,5 +21,6 @@ ATTRIBUTIONS = "attributions.v1"
 CORRECTIONS = "corrections.v1"
 DEADLETTER = "deadletter.v1"
 BALANCES = "balances.v1"
+GENERATION_CLAIMS = "generation-claims.v1"  # event id -> fingerprint of the first payload (attribution/claims.py)
 
-ALL = (GENERATIONS, CONTRIBUTIONS, ATTRIBUTIONS, CORRECTIONS, DEADLETTER, BALANCES)
+ALL = (GENERATIONS, CONTRIBUTIONS, ATTRIBUTIONS, CORRECTIONS, DEADLETTER, BALANCES, GENERATION_CLAIMS)

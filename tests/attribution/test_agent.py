@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,9 @@ async def test_agent_attributes_and_dead_letters(settings: Settings, tmp_path: P
         (b"k2", json.dumps({"schema": "royalflow.generation.v1"}).encode()),
         (b"k3", events[1].model_dump_json(by_alias=True).replace('"amount":', '"amount":-').encode()),
         (b"k4", b"x" * (settings.max_record_bytes + 1)),
-        (b"k5", unknown_family.model_dump_json(by_alias=True).encode()),
-        (b"k6", tampered.model_dump_json(by_alias=True).encode()),
+        # Records that decode are keyed by their event id (claims are partition-local).
+        (unknown_family.event_id.encode(), unknown_family.model_dump_json(by_alias=True).encode()),
+        (b"tampered", tampered.model_dump_json(by_alias=True).encode()),
     ]
     with Supervisor(settings, tmp_path / "logs") as supervisor:
         supervisor.start("attribution")
@@ -95,8 +97,8 @@ async def test_agent_attributes_and_dead_letters(settings: Settings, tmp_path: P
         b"k2": "schema_violation",
         b"k3": "invalid_amount",
         b"k4": "oversized_payload",
-        b"k5": "unknown_model_family",
-        b"k6": "bad_content",
+        unknown_family.event_id.encode(): "unknown_model_family",
+        b"tampered": "bad_content",
     }
     for letter in letters:
         assert letter.source_topic == settings.topic(topics.GENERATIONS) and letter.detail
@@ -105,3 +107,112 @@ async def test_agent_attributes_and_dead_letters(settings: Settings, tmp_path: P
         key = base64.b64decode(letter.original_key_base64 or "")
         if key != b"k4":
             assert base64.b64decode(letter.original_value_base64) == original[key]
+
+
+def _with(event, **fields: object) -> bytes:  # type: ignore[no-untyped-def]
+    doc = json.loads(event.model_dump_json(by_alias=True))
+    doc.update(fields)
+    return json.dumps(doc).encode()
+
+
+def _parts(values: list[bytes]) -> dict[str, dict[str, ContributionEvent]]:
+    by_generation: dict[str, dict[str, ContributionEvent]] = defaultdict(dict)
+    for raw in values:
+        part = ContributionEvent.model_validate_json(raw, context=WIRE)
+        by_generation[part.generation_id][part.owner_id] = part
+    return by_generation
+
+
+async def test_poison_records_cost_no_valid_one_and_the_agent_keeps_consuming(settings: Settings, tmp_path: Path) -> None:
+    manifest = demo_manifest()
+    write_manifest(settings.families_dir, manifest)
+    await ensure_topics(settings)
+    events = sample_events(24, family_id=manifest["family_id"], family_version="1", seed=11, run_id="poison")
+    later = sample_events(8, family_id=manifest["family_id"], family_version="1", seed=12, run_id="later")
+    first, edge = events[0], events[1]
+    conflicting = first.model_copy(update={"revenue": first.revenue.model_copy(update={"amount": 7_777_777})})
+    in_two_days = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+
+    def keyed(event_id: str, value: bytes) -> tuple[bytes, bytes]:
+        return event_id.encode(), value
+
+    hostile = {
+        "h-int": keyed("h-int", b'{"event_id": "h-int", "revenue": {"amount": ' + b"9" * 5000 + b"}}"),
+        "h-deep": keyed("h-deep", b'{"a":' * 50_000 + b"1" + b"}" * 50_000),
+        "h-key": (b"someone-else", events[2].model_dump_json(by_alias=True).encode()),
+        "h-year-1": keyed("h-year-1", _with(events[3].model_copy(update={"event_id": "h-year-1"}),
+                                            occurred_at="0001-01-01T00:00:00+14:00")),
+        "h-year-9999": keyed("h-year-9999", _with(events[3].model_copy(update={"event_id": "h-year-9999"}),
+                                                  occurred_at="9999-12-31T23:59:59-14:00")),
+        "h-edge-early": keyed("h-edge-early", _with(events[3].model_copy(update={"event_id": "h-edge-early"}),
+                                                    occurred_at="2000-01-01T00:00:00+14:00")),  # 1999-12-31T10:00Z
+        "h-future": keyed("h-future", _with(events[3].model_copy(update={"event_id": "h-future"}),
+                                            occurred_at=in_two_days)),
+    }
+    expected = {
+        "h-int": "malformed_json", "h-deep": "malformed_json", "h-key": "schema_violation",
+        "h-year-1": "invalid_timestamp", "h-year-9999": "invalid_timestamp", "h-edge-early": "invalid_timestamp",
+        "h-future": "invalid_timestamp", first.event_id: "conflicting_duplicate",
+    }
+    edge_bytes = _with(edge, occurred_at="2000-01-01T00:00:00-14:00")  # 2000-01-01T14:00Z: inside the window
+    batch = [
+        keyed(first.event_id, first.model_dump_json(by_alias=True).encode()),
+        keyed(first.event_id, conflicting.model_dump_json(by_alias=True).encode()),  # same batch, after the first
+        keyed(edge.event_id, edge_bytes),
+        *[(k, v) for k, v in hostile.values()],
+        *[keyed(e.event_id, e.model_dump_json(by_alias=True).encode()) for e in events[2:]],
+    ]
+    with Supervisor(settings, tmp_path / "logs") as supervisor:
+        supervisor.start("attribution")
+        async with Publisher(settings) as publisher:
+            await publisher.publish_raw(batch)  # one burst: poison and valid records share batches
+            parts = _parts(await _consume(settings, topics.CONTRIBUTIONS, len(events) * 4, timeout_seconds=120))
+            await publisher.publish(later)  # the agent is still consuming after the poison
+        parts = _parts(await _consume(settings, topics.CONTRIBUTIONS, (len(events) + len(later)) * 4, timeout_seconds=120))
+        supervisor.check_alive()
+        assert supervisor.restart_count == 0
+
+    assert set(parts) == {e.event_id for e in events + later}
+    pool = sum(p.amount for p in parts[first.event_id].values())
+    assert pool == first.revenue.amount * 3 // 10  # the first payload won, in the same batch
+    assert {p.occurred_at for p in parts[edge.event_id].values()} == {datetime(2000, 1, 1, 14, tzinfo=UTC)}
+
+    letters = await read_dead_letters(settings, timeout_seconds=10)
+    reasons = {base64.b64decode(letter.original_key_base64 or "").decode(): letter for letter in letters}
+    assert {k: letter.reason for k, letter in reasons.items()} == {
+        ("someone-else" if k == "h-key" else k): reason for k, reason in expected.items()
+    }
+    assert "digits" in reasons["h-int"].detail and "nesting" in reasons["h-deep"].detail
+    assert "must equal event_id" in reasons["someone-else"].detail
+    assert "the first one stands" in reasons[first.event_id].detail
+    for key, value in [*hostile.values(), batch[1]]:
+        assert base64.b64decode(reasons[key.decode()].original_value_base64) == value
+
+
+async def test_the_first_payload_wins_across_a_restart(settings: Settings, tmp_path: Path) -> None:
+    manifest = demo_manifest()
+    write_manifest(settings.families_dir, manifest)
+    await ensure_topics(settings)
+    events = sample_events(6, family_id=manifest["family_id"], family_version="1", seed=5, run_id="restart")
+    first = events[0]
+    conflicting = first.model_copy(update={"producer": "another-producer"})
+    with Supervisor(settings, tmp_path / "logs") as supervisor:
+        supervisor.start("attribution")
+        async with Publisher(settings) as publisher:
+            await publisher.publish(events)
+        assert len(await _consume(settings, topics.CONTRIBUTIONS, len(events) * 4, timeout_seconds=120)) == len(events) * 4
+        supervisor.stop()  # a new process: the claims come back from the changelog topic only
+        supervisor.start("attribution")
+        async with Publisher(settings) as publisher:
+            await publisher.publish([conflicting, events[1]])  # a conflicting copy and an identical redelivery
+        values = await _consume(settings, topics.CONTRIBUTIONS, (len(events) + 1) * 4, timeout_seconds=120)
+        letters = await read_dead_letters(settings, timeout_seconds=30, limit=1)
+        supervisor.check_alive()
+
+    assert [(letter.reason, base64.b64decode(letter.original_key_base64 or "")) for letter in letters] == [
+        ("conflicting_duplicate", first.event_id.encode())
+    ]
+    # The identical redelivery was attributed again, to the same numbers (the ledger deduplicates).
+    again = [ContributionEvent.model_validate_json(v, context=WIRE) for v in values[len(events) * 4:]]
+    assert {p.generation_id for p in again} == {events[1].event_id}
+    assert set(again) <= {ContributionEvent.model_validate_json(v, context=WIRE) for v in values[: len(events) * 4]}

@@ -1,9 +1,17 @@
 """The faust attribution agent: generation events in, contribution and audit events out.
 
-Batches come from ``stream.take_events``; the heavy, batched model work runs in one worker
-thread so the event loop keeps heartbeating the consumer group. Offsets are acknowledged only
-after every output (or dead letter) of the batch is on the broker: at-least-once delivery,
-made exactly-once in effect by the ledger's idempotency keys.
+Batches come from ``stream.take_events``; the heavy, batched model work (and all blocking I/O:
+file:// content) runs in one worker thread so the event loop keeps heartbeating the consumer
+group and answering probes. Offsets are acknowledged only after every output (or dead letter)
+of the batch is on the broker: at-least-once delivery, made exactly-once in effect by the
+ledger's idempotency keys.
+
+The agent never stops consuming. A record that fails is dead-lettered by the pipeline; a batch
+that fails as a whole (a bug here, outputs the broker refuses) is dead-lettered record by record
+with ``processing_error`` and counted in ``royalflow_attribution_batch_failures_total``. Only when
+not even the dead letters can be delivered does the process exit, before acknowledging anything,
+so that a restart redelivers the batch (crash-only: offsets are never committed for records that
+went nowhere).
 """
 
 from __future__ import annotations
@@ -11,12 +19,17 @@ from __future__ import annotations
 from royalflow import topics
 import asyncio
 import logging
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import faust
 
+from royalflow.attribution.claims import Claim, stale
+from royalflow.attribution.diffusion.images import configure_content_root
 from royalflow.attribution.family import FamilyRegistry
-from royalflow.attribution.pipeline import Pipeline, RawRecord
+from royalflow.attribution.pipeline import BatchOutcome, Pipeline, RawRecord
 from royalflow.config import Settings
 from royalflow.contracts.keys import key_material
 from royalflow.platform.deadletter import dead_letter
@@ -26,19 +39,122 @@ from royalflow.observability import metrics
 log = logging.getLogger(__name__)
 
 SERVICE = "attribution"
+DELIVERY_ATTEMPTS = 3  # per batch, each bounded by the producer's request timeout
+DELIVERY_BACKOFF_SECONDS = 1.0  # times the attempt number
+CLAIM_DELIVERY_TIMEOUT_SECONDS = 30.0
+CLAIM_PURGE_INTERVAL_SECONDS = 3600.0
+CLAIM_PURGE_CHUNK = 10_000  # entries scanned between yields to the event loop
+SHUTDOWN_GRACE_SECONDS = 60.0  # a batch in flight at shutdown gets this long to finish
+EXIT_UNDELIVERABLE = 75  # EX_TEMPFAIL: the supervisor restarts the agent
+
+Send = tuple[Any, bytes, bytes, list[tuple[str, bytes]] | None]  # (faust topic, key, value, headers)
+
+
+class ClaimTable:
+    """The claims of event ids (see claims.py) in a faust Table whose changelog is
+    ``topics.GENERATION_CLAIMS``. Read from the worker thread (dict lookups), written only from
+    the event loop; each claim goes to the changelog partition of its event."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        changelog = app.topic(
+            settings.topic(topics.GENERATION_CLAIMS), key_type=bytes, value_type=bytes,
+            partitions=settings.topic_partitions, compacting=True, deleting=True, acks=False, internal=True,
+        )
+        self.table = app.Table(
+            "generation-claims", default=None, key_type=bytes, value_type=bytes,
+            partitions=settings.topic_partitions, changelog_topic=changelog,
+        )
+
+    def lookup(self, event_id: str) -> Claim | None:
+        return Claim.decode(event_id, self.table.data.get(event_id.encode()))
+
+    def record(self, claims: list[Claim]) -> list[asyncio.Future[Any]]:
+        futures = []
+        for claim in claims:
+            key, value = claim.event_id.encode(), claim.encode()
+            self.table.data[key] = value
+            futures.append(self.table.send_changelog(claim.partition, key, value))
+        return futures
+
+    async def purge(self) -> int:
+        """Drop expired claims, and the oldest beyond the bound, with tombstones in the changelog."""
+        now = time.time()
+        claims = []
+        for i, (key, value) in enumerate(list(self.table.data.items())):
+            claim = Claim.decode(key.decode(errors="replace"), value)
+            if claim is not None:
+                claims.append(claim)
+            if i % CLAIM_PURGE_CHUNK == CLAIM_PURGE_CHUNK - 1:
+                await asyncio.sleep(0)  # never hold the event loop for the whole table
+        dropped = stale(claims, now)
+        for claim in dropped:
+            key = claim.event_id.encode()
+            self.table.data.pop(key, None)
+            self.table.send_changelog(claim.partition, key, None, value_serializer="raw")
+        return len(dropped)
 
 
 def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) -> None:
+    configure_content_root(settings.content_root)
     generations = app.topic(settings.topic(topics.GENERATIONS))
     contributions = app.topic(settings.topic(topics.CONTRIBUTIONS))
     audits = app.topic(settings.topic(topics.ATTRIBUTIONS))
     dead_letters = app.topic(settings.topic(topics.DEADLETTER))
+    claims = ClaimTable(app, settings)
     pipeline = Pipeline(
         registry, max_record_bytes=settings.max_record_bytes, max_revenue_amount=settings.max_revenue_amount,
         keys=key_material(settings),  # every contribution and audit record is signed
     )
     # One thread: models are resident and not shared across threads; torch uses the cores.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribute")
+
+    def letter(record: RawRecord, reason: str, detail: str) -> Send:
+        built = dead_letter(
+            consumer=SERVICE, reason=reason, detail=detail, topic=record.topic, partition=record.partition,
+            offset=record.offset, key=record.key, value=record.value, max_value_bytes=settings.max_record_bytes,
+        )
+        metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, record.topic, reason).inc()
+        return dead_letters, record.topic.encode(), to_json_bytes(built), None
+
+    async def handle(records: list[RawRecord]) -> None:
+        with metrics.ATTRIBUTION_BATCH_DURATION.time():
+            outcome: BatchOutcome = await asyncio.get_running_loop().run_in_executor(
+                executor, pipeline.process, records, claims.lookup
+            )
+        if outcome.attributed_events:
+            per_event = outcome.attribute_seconds / outcome.attributed_events
+            for evaluations in outcome.model_evaluations:
+                metrics.ATTRIBUTION_DURATION.observe(per_event)
+                metrics.MODEL_EVALUATIONS.observe(evaluations)
+        metrics.ATTRIBUTION_BATCH_SPLITS.inc(outcome.splits)
+        claimed = claims.record(outcome.claims)
+        sends: list[Send] = [(contributions, k, v, h) for k, v, h in outcome.contributions]
+        sends += [(audits, k, v, h) for k, v, h in outcome.audits]
+        sends += [letter(r.record, r.reason, r.detail) for r in outcome.rejected]
+        await deliver(sends)
+        metrics.RECORDS_PRODUCED.labels(SERVICE, contributions.get_topic_name()).inc(len(outcome.contributions))
+        metrics.RECORDS_PRODUCED.labels(SERVICE, audits.get_topic_name()).inc(len(outcome.audits))
+        if claimed:
+            try:
+                await asyncio.wait_for(asyncio.gather(*claimed), CLAIM_DELIVERY_TIMEOUT_SECONDS)
+            except Exception:  # the claims hold in memory; after a restart the ledger is the backstop
+                log.exception("claims of %d event ids did not reach the changelog", len(claimed))
+
+    async def handle_or_dead_letter(records: list[RawRecord]) -> None:
+        try:
+            await handle(records)
+        except Exception as exc:
+            # A bug outside the per-record guards, or outputs the broker keeps refusing: the batch
+            # goes to the dead-letter topic (replayable: outputs are deterministic, the ledger
+            # deduplicates any that did get out) and the agent moves on.
+            log.exception("a batch of %d records failed in the agent; dead-lettering it", len(records))
+            metrics.ATTRIBUTION_BATCH_FAILURES.inc()
+            detail = f"the agent could not process or deliver this record's batch: {type(exc).__name__}: {exc}"
+            try:
+                await deliver([letter(r, "processing_error", detail) for r in records])
+            except Exception:
+                log.critical("dead letters undeliverable; exiting before acknowledging %d records", len(records))
+                os._exit(EXIT_UNDELIVERABLE)
 
     @app.agent(generations, name=f"{settings.topic_prefix}-attribute")
     async def attribute(stream: faust.StreamT) -> None:
@@ -49,29 +165,37 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
             ]
             metrics.RECORDS_CONSUMED.labels(SERVICE, generations.get_topic_name()).inc(len(records))
             metrics.ATTRIBUTION_BATCH_SIZE.observe(len(records))
-            with metrics.ATTRIBUTION_BATCH_DURATION.time():
-                outcome = await asyncio.get_running_loop().run_in_executor(executor, pipeline.process, records)
-            if outcome.attributed_events:
-                per_event = outcome.attribute_seconds / outcome.attributed_events
-                for evaluations in outcome.model_evaluations:
-                    metrics.ATTRIBUTION_DURATION.observe(per_event)
-                    metrics.MODEL_EVALUATIONS.observe(evaluations)
-            # Send everything, then wait for every delivery before the batch is acked.
-            pending = []
-            for key, value, headers in outcome.contributions:
-                pending.append(await contributions.send(key=key, value=value, headers=headers))
-            for key, value, headers in outcome.audits:
-                pending.append(await audits.send(key=key, value=value, headers=headers))
-            for rejected in outcome.rejected:
-                r = rejected.record
-                letter = dead_letter(
-                    consumer=SERVICE, reason=rejected.reason, detail=rejected.detail, topic=r.topic,
-                    partition=r.partition, offset=r.offset, key=r.key, value=r.value,
-                    max_value_bytes=settings.max_record_bytes,
-                )
-                pending.append(await dead_letters.send(key=r.topic.encode(), value=to_json_bytes(letter)))
-                metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, r.topic, rejected.reason).inc()
+            batch = asyncio.ensure_future(handle_or_dead_letter(records))
+            try:
+                # Shielded: take_events acknowledges the batch when this body stops, even by
+                # cancellation at shutdown, so the batch must be finished (or the process gone) first.
+                await asyncio.shield(batch)
+            except asyncio.CancelledError:
+                done, _ = await asyncio.wait({batch}, timeout=SHUTDOWN_GRACE_SECONDS)
+                if not done:
+                    log.critical("a batch did not finish within the shutdown grace; exiting unacknowledged")
+                    os._exit(EXIT_UNDELIVERABLE)
+                raise
+
+    @app.timer(CLAIM_PURGE_INTERVAL_SECONDS)
+    async def purge_claims() -> None:
+        dropped = await claims.purge()
+        if dropped:
+            log.info("dropped %d claims past their retention or bound", dropped)
+
+
+async def deliver(sends: list[Send]) -> None:
+    """Send every record, then wait for every acknowledgement; retried as a whole (duplicates
+    are harmless downstream), at most DELIVERY_ATTEMPTS times."""
+    for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+        try:
+            pending = [await topic.send(key=key, value=value, headers=headers) for topic, key, value, headers in sends]
             if pending:
                 await asyncio.gather(*pending)
-            metrics.RECORDS_PRODUCED.labels(SERVICE, contributions.get_topic_name()).inc(len(outcome.contributions))
-            metrics.RECORDS_PRODUCED.labels(SERVICE, audits.get_topic_name()).inc(len(outcome.audits))
+            return
+        except Exception:
+            if attempt == DELIVERY_ATTEMPTS:
+                raise
+            log.warning("delivery of %d records failed (attempt %d of %d)", len(sends), attempt, DELIVERY_ATTEMPTS,
+                        exc_info=True)
+            await asyncio.sleep(DELIVERY_BACKOFF_SECONDS * attempt)

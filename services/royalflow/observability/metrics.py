@@ -82,6 +82,15 @@ MODEL_EVALUATIONS = Histogram(
     "Model forward evaluations (coalition or component models x timesteps) per generation.",
     buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536),
 )
+ATTRIBUTION_BATCH_SPLITS = Counter(
+    "royalflow_attribution_batch_splits_total",
+    "Batched attribute calls that failed and were split in halves to isolate the failing records.",
+)
+ATTRIBUTION_BATCH_FAILURES = Counter(
+    "royalflow_attribution_batch_failures_total",
+    "Batches the agent could not process or deliver as a whole; their records were dead-lettered "
+    "and the agent kept consuming.",
+)
 GPU_MEMORY_ALLOCATED = Gauge(
     "royalflow_gpu_memory_allocated_bytes", "torch.cuda.memory_allocated on the agent's device."
 )

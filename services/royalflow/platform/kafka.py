@@ -39,6 +39,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(topics.DEADLETTER, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     TopicSpec(topics.CORRECTIONS, {"retention.ms": str(365 * 24 * 3600 * 1000)}),
     TopicSpec(topics.BALANCES, {"cleanup.policy": "compact"}),
+    # The agent's claims table (latest claim per event id), kept as long as generations.v1.
+    TopicSpec(topics.GENERATION_CLAIMS, {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 24 * 3600 * 1000)}),
 )
 
 
