@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -113,7 +114,6 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
             consumer=SERVICE, reason=reason, detail=detail, topic=record.topic, partition=record.partition,
             offset=record.offset, key=record.key, value=record.value, max_value_bytes=settings.max_record_bytes,
         )
-        metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, record.topic, reason).inc()
         return dead_letters, record.topic.encode(), to_json_bytes(built), None
 
     async def handle(records: list[RawRecord]) -> None:
@@ -134,27 +134,13 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
         await deliver(sends)
         metrics.RECORDS_PRODUCED.labels(SERVICE, contributions.get_topic_name()).inc(len(outcome.contributions))
         metrics.RECORDS_PRODUCED.labels(SERVICE, audits.get_topic_name()).inc(len(outcome.audits))
+        for rejected in outcome.rejected:
+            metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, rejected.record.topic, rejected.reason).inc()
         if claimed:
             try:
                 await asyncio.wait_for(asyncio.gather(*claimed), CLAIM_DELIVERY_TIMEOUT_SECONDS)
             except Exception:  # the claims hold in memory; after a restart the ledger is the backstop
                 log.exception("claims of %d event ids did not reach the changelog", len(claimed))
-
-    async def handle_or_dead_letter(records: list[RawRecord]) -> None:
-        try:
-            await handle(records)
-        except Exception as exc:
-            # A bug outside the per-record guards, or outputs the broker keeps refusing: the batch
-            # goes to the dead-letter topic (replayable: outputs are deterministic, the ledger
-            # deduplicates any that did get out) and the agent moves on.
-            log.exception("a batch of %d records failed in the agent; dead-lettering it", len(records))
-            metrics.ATTRIBUTION_BATCH_FAILURES.inc()
-            detail = f"the agent could not process or deliver this record's batch: {type(exc).__name__}: {exc}"
-            try:
-                await deliver([letter(r, "processing_error", detail) for r in records])
-            except Exception:
-                log.critical("dead letters undeliverable; exiting before acknowledging %d records", len(records))
-                os._exit(EXIT_UNDELIVERABLE)
 
     @app.agent(generations, name=f"{settings.topic_prefix}-attribute")
     async def attribute(stream: faust.StreamT) -> None:
@@ -165,7 +151,7 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
             ]
             metrics.RECORDS_CONSUMED.labels(SERVICE, generations.get_topic_name()).inc(len(records))
             metrics.ATTRIBUTION_BATCH_SIZE.observe(len(records))
-            batch = asyncio.ensure_future(handle_or_dead_letter(records))
+            batch = asyncio.ensure_future(handle_or_dead_letter(records, handle, letter))
             try:
                 # Shielded: take_events acknowledges the batch when this body stops, even by
                 # cancellation at shutdown, so the batch must be finished (or the process gone) first.
@@ -182,6 +168,31 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
         dropped = await claims.purge()
         if dropped:
             log.info("dropped %d claims past their retention or bound", dropped)
+
+
+async def handle_or_dead_letter(
+    records: list[RawRecord],
+    handle: Callable[[list[RawRecord]], Awaitable[None]],
+    letter: Callable[[RawRecord, str, str], Send],
+) -> None:
+    """Run ``handle`` on a batch; if it fails as a whole, dead-letter every record of it."""
+    try:
+        await handle(records)
+    except Exception as exc:
+        # A bug outside the per-record guards, or outputs the broker keeps refusing: the batch
+        # goes to the dead-letter topic (replayable: outputs are deterministic, the ledger
+        # deduplicates any that did get out) and the agent moves on.
+        log.exception("a batch of %d records failed in the agent; dead-lettering it", len(records))
+        metrics.ATTRIBUTION_BATCH_FAILURES.inc()
+        detail = f"the agent could not process or deliver this record's batch: {type(exc).__name__}: {exc}"
+        try:
+            await deliver([letter(r, "processing_error", detail) for r in records])
+        except Exception:
+            log.critical("dead letters undeliverable; exiting before acknowledging %d records", len(records),
+                         exc_info=True)
+            os._exit(EXIT_UNDELIVERABLE)
+        for record in records:
+            metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, record.topic, "processing_error").inc()
 
 
 async def deliver(sends: list[Send]) -> None:
