@@ -25,7 +25,7 @@ ENDPOINTS = [
     ("GET", "/v1/generations/gen-1/audit", None),  # owners a-d all have a part
     ("GET", "/v1/generations/gen-cd/audit", None),  # only owner-c and owner-d have a part
     ("POST", "/v1/admin/reconcile", None),
-    ("POST", "/v1/admin/periods/close", {"period_end": "2031-01-01T00:00:00Z", "currency": "USD"}),
+    ("POST", "/v1/admin/periods/close", {"period_end": "2025-06-01T00:00:00Z", "currency": "USD"}),
 ]
 DENIED = [401] * len(ENDPOINTS)
 EXPECTED = {

@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
-from fastapi import FastAPI, Request, Response, status
+from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from royalflow.api.auth import authenticate, bearer
 from royalflow.api.routes import admin, audit, owners, probes
 from royalflow.config import Settings
 from royalflow.errors import ConfigurationError, LedgerError, MoneyError
@@ -22,6 +25,8 @@ from royalflow.observability import metrics
 from royalflow.platform.database import create_pool
 
 MAX_BODY_BYTES = 64 * 1024  # the largest body any route takes is a few hundred bytes
+AUTHENTICATED_PREFIX = "/v1/"
+ADMIN_PREFIX = "/v1/admin/"
 UNMATCHED_ROUTE = "unmatched"  # the route label of 404s: never the raw path (unbounded, may hold ids)
 
 DESCRIPTION = """\
@@ -62,12 +67,17 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             if own:
                 await app.state.pool.close()
 
-    app = FastAPI(title="royalflow balances API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # max_body_size counts the bytes as they arrive, so a chunked body without Content-Length
+    # is cut off at 64 KiB with a 413 as well, without reading the rest of it.
+    app = FastAPI(title="royalflow balances API", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  max_body_size=MAX_BODY_BYTES)
     app.state.probes = probes.api_probes(app.state)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
+        # A declared oversized body is refused before a byte of it is read; a streamed one is
+        # cut off by max_body_size above.
         length = request.headers.get("content-length", "0")
         if not length.isdigit() or int(length) > MAX_BODY_BYTES:
             response: Response = JSONResponse(
@@ -83,6 +93,20 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
                 raise
         _observe(request, str(response.status_code), started)
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # Authentication before validation: FastAPI parses a JSON body before it runs the
+        # auth dependency, so a caller without a valid token would learn what a route accepts
+        # (422) instead of getting 401. Check the token first, and the admin role on admin routes.
+        if request.url.path.startswith(AUTHENTICATED_PREFIX):
+            try:
+                who = await authenticate(request, await bearer(request))
+                if request.url.path.startswith(ADMIN_PREFIX):
+                    who.require_admin()
+            except HTTPException as denied:
+                return await http_exception_handler(request, denied)
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(LedgerError)
     @app.exception_handler(MoneyError)

@@ -3,14 +3,24 @@ the exact decimal string, with the currency and its asset scale; never floats.""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
+from royalflow.contracts.events import Timestamp
 from royalflow.money import currency_for
 
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+def _with_zone(value: datetime) -> datetime:
+    # PostgreSQL's ±infinity timestamptz decodes to a *naive* datetime.min/max in asyncpg; sent
+    # as is, "0001-01-01T00:00:00" would break the RFC 3339 date-time the schema promises.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_with_zone)]  # every time the API answers with
 
 
 class Error(BaseModel):
@@ -53,8 +63,8 @@ class Contribution(BaseModel):
     std_error: float = Field(description="Standard error of phi_i in nats (0 for exact).")
     share: float = Field(description="phi_i / sum(phi) used for the split (informational).")
     amount: Amount
-    event_time: datetime
-    settled_at: datetime
+    event_time: UtcDatetime
+    settled_at: UtcDatetime
 
 
 class ContributionPage(BaseModel):
@@ -85,7 +95,7 @@ class Audit(BaseModel):
     platform: Amount = Field(description="Revenue minus pool, kept by the platform.")
     family_id: str
     family_version: str
-    event_time: datetime
+    event_time: UtcDatetime
     complete: bool = Field(description="All owners' parts arrived and sum exactly to the pool.")
     inconsistent: str | None = Field(description="Why the parts disagree with the pool, if they do.")
     parts: list[AuditPart] = Field(description="Each owner's value, share, amount, error bar and method.")
@@ -100,8 +110,8 @@ class Audit(BaseModel):
 class Period(BaseModel):
     period_id: str
     currency: str
-    period_end: datetime
-    closed_at: datetime
+    period_end: UtcDatetime
+    closed_at: UtcDatetime
     href: str = Field(description="This owner's statement for the period.")
 
 
@@ -112,7 +122,7 @@ class StatementLine(BaseModel):
     family_version: str
     share: float
     amount: Amount
-    event_time: datetime
+    event_time: UtcDatetime
 
 
 class Statement(BaseModel):
@@ -127,7 +137,13 @@ class Statement(BaseModel):
 
 
 class ClosePeriod(BaseModel):
-    period_end: AwareDatetime = Field(description="End of the period, ISO 8601 with a timezone, e.g. 2026-12-01T00:00:00Z.")
+    # The contract's one window for event times, [2000-01-01, now + 1 day], and only RFC 3339
+    # text: a number is not silently read as seconds since 1970, and a year-1 or year-9999 end
+    # (with an offset, outside what PostgreSQL and Python can both hold) is a 422, never a 500.
+    period_end: Timestamp = Field(
+        description="End of the period, RFC 3339 with a timezone, e.g. 2026-12-01T00:00:00Z; "
+        "between 2000-01-01T00:00:00Z and now + 1 day."
+    )
     currency: str = Field(default="USD", pattern=CURRENCY_PATTERN, description="ISO 4217 code.")
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
-from royalflow.api.auth import Principal, authenticate
+from royalflow.api.auth import Principal, authenticate_admin
 from royalflow.api.models import Amount, ClosedPeriod, ClosePeriod, Error, Reconciliation
 from royalflow.api.routes import AUTH_ERRORS
 from royalflow.errors import LedgerError
@@ -14,7 +14,7 @@ from royalflow.ledger.payouts import close_period, list_periods, period_id
 from royalflow.ledger.reconcile import reconcile
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=AUTH_ERRORS)
-Admin = Annotated[Principal, Depends(authenticate)]
+Admin = Annotated[Principal, Depends(authenticate_admin)]
 
 
 @router.post(
