@@ -160,9 +160,14 @@ def test_embedded_keys_are_generated_once_private_and_shared(tmp_path: Path) -> 
     assert len(results) == 8 and len(signers) == 2
     headers = results[0].signer(topics.CONTRIBUTIONS).headers(topics.CONTRIBUTIONS, None, VALUE)
     assert results[-1].verifier().verify(topics.CONTRIBUTIONS, None, VALUE, headers)
-    # Configured key sets win over the file.
-    configured = key_material(settings.model_copy(update={"signing_keys": f"k1:{SECRET}"}))
-    assert list(configured.agent.keys) == ["k1"] and configured.admin_key_id == results[0].admin_key_id
+    # Configured key sets replace the file, and a process gets only the sets configured for it.
+    agent_only = key_material(settings.model_copy(update={"signing_keys": f"k1:{SECRET}", "state_dir": tmp_path / "none"}))
+    assert agent_only.signer(topics.CONTRIBUTIONS).key.kid == "k1"
+    with pytest.raises(ConfigurationError, match="ROYALFLOW_ADMIN_KEYS"):
+        agent_only.signer(topics.CORRECTIONS)
+    with pytest.raises(ConfigurationError):
+        agent_only.verifier()  # the ledger needs both sets: it fails at start, not per record
+    assert not (tmp_path / "none").exists()  # nothing generated when keys are configured
 
 
 def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
@@ -195,3 +200,19 @@ def test_ledger_decoding_verifies_before_it_parses(tmp_path: Path) -> None:
         reasons[name] = info.value.reason
     assert reasons == {"unsigned garbage": "bad_signature", "unsigned valid": "bad_signature",
                        "agent-signed reversal": "schema_violation", "forged reversal": "bad_signature"}
+
+
+def test_keygen_prints_usable_key_specs() -> None:
+    from typer.testing import CliRunner
+
+    from royalflow.cli import app
+
+    runner = CliRunner()
+    hmac_spec = runner.invoke(app, ["ledger", "keygen", "agent-2026-11"]).output.strip()
+    assert KeySet.parse("agent", hmac_spec).signer(None).key.kid == "agent-2026-11"
+    ed = runner.invoke(app, ["ledger", "keygen", "e1", "--ed25519"]).output.split()
+    signer = KeySet.parse("agent", ed[0]).signer("e1")
+    headers = signer.headers(topics.CONTRIBUTIONS, None, VALUE)
+    assert _verifier(KeySet.parse("agent", ed[1])).verify(topics.CONTRIBUTIONS, None, VALUE, headers) == "e1"
+    assert runner.invoke(app, ["ledger", "keygen", "bad id"]).exit_code == 2
+    assert runner.invoke(app, ["ledger", "keygen", "two two"]).exit_code == 2

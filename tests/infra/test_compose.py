@@ -24,11 +24,14 @@ COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
 ENV_EXAMPLE = (ROOT / ".env.example").read_text()
 ROYALFLOW = {"attribution": ["attribution", "run"], "attribution-cpu": ["attribution", "run"],
-             "ledger": ["ledger", "run"], "api": ["api", "serve"], "families": ["families", "train"]}
+             "ledger": ["ledger", "run"], "api": ["api", "serve"], "families": ["families", "train"],
+             "admin": ["ledger", "reconcile"]}
+# The Kafka principal of each royalflow service; the others (api, families) get no Kafka credentials.
+PRINCIPALS = {"attribution": "attribution", "attribution-cpu": "attribution", "ledger": "ledger", "admin": "operator"}
 PORTS = {"attribution": "ROYALFLOW_ATTRIBUTION_PORT", "ledger": "ROYALFLOW_LEDGER_PORT", "api": "ROYALFLOW_API_PORT"}
-ONE_SHOT = {"kafka-init", "families"}
+ONE_SHOT = {"kafka-init", "families", "admin"}
 _VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
-SECRET = re.compile(r"PASSWORD|SECRET|TOKEN")
+SECRET = re.compile(r"PASSWORD|SECRET|TOKEN|_KEYS$")
 
 
 def interpolate(value: str, given: dict[str, str]) -> str:
@@ -99,21 +102,107 @@ def test_royalflow_services_read_only_settings_they_accept(monkeypatch: pytest.M
 
 
 def test_kafka_sasl_settings_are_accepted_by_the_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = SERVICES["kafka"]["environment"]
+    jaas = SERVICES["kafka"]["command"][0]
     for name in ROYALFLOW:
         settings = settings_for(name, monkeypatch)
         assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism) == ("SASL_PLAINTEXT", "PLAIN")
+        if name not in PRINCIPALS:  # the API reads PostgreSQL only; the trainer reads files
+            assert settings.kafka_sasl_username is None and settings.kafka_sasl_password is None, name
+            continue
         kwargs = client_kwargs(settings)  # raises on an incomplete SASL configuration
-        assert kwargs["sasl_plain_username"] == "royalflow" and kwargs["sasl_plain_password"] == "s3cret"
-    broker = SERVICES["kafka"]["environment"]
+        principal = PRINCIPALS[name]
+        assert kwargs["sasl_plain_username"] == principal, name
+        # The service's password variable is the one the broker's JAAS entry for it reads.
+        variable = _VARIABLE.search(SERVICES[name]["environment"]["ROYALFLOW_KAFKA_SASL_PASSWORD"]).group(1)
+        broker_variable = next(k for k, v in broker.items() if f"${{{variable}:?" in str(v))
+        assert f'user_{principal}="$${{{broker_variable}}}"' in jaas, name
     assert broker["KAFKA_SASL_ENABLED_MECHANISMS"] == "PLAIN"
     assert broker["KAFKA_ADVERTISED_LISTENERS"] == "CLIENT://kafka:9092"
-    assert "CLIENT:SASL_PLAINTEXT" in broker["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
-    jaas = SERVICES["kafka"]["command"][0]
-    username = SERVICES["api"]["environment"]["ROYALFLOW_KAFKA_SASL_USERNAME"]
-    assert f'user_{interpolate(username, {})}="$${{ROYALFLOW_KAFKA_SASL_PASSWORD}}"' in jaas
-    assert "ROYALFLOW_KAFKA_SASL_PASSWORD" in broker
+    assert broker["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"] == "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
     # The image turns every KAFKA_* variable into a broker property: no password may be one.
     assert not [k for k in broker if k.startswith("KAFKA") and SECRET.search(k)]
+
+
+def _acls() -> dict[str, set[tuple[str, str, str]]]:
+    """{principal: {(operation, resource type, resource name)}} from kafka-init's `acl` lines."""
+    script = SERVICES["kafka-init"]["command"][0]
+    table: dict[str, set[tuple[str, str, str]]] = {}
+    for principal, operations, rest in re.findall(r"^acl (\w+) ([\w,]+) (.+)$", script, re.MULTILINE):
+        resource_type, name = re.search(r"--(topic|group) (\S+)$", rest).groups()  # type: ignore[union-attr]
+        if "--resource-pattern-type prefixed" in rest:
+            name += "*"
+        for operation in operations.split(","):
+            table.setdefault(principal, set()).add((operation, resource_type, name))
+    return table
+
+
+def _holders(operation: str, topic: str) -> set[str]:
+    return {p for p, acls in _acls().items() if (operation, "topic", f"royalflow.{topic}") in acls}
+
+
+def test_kafka_authorizes_every_client_deny_by_default() -> None:
+    broker = SERVICES["kafka"]["environment"]
+    assert broker["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert broker["KAFKA_SUPER_USERS"] == "User:admin"
+    assert broker["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert broker["KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL"] == "PLAIN"
+    script = SERVICES["kafka-init"]["command"][0]
+    assert "kafka-acls.sh --bootstrap-server kafka:9092 --command-config /tmp/admin.properties" in script
+    assert '--allow-principal "User:$$principal"' in script  # allow rules only; nothing else is allowed
+    # Every principal with ACLs has a broker account, and every account but admin has ACLs.
+    jaas = SERVICES["kafka"]["command"][0]
+    assert set(re.findall(r"user_(\w+)=", jaas)) == set(_acls()) | {"admin"}
+    assert set(_acls()) == set(PRINCIPALS.values()) | {"producer"}
+
+
+def test_acls_who_may_write_which_topic() -> None:
+    from royalflow import topics
+    from royalflow.contracts.keys import ADMIN, AGENT, TOPIC_SIGNERS
+
+    # The ACLs and the signatures agree: the signed topics are written only by their signer.
+    signer_principal = {AGENT: "attribution", ADMIN: "operator"}
+    for topic, signer in TOPIC_SIGNERS.items():
+        assert _holders("Write", topic) == {signer_principal[signer]}, topic
+    assert _holders("Write", topics.GENERATIONS) == {"producer"}
+    assert _acls()["producer"] == {("Write", "topic", "royalflow.generations.v1"), ("Describe", "topic", "royalflow.generations.v1")}
+    assert _holders("Write", topics.DEADLETTER) == {"attribution", "ledger"}
+    assert _holders("Write", topics.BALANCES) == {"ledger"}
+    assert _holders("Write", topics.GENERATION_CLAIMS) == {"attribution"}
+    assert _acls()["operator"] == {("Write", "topic", "royalflow.corrections.v1"), ("Describe", "topic", "royalflow.corrections.v1")}
+    # Every ACL names a real topic; every topic is written by someone.
+    named = {name for acls in _acls().values() for _, kind, name in acls if kind == "topic"}
+    assert named <= {f"royalflow.{spec.name}" for spec in TOPICS}
+    assert all(_holders("Write", spec.name) for spec in TOPICS)
+
+
+def test_acls_let_each_consumer_read_what_it_consumes() -> None:
+    from royalflow import topics
+    from royalflow.attribution.app import APP_ID
+
+    assert _holders("Read", topics.GENERATIONS) == {"attribution"}
+    for topic in (topics.CONTRIBUTIONS, topics.ATTRIBUTIONS, topics.CORRECTIONS):
+        assert _holders("Read", topic) == {"ledger"}, topic
+    acls = _acls()
+    # Consumer groups as the code names them: the faust app id, and <prefix>-ledger (plus `--group` variants).
+    assert ("Read", "group", APP_ID) in acls["attribution"]
+    assert ("Read", "group", "royalflow-ledger*") in acls["ledger"]
+    assert not [a for a in acls["producer"] | acls["operator"] if a[0] == "Read"]
+
+
+def test_signing_keys_go_only_where_they_are_needed() -> None:
+    def has(name: str, variable: str) -> bool:
+        return variable in SERVICES[name]["environment"]
+
+    for agent in ("attribution", "attribution-cpu"):
+        assert has(agent, "ROYALFLOW_SIGNING_KEYS") and has(agent, "ROYALFLOW_SIGNING_KEY_ID")
+        assert not has(agent, "ROYALFLOW_ADMIN_KEYS")  # the agent cannot sign corrections
+    assert has("ledger", "ROYALFLOW_SIGNING_KEYS") and has("ledger", "ROYALFLOW_ADMIN_KEYS")
+    assert not has("ledger", "ROYALFLOW_SIGNING_KEY_ID") and not has("ledger", "ROYALFLOW_ADMIN_KEY_ID")
+    assert has("admin", "ROYALFLOW_ADMIN_KEYS") and has("admin", "ROYALFLOW_ADMIN_KEY_ID")
+    assert not has("admin", "ROYALFLOW_SIGNING_KEYS")
+    for name in ("api", "families", "kafka", "kafka-init", "postgres"):
+        assert not [k for k in SERVICES[name].get("environment", {}) if "KEYS" in k or "KEY_ID" in k], name
 
 
 def test_commands_exist_in_the_cli() -> None:

@@ -1,7 +1,9 @@
 """Where the signing keys of a process come from: its settings, or ``<state_dir>/keys.json``.
 
-Configured (``ROYALFLOW_SIGNING_KEYS`` / ``ROYALFLOW_ADMIN_KEYS``): those key sets, nothing else.
-Not configured (the embedded platform, tests): the key sets in ``<state_dir>/keys.json``,
+Configured (``ROYALFLOW_SIGNING_KEYS`` and/or ``ROYALFLOW_ADMIN_KEYS``): those key sets and
+nothing else. A process gets only the sets it needs (the agent no admin keys, the admin tool no
+agent keys); using a missing set is a ConfigurationError, never a silently generated key.
+Neither configured (the embedded platform, tests): both sets from ``<state_dir>/keys.json``,
 generated once with fresh random secrets (never a hard-coded default) and mode 0600. Every
 process sharing the state folder (platform children, CLI commands) then shares the keys.
 
@@ -42,13 +44,17 @@ TOPIC_SIGNERS: dict[str, str] = {
 
 @dataclass(frozen=True, repr=False)
 class KeyMaterial:
-    agent: KeySet
+    agent: KeySet | None
     agent_key_id: str | None
-    admin: KeySet
+    admin: KeySet | None
     admin_key_id: str | None
 
     def keyset(self, name: str) -> KeySet:
-        return self.agent if name == AGENT else self.admin
+        keyset = self.agent if name == AGENT else self.admin
+        if keyset is None:
+            variable = "ROYALFLOW_SIGNING_KEYS" if name == AGENT else "ROYALFLOW_ADMIN_KEYS"
+            raise ConfigurationError(f"this process needs the {name} key set: set {variable}")
+        return keyset
 
     def verifier(self) -> Verifier:
         return Verifier({topic: self.keyset(name) for topic, name in TOPIC_SIGNERS.items()})
@@ -111,15 +117,18 @@ def _read(path: Path) -> dict:  # type: ignore[type-arg]
 
 def key_material(settings: Settings) -> KeyMaterial:
     """The key sets this process signs and verifies with (see the module doc)."""
-    stored: dict = {}  # type: ignore[type-arg]
-    if not (settings.signing_keys and settings.admin_keys):
-        path = Path(settings.state_dir) / KEYS_FILE
-        if not path.exists():
-            _generate(path)
-        stored = _read(path)
-    agent_specs, agent_kid = (settings.signing_keys, settings.signing_key_id) if settings.signing_keys else stored[AGENT]
-    admin_specs, admin_kid = (settings.admin_keys, settings.admin_key_id) if settings.admin_keys else stored[ADMIN]
+    if settings.signing_keys or settings.admin_keys:
+        return KeyMaterial(
+            agent=KeySet.parse(AGENT, settings.signing_keys) if settings.signing_keys else None,
+            agent_key_id=settings.signing_key_id,
+            admin=KeySet.parse(ADMIN, settings.admin_keys) if settings.admin_keys else None,
+            admin_key_id=settings.admin_key_id,
+        )
+    path = Path(settings.state_dir) / KEYS_FILE
+    if not path.exists():
+        _generate(path)
+    stored = _read(path)
     return KeyMaterial(
-        agent=KeySet.parse(AGENT, agent_specs), agent_key_id=settings.signing_key_id or agent_kid,
-        admin=KeySet.parse(ADMIN, admin_specs), admin_key_id=settings.admin_key_id or admin_kid,
+        agent=KeySet.parse(AGENT, stored[AGENT][0]), agent_key_id=settings.signing_key_id or stored[AGENT][1],
+        admin=KeySet.parse(ADMIN, stored[ADMIN][0]), admin_key_id=settings.admin_key_id or stored[ADMIN][1],
     )

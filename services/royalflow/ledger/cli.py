@@ -71,7 +71,8 @@ def reconcile() -> None:
     """Check every ledger invariant; exit 1 and name the offending records on any mismatch."""
     from royalflow.ledger.reconcile import reconcile as run_checks
 
-    problems = asyncio.run(_with_pool(run_checks))
+    grace = _settings().attribution_grace_seconds
+    problems = asyncio.run(_with_pool(lambda pool: run_checks(pool, attribution_grace_seconds=grace)))
     for problem in problems:
         console.print(f"[red]FAIL[/] {problem}")
     if problems:
@@ -138,6 +139,31 @@ def _report(published, wait_seconds: float) -> None:  # type: ignore[no-untyped-
             raise typer.Exit(2)
     if published.unknown:
         raise typer.Exit(1)
+
+
+@app.command("keygen")
+def keygen(
+    key_id: str = typer.Argument(..., help="Key id, e.g. agent-2026-11 (letters, digits, . _ -; at most 64)."),
+    ed25519: bool = typer.Option(False, "--ed25519", help="An Ed25519 key pair instead of an HMAC-SHA256 secret."),
+) -> None:
+    """Print a new signing key spec for ROYALFLOW_SIGNING_KEYS / ROYALFLOW_ADMIN_KEYS (stdout only,
+    nothing is stored). With --ed25519, the second line is the public key for the verifiers."""
+    import base64
+    import os
+
+    from royalflow.contracts.keys import new_hmac_spec
+    from royalflow.contracts.signing import parse_key
+    from royalflow.errors import ConfigurationError
+
+    spec = f"{key_id}:ed25519:{base64.b64encode(os.urandom(32)).decode()}" if ed25519 else new_hmac_spec(key_id)
+    try:
+        key = parse_key(spec)  # validates the key id
+    except ConfigurationError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    typer.echo(spec)
+    if ed25519:
+        typer.echo(key.public_spec())  # type: ignore[attr-defined]
 
 
 @app.command("reverse")
