@@ -29,7 +29,8 @@ class Reconciler:
         self.runs = 0  # completed runs, for tests and logs
 
     async def run_once(self) -> list[str]:
-        problems = await asyncio.wait_for(reconcile(self.pool), RUN_TIMEOUT_SECONDS)
+        problems = await asyncio.wait_for(reconcile(self.pool, attribution_grace_seconds=self.settings.attribution_grace_seconds),
+                                        RUN_TIMEOUT_SECONDS)
         self.runs += 1
         if problems:
             log.error("ledger: reconciliation found %d problem(s)", len(problems))
