@@ -216,3 +216,41 @@ async def test_the_first_payload_wins_across_a_restart(settings: Settings, tmp_p
     again = [ContributionEvent.model_validate_json(v, context=WIRE) for v in values[len(events) * 4:]]
     assert {p.generation_id for p in again} == {events[1].event_id}
     assert set(again) <= {ContributionEvent.model_validate_json(v, context=WIRE) for v in values[: len(events) * 4]}
+
+
+async def test_file_content_comes_only_from_the_content_root(settings: Settings, tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from royalflow.attribution.diffusion.images import URI_REFUSED
+
+    root = tmp_path / "content"
+    root.mkdir()
+    settings = settings.model_copy(update={"content_root": root})
+    manifest = demo_manifest()
+    write_manifest(settings.families_dir, manifest)
+    await ensure_topics(settings)
+    events = sample_events(6, family_id=manifest["family_id"], family_version="1", seed=9, run_id="files")
+
+    def by_uri(event, path: Path, event_id: str):  # type: ignore[no-untyped-def]
+        data = base64.b64decode(events[0].content.data_base64 or "")
+        content = event.content.model_copy(update={"data_base64": None, "uri": path.as_uri(),
+                                                   "sha256": hashlib.sha256(data).hexdigest()})
+        return event.model_copy(update={"event_id": event_id, "content": content})
+
+    (root / "good.png").write_bytes(base64.b64decode(events[0].content.data_base64 or ""))
+    os.mkfifo(root / "pipe.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    good = by_uri(events[0], root / "good.png", "files-good")
+    traps = [by_uri(events[1], root / "pipe.png", "files-fifo"), by_uri(events[2], Path("/dev/zero"), "files-dev-zero"),
+             by_uri(events[3], root / "zero.png", "files-zero-link"), by_uri(events[4], root / "no.png", "files-missing")]
+    with Supervisor(settings, tmp_path / "logs") as supervisor:
+        supervisor.start("attribution")
+        async with Publisher(settings) as publisher:
+            await publisher.publish([*traps, good, events[5]])
+        parts = _parts(await _consume(settings, topics.CONTRIBUTIONS, 2 * 4, timeout_seconds=120))
+        supervisor.check_alive()
+    assert set(parts) == {"files-good", events[5].event_id}
+    letters = await read_dead_letters(settings, timeout_seconds=10)
+    assert sorted((letter.reason, letter.detail, base64.b64decode(letter.original_key_base64 or "").decode())
+                  for letter in letters) == sorted(("bad_content", URI_REFUSED, t.event_id) for t in traps)

@@ -202,3 +202,28 @@ def test_claims_encode_and_are_bounded() -> None:
     expired = Claim("old", "0" * 64, 0, int(now) - CLAIM_RETENTION_SECONDS - 10)
     assert stale(fresh + [expired], now) == [expired]
     assert MAX_CLAIMS >= 100_000
+
+
+def test_content_by_reference_is_checked_for_every_family(family: FlakyFamily, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import hashlib
+
+    from royalflow.attribution.diffusion.images import URI_DISABLED, URI_REFUSED, configure_content_root
+
+    event = next(e for e in _events(4, run_id="uri") if e.conditioning.class_label != POISON_LABEL)
+    data = base64.b64decode(event.content.data_base64 or "")
+    (tmp_path / "item.png").write_bytes(data)
+    by_uri = event.model_copy(update={"content": event.content.model_copy(update={
+        "data_base64": None, "uri": (tmp_path / "item.png").as_uri(), "sha256": hashlib.sha256(data).hexdigest()})})
+    missing = by_uri.model_copy(update={"event_id": "uri-missing", "content": by_uri.content.model_copy(
+        update={"uri": (tmp_path / "missing.png").as_uri()})})
+    pipeline = Pipeline(Registry(family), max_record_bytes=2**20, max_revenue_amount=10**15)
+    refused = pipeline.process(_records([by_uri]))
+    assert [(r.reason, r.detail) for r in refused.rejected] == [("bad_content", URI_DISABLED)]
+    configure_content_root(tmp_path)
+    try:
+        served = pipeline.process(_records([by_uri, missing]))
+    finally:
+        configure_content_root(None)
+    assert _attributed(served) == {event.event_id}
+    assert [(r.reason, r.detail) for r in served.rejected] == [("bad_content", URI_REFUSED)]

@@ -14,8 +14,6 @@ which makes it the model of choice where the model itself must not be what is me
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Sequence
 from fractions import Fraction
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from royalflow.attribution.diffusion.images import content_bytes
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import ContractError
@@ -82,13 +81,9 @@ class CategoricalFamily:
             raise ContractError(
                 "bad_content", f"family {self.family_id} needs conditioning.class_label in [0, {self.num_classes})"
             )
-        if event.content.data_base64 is not None:
-            try:
-                raw = base64.b64decode(event.content.data_base64, validate=True)
-            except ValueError:
-                raise ContractError("bad_content", "content.data_base64 is not valid base64") from None
-            if hashlib.sha256(raw).hexdigest() != event.content.sha256:
-                raise ContractError("bad_content", "content bytes do not match content.sha256")
+        # The utility needs only the label, but the content must still be there and hash right:
+        # inline, or by reference from under the content root (never any readable path).
+        content_bytes(event.content)
         return Prepared(event=event, item=label, seed=seed_for(event.event_id))
 
     def attribute(self, batch: Sequence[Prepared]) -> list[Attribution]:
