@@ -227,3 +227,44 @@ def test_content_by_reference_is_checked_for_every_family(family: FlakyFamily, t
         configure_content_root(None)
     assert _attributed(served) == {event.event_id}
     assert [(r.reason, r.detail) for r in served.rejected] == [("bad_content", URI_REFUSED)]
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "reason"),
+    [
+        ("0001-01-01T00:00:00Z", "invalid_timestamp"),
+        ("0001-01-01T00:00:00+14:00", "invalid_timestamp"),  # would underflow once shifted to UTC
+        ("0001-01-01T00:00:00-14:00", "invalid_timestamp"),
+        ("9999-12-31T23:59:59-14:00", "invalid_timestamp"),  # would overflow once shifted to UTC
+        ("9999-12-31T23:59:59+14:00", "invalid_timestamp"),
+        ("1999-12-31T23:59:59.999999Z", "invalid_timestamp"),
+        ("2000-01-01T00:00:00+14:00", "invalid_timestamp"),  # 1999-12-31T10:00Z
+        ("2000-01-01T13:59:59-14:00", None),  # 2000-01-02T03:59:59Z
+        ("2000-01-01T00:00:00Z", None),  # the first instant of the window
+        ("2000-01-01T00:00:00-14:00", None),
+        ("2000-01-01T00:00:00", "schema_violation"),  # no offset: not a point in time
+        (1_700_000_000, "schema_violation"),  # a number, not RFC 3339
+    ],
+)
+def test_event_times_outside_the_window_are_dead_lettered(family: FlakyFamily, occurred_at: object, reason: str | None) -> None:
+    event = next(e for e in _events(4, run_id="time") if e.conditioning.class_label != POISON_LABEL)
+    doc = json.loads(to_json_bytes(event))
+    doc["occurred_at"] = occurred_at
+    outcome = Pipeline(Registry(family), max_record_bytes=2**20, max_revenue_amount=10**15).process(
+        [_record(json.dumps(doc).encode(), event.event_id.encode())]
+    )
+    if reason is None:
+        assert _attributed(outcome) == {event.event_id} and not outcome.rejected
+    else:
+        assert [r.reason for r in outcome.rejected] == [reason] and not outcome.contributions and not outcome.audits
+
+
+def test_the_window_moves_with_the_clock(family: FlakyFamily) -> None:
+    event = next(e for e in _events(4, run_id="skew") if e.conditioning.class_label != POISON_LABEL)
+    pipeline = Pipeline(Registry(family), max_record_bytes=2**20, max_revenue_amount=10**15)
+    now = datetime.now(UTC)
+    for offset, reason in ((timedelta(hours=23), None), (timedelta(days=1, minutes=5), "invalid_timestamp")):
+        doc = json.loads(to_json_bytes(event))
+        doc["occurred_at"] = (now + offset).astimezone(PLUS_TWO).isoformat()
+        outcome = pipeline.process([_record(json.dumps(doc).encode(), event.event_id.encode())])
+        assert [r.reason for r in outcome.rejected] == ([reason] if reason else [])
