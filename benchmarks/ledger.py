@@ -114,6 +114,12 @@ async def preload(settings: Settings, records: list[tuple[bytes, bytes, list[tup
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far: less sensitive to other load than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -147,19 +153,20 @@ async def drain(settings: Settings, expected: int, log_path: Path) -> dict[str, 
                 count = 0
             now = time.monotonic()
             if count and first_at is None:
-                first_at, first_count = now, count
+                first_at, first_count, first_cpu = now, count, cpu_seconds(process.pid)
             if count >= expected:
                 break
             if now > deadline:
                 raise TimeoutError(f"{count}/{expected} settled after {DRAIN_TIMEOUT_SECONDS}s")
             await asyncio.sleep(0.05)
         seconds = now - first_at
+        cpu = cpu_seconds(process.pid) - first_cpu
         peak = max(peak, peak_rss_bytes(process.pid))
     finally:
         await conn.close()
         process.terminate()
         process.wait(30)
-    return {"seconds": seconds, "records": expected - first_count, "peak_rss_bytes": peak}
+    return {"seconds": seconds, "records": expected - first_count, "peak_rss_bytes": peak, "cpu_seconds": cpu}
 
 
 async def naive(settings: Settings, dsn: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> float:
@@ -213,6 +220,7 @@ async def bench(count: int, naive_count: int) -> dict[str, object]:
         "timed_contributions": int(result["records"]),
         "drain_seconds": round(result["seconds"], 3),
         "contributions_per_second": round(rate),
+        "ledger_cpu_us_per_contribution": round(result["cpu_seconds"] / result["records"] * 1e6, 1),
         "signed_records": True,
         "naive_one_transaction_per_contribution_per_second": round(naive_rate),
         "naive_contributions": naive_count,

@@ -216,3 +216,14 @@ def test_keygen_prints_usable_key_specs() -> None:
     assert _verifier(KeySet.parse("agent", ed[1])).verify(topics.CONTRIBUTIONS, None, VALUE, headers) == "e1"
     assert runner.invoke(app, ["ledger", "keygen", "bad id"]).exit_code == 2
     assert runner.invoke(app, ["ledger", "keygen", "two two"]).exit_code == 2
+
+
+@pytest.mark.parametrize("size", [32, 64, 65, 200])
+def test_hmac_is_rfc_2104_hmac_sha256(size: int) -> None:
+    import hashlib
+    import hmac
+
+    secret = bytes(range(size % 256)) * (size // 256) + bytes(range(size % 256))
+    key = parse_key(f"k1:{base64.b64encode(secret).decode()}")
+    for message in (b"", b"x", VALUE, VALUE * 10):
+        assert key.sign(message) == hmac.new(secret, message, hashlib.sha256).digest()
