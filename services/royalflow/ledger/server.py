@@ -22,11 +22,15 @@ def health_server(service: LedgerService, port: int) -> HealthServer:
     async def broker() -> bool:
         return service.ready
 
+    async def offsets() -> bool:
+        # False while a stored next offset is beyond its partition's log end (ledger/offsets.py).
+        return service.offset_guard.ok
+
     def pool_gauges() -> None:
         if service.pool is not None:
             metrics.observe_pool(SERVICE, service.pool)
 
-    return HealthServer("0.0.0.0", port, {"database": database, "broker": broker}, before_scrape=[pool_gauges])
+    return HealthServer("0.0.0.0", port, {"database": database, "broker": broker, "offsets": offsets}, before_scrape=[pool_gauges])
 
 
 async def serve(settings: Settings, port: int | None, *, group_id: str | None = None, instance_id: str | None = None) -> None:

@@ -28,6 +28,7 @@ from royalflow.ledger.batches import TRANSIENT, BatchWriter, Prepared, with_retr
 from royalflow.ledger.conflicts import Origin
 from royalflow.ledger.journal import BatchResult
 from royalflow.ledger.migrate import migrate
+from royalflow.ledger.offsets import OffsetGuard
 from royalflow.ledger.reconciler import Reconciler
 from royalflow.ledger.sweeper import ReversalSweeper
 from royalflow.ledger.outbox import OutboxRelay
@@ -81,6 +82,7 @@ class LedgerService:
         # Next offset per partition as committed in PostgreSQL. Records below it were settled
         # already (a fetch that raced a seek hands them out again) and are skipped.
         self.positions: dict[tuple[str, int], int] = {}
+        self.offset_guard = OffsetGuard()  # partitions whose stored offset is beyond the log end
         self.ready = False
 
     async def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
@@ -92,9 +94,15 @@ class LedgerService:
             )
         )
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        # Stored offsets beyond the log end: such partitions are paused, not sought (a fetch
+        # there would reset to the beginning and the records below the stored offset, new to
+        # this broker, would be skipped as settled).
+        beyond = {(b.topic, b.partition) for b in await self.offset_guard.check(self.consumer, assigned, stored)}
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition))
             self.positions[(tp.topic, tp.partition)] = offset or 0
+            if (tp.topic, tp.partition) in beyond:
+                continue
             if offset is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
