@@ -51,7 +51,7 @@ class _Registry:
 def _expected_balances(events: list, family: CategoricalFamily) -> dict[str, int]:
     """Recompute every event in-process (attribution is deterministic) and sum per owner."""
     pipeline = Pipeline(_Registry(family), max_record_bytes=1 << 20, max_revenue_amount=10**15)
-    outcome = pipeline.process([RawRecord("t", 0, i, None, to_json_bytes(e)) for i, e in enumerate(events)])
+    outcome = pipeline.process([RawRecord("t", 0, i, e.event_id.encode(), to_json_bytes(e)) for i, e in enumerate(events)])
     totals: dict[str, int] = defaultdict(int)
     for _, value, _ in outcome.contributions:
         part = ContributionEvent.model_validate_json(value, context=WIRE)
