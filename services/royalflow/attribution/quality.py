@@ -113,3 +113,55 @@ def identical_owner_gap(family: DiffusionFamily, twin_a: str, twin_b: str, class
     items = generations(family, classes, per_class, seed=seed)
     ia, ib = family.owners.index(twin_a), family.owners.index(twin_b)
     return float(max(abs(s[ia] - s[ib]) for s in map(shares, family.attribute(items))))
+
+
+def retarget(items: list[Prepared], family: DiffusionFamily, *, content_only_: bool = False) -> list[Prepared]:
+    """The same generations (same event ids, so the same draws) attributed by another family."""
+    out = []
+    for p in items:
+        update: dict = {"model_family": p.event.model_family.model_copy(update={"id": family.family_id, "version": family.version})}
+        if content_only_:
+            update["conditioning"] = p.event.conditioning.model_copy(update={"class_label": None})
+        out.append(family.prepare(p.event.model_copy(update=update)))
+    return out
+
+
+def shell_owners(owners: dict, source: str, k: int, *, duplicated: bool) -> dict:  # type: ignore[type-arg]
+    """The shell-company attack: ``source`` registers as k shells, each with every k-th image
+    (disjoint split) or each with a full copy of its data (duplicated)."""
+    from royalflow.attribution.training import Dataset
+
+    data = owners[source]
+    shells = {f"{source}-shell{j + 1}": data if duplicated else Dataset(data.images[j::k], data.labels[j::k])
+              for j in range(k)}
+    return {**shells, **{o: d for o, d in owners.items() if o != source}}
+
+
+@dataclass(frozen=True)
+class AttackReport:
+    gain: float  # sum of the shells' mean shares / the honest owner's mean share, all generations
+    gain_elsewhere: float  # the same over generations of other owners' classes
+    merged: bool  # the shells ended in one cluster
+    false_merges: int  # merged pairs that are not two shells of the source
+
+
+def manipulation_gain(honest: DiffusionFamily, attacked: DiffusionFamily, source: str, items: list[Prepared],
+                      source_classes: tuple[int, ...], *, content_only_: bool = False) -> AttackReport:
+    honest_shares = np.array([shares(a) for a in honest.attribute(retarget(items, honest, content_only_=content_only_))])
+    attacked_shares = np.array([shares(a) for a in attacked.attribute(retarget(items, attacked, content_only_=content_only_))])
+    shells = [i for i, o in enumerate(attacked.owners) if o.startswith(f"{source}-shell")]
+    mine = honest.owners.index(source)
+    elsewhere = np.array([int(p.item[1]) not in source_classes for p in items])
+    got, was = attacked_shares[:, shells].sum(axis=1), honest_shares[:, mine]
+    merged = any(set(attacked.owners[i] for i in shells) <= set(c) for c in attacked.clusters)
+    return AttackReport(float(got.mean() / was.mean()), float(got[elsewhere].mean() / was[elsewhere].mean()), merged,
+                        false_merges(attacked.clusters, [attacked.owners[i] for i in shells]))
+
+
+def false_merges(clusters: tuple[tuple[str, ...], ...], same_source: list[str]) -> int:
+    """Pairs of owners placed in one cluster that are not both in ``same_source``."""
+    wrong = 0
+    for cluster in clusters:
+        for i, a in enumerate(cluster):
+            wrong += sum(1 for b in cluster[i + 1:] if not (a in same_source and b in same_source))
+    return wrong

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from royalflow.attribution.diffusion.family import weight_file
+from royalflow.attribution.diffusion.finetune import Trainer, seed_of
 from royalflow.attribution.diffusion.images import levels_to_unit
 from royalflow.attribution.diffusion.unet import (
     DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_scheduler, build_unet, limit_cpu_threads, pick_device,
 )
 
 NULL_CLASS = 10  # the "no class" label of unconditional (public) training data
-BASE_FILE = "base.safetensors"  # the pretrained start of every fine-tune (not a player's model)
 DIGIT_LEVELS = 17  # scikit-learn's digits: intensities 0..16
 DEMO_HOLDINGS = {"owner-a": (0, 1, 2), "owner-b": (3, 4, 5), "owner-c": (6, 7), "owner-d": (8, 9)}
 DEMO_FAMILY = ("digits-diffusion", "2")  # v2: fair control, null dropout, clusters
@@ -131,127 +129,6 @@ def folder_corpus(root: Path, *, size: int = 8, levels: int = DIGIT_LEVELS) -> t
     return public, owners
 
 
-def _seed(*parts: str) -> int:
-    return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:8], "big") & (2**63 - 1)
-
-
-@dataclass(frozen=True)
-class Source:
-    """What one fine-tune draws from: owners' data (labels kept) and/or public data whose labels
-    are redrawn uniformly from ``vocabulary`` at every step (no owner's information)."""
-
-    owned: Dataset | None
-    public: Dataset | None
-    public_fraction: float  # of each batch, when both are present
-    vocabulary: int  # random labels are drawn from 0..vocabulary-1
-    null_class: int
-    null_dropout: float
-
-
-def _train(model: torch.nn.Module, source: Source, steps: int, lr: float, plan: TrainingPlan, seed: int,
-           device: torch.device, levels: int, on_step) -> None:  # type: ignore[no-untyped-def]
-    """Standard epsilon-prediction training: ||eps - eps_theta(sqrt(abar) x0 + sqrt(1-abar) eps, t, c)||^2."""
-    scheduler = build_scheduler(DEFAULT_SCHEDULER)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    parts = [(d, owned) for d, owned in ((source.owned, True), (source.public, False)) if d is not None and len(d.labels)]
-    tensors = [(torch.from_numpy(levels_to_unit(d.images, levels))[:, None], torch.from_numpy(d.labels), owned) for d, owned in parts]
-    n_public = 0 if len(tensors) == 1 else int(round(plan.batch * source.public_fraction))
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    abar = scheduler.alphas_cumprod
-    for _ in range(steps):
-        xs, ys = [], []
-        for x_all, y_all, owned in tensors:
-            count = plan.batch if len(tensors) == 1 else (plan.batch - n_public if owned else n_public)
-            idx = torch.randint(0, len(x_all), (count,), generator=gen)
-            xs.append(x_all[idx])
-            # Public rows: conditioning independent of content (the fair control's rule).
-            ys.append(y_all[idx] if owned else torch.randint(0, source.vocabulary, (count,), generator=gen))
-        x0, y = torch.cat(xs), torch.cat(ys)
-        if source.null_dropout > 0:
-            y = torch.where(torch.rand(len(y), generator=gen) < source.null_dropout, torch.full_like(y, source.null_class), y)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen)
-        a = abar[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        pred = model(x_t.to(device), t.to(device), class_labels=y.to(device)).sample
-        loss = torch.nn.functional.mse_loss(pred, eps.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        on_step()
-    model.eval()
-
-
-def _save(model: torch.nn.Module, path: Path, cached: Path) -> None:
-    tmp = path.parent / f".{path.name}.tmp"
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
-    shutil.copyfile(path, cached)
-
-
-class Trainer:
-    """Trains (or takes from the cache) the base, the control and coalition models of a family."""
-
-    def __init__(self, target: Path, cache: Path, config: dict[str, Any], plan: TrainingPlan, public: Dataset,
-                 device: torch.device, levels: int, bar: Progress, task: Any) -> None:
-        self.target, self.cache, self.config, self.plan, self.public = target, cache, config, plan, public
-        self.device, self.levels, self.bar, self.task = device, levels, bar, task
-        self.null_class = int(config["num_class_embeds"]) - 1
-        self.config_key = json.dumps(config, sort_keys=True)
-
-    def _source(self, owned: Dataset | None, public_fraction: float) -> Source:
-        public = self.public if public_fraction > 0 and len(self.public.labels) else None
-        return Source(owned, public, public_fraction, self.null_class, self.null_class, self.plan.null_dropout)
-
-    def _fit(self, path: Path, start: Path | None, source: Source, key_parts: list[str], steps: int, lr: float) -> Path:
-        cached = self.cache / f"{_seed(self.config_key, *key_parts):016x}.safetensors"
-        if path.exists():
-            return path
-        if cached.exists():
-            shutil.copyfile(cached, path)
-            self.bar.advance(self.task, steps)
-            return path
-        seed = _seed(self.config_key, *key_parts, "train")
-        torch.manual_seed(seed)  # the base's initial weights, too, follow from its data
-        model = build_unet(self.config)
-        if start is not None:
-            model.load_state_dict(load_file(str(start)))
-        _train(model, source, steps, lr, self.plan, seed, self.device, self.levels, lambda: self.bar.advance(self.task))
-        _save(model, path, cached)
-        return path
-
-    def base(self) -> Path:
-        p = self.plan
-        source = Source(self.public, None, 0.0, self.null_class, self.null_class, 0.0)  # public carries the null class
-        return self._fit(self.target / BASE_FILE, None, source,
-                         ["base", str(p.steps_base), str(p.lr_base), str(p.batch), self.public.digest()], p.steps_base, p.lr_base)
-
-    def _finetune_key(self, start: Path) -> list[str]:
-        p = self.plan
-        return ["finetune", json.dumps(p.fairness(), sort_keys=True), str(p.steps_finetune), str(p.lr_finetune),
-                str(p.batch), hashlib.sha256(start.read_bytes()).hexdigest(), self.public.digest()]
-
-    def control(self, base: Path) -> Path:
-        """v(∅): the coalition schedule on public data with random conditioning (or the base)."""
-        if self.plan.control == "base":
-            path = self.target / weight_file(0)
-            if not path.exists():
-                shutil.copyfile(base, path)
-            return path
-        if self.plan.control != "random_labels":
-            raise ValueError(f"control must be random_labels or base, got {self.plan.control!r}")
-        return self._fit(self.target / weight_file(0), base, self._source(None, 1.0), [*self._finetune_key(base), "control"],
-                         self.plan.steps_finetune, self.plan.lr_finetune)
-
-    def coalition(self, mask: int, data: Dataset, base: Path, control: Path) -> Path:
-        start = control if self.plan.start == "control" and self.plan.control != "base" else base
-        mix = self.plan.public_mix if self.plan.control != "base" else 0.0
-        data = data.canonical()
-        return self._fit(self.target / weight_file(mask), start, self._source(data, mix),
-                         [*self._finetune_key(start), data.digest()], self.plan.steps_finetune, self.plan.lr_finetune)
-
-
 def train_family(
     out_dir: Path, family_id: str, version: str, public: Dataset, owners: dict[str, Dataset], *,
     mode: str = "exact", plan: TrainingPlan = TrainingPlan(), pool_fraction: str = "3/10",
@@ -336,7 +213,7 @@ def _timestep_proposal(target: Path, config: dict[str, Any], data: Dataset, leve
     estimator = ElboEstimator(build_scheduler(DEFAULT_SCHEDULER), levels=levels, samples=2)
     x0 = torch.from_numpy(levels_to_unit(data.images, levels))[:, None]
     scale = estimator.term_differences(models, x0, torch.from_numpy(data.labels), draws_per_step=24,
-                                       seed=_seed(data.digest(), "proposal"))
+                                       seed=seed_of(data.digest(), "proposal"))
     q = scale / scale.sum()
     q = 0.9 * q + 0.1 / len(q)
     return [float(v) for v in q / q.sum()]
