@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 
 from royalflow.errors import LedgerError
 from royalflow.ledger.accounts import account_type
+from royalflow.ledger.times import hour_of
 
 _INSERT_ENTRIES = """
 WITH e AS (
@@ -88,9 +89,7 @@ class Entries:
 
     def credit_hour(self, entry_id: int, account: str, currency: str, event_time: datetime, amount: int) -> None:
         """An owner-like account's credit (or reversal) in the hour its event happened."""
-        # UTC first: an event at 10:00+05:30 belongs to the 04:00 UTC bucket, not 10:00.
-        hour = event_time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        self.hourly.append((entry_id, account, currency, hour, amount))
+        self.hourly.append((entry_id, account, currency, hour_of(event_time), amount))
 
     def __len__(self) -> int:
         return len(self.refs)

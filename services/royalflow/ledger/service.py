@@ -31,6 +31,7 @@ from royalflow.ledger.migrate import migrate
 from royalflow.ledger.offsets import OffsetGuard
 from royalflow.ledger.reconciler import Reconciler
 from royalflow.ledger.sweeper import ReversalSweeper
+from royalflow.ledger.times import finite
 from royalflow.ledger.outbox import OutboxRelay
 from royalflow.observability import metrics
 from royalflow.platform.database import create_pool
@@ -243,7 +244,9 @@ class LedgerService:
                 metrics.LEDGER_SETTLED_AMOUNT.labels(currency, account_type(account)).inc(amount)
         now = datetime.now(UTC)
         for _, event_time, _ in result.completed:
-            metrics.SETTLEMENT_LATENCY.observe(max(0.0, (now - event_time).total_seconds()))
+            when = finite(event_time)  # None: ±infinity stored before times were bounded
+            if when is not None:
+                metrics.SETTLEMENT_LATENCY.observe(max(0.0, (now - when).total_seconds()))
         if self.consumer is not None:
             for (topic, partition), next_offset in offsets.items():
                 high = self.consumer.highwater(TopicPartition(topic, partition))
