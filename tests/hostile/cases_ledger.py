@@ -157,94 +157,6 @@ def _ledger_redelivery(ctx: Context) -> Built:
     return Built(recs)  # the very same signed records again: a silent no-op
 
 
-# --- reversals: only the admin path may correct, and only what exists ---------------------------------
-def _reversal(ctx: Context, corrects: ContributionEvent, *, suffix: str = "1") -> ContributionEvent:
-    return corrects.model_copy(update={"contribution_id": f"{corrects.contribution_id}/reversal/{suffix}",
-                                       "kind": "reversal", "corrects": corrects.contribution_id})
-
-
-def _reversal_case(name: str, topic: str, sign: keys.Sign, *expect: str, sign_topic: str | None = None,
-                   tamper: bool = False) -> None:
-    @case(name, "forged_reversal", topic, *expect, round=2)
-    def build(ctx: Context) -> Built:
-        parts, _, _ = _good(ctx, _eid(name))
-        target = next(p for p in parts if p.amount > 0)
-        value = to_json_bytes(_reversal(ctx, target))
-        key = target.owner_id.encode()
-        headers = sign(sign_topic or topic, key, value)
-        if tamper:
-            value = value.replace(b"/reversal/1", b"/reversal/2")
-        return Built([Rec(topic, key, value, tuple(headers), hostile=True)])
-
-    @case(name + "_target", "forged_reversal", C, round=1)
-    def build_target(ctx: Context) -> Built:
-        _, _, recs = _good(ctx, _eid(name))
-        return Built(recs, ledger_events=[ctx.event(_eid(name))])
-
-
-_reversal_case("reversal_unsigned", K, keys.unsigned, *SIG)
-_reversal_case("reversal_unsigned_on_contributions", C, keys.unsigned, *SIG)
-_reversal_case("reversal_agent_key_on_corrections", K, keys.agent, *SIG)
-_reversal_case("reversal_unknown_key", K, keys.stranger, *SIG)
-_reversal_case("reversal_tampered_after_signing", K, keys.admin, *SIG, tamper=True)
-_reversal_case("reversal_admin_signature_replayed_from_contributions", K, keys.admin, *SIG, sign_topic=C)
-
-
-@case("reversal_of_nonexistent_contribution", "forged_reversal", K, "unknown_contribution")
-def _reversal_nonexistent(ctx: Context) -> Built:
-    parts, _ = ctx.pipeline_output(ctx.event(_eid("reversal_of_nonexistent_contribution")))
-    value = to_json_bytes(_reversal(ctx, parts[0]))
-    return Built([ctx.signed(K, parts[0].owner_id.encode(), value, keys.admin, hostile=True)],
-                 absent_generation=parts[0].generation_id)
-
-
-@case("reversal_in_advance", "forged_reversal", K, "unknown_contribution")
-def _reversal_in_advance(ctx: Context) -> Built:
-    # The contribution it names arrives in round 2, after the bounded wait: it must book unreversed.
-    parts, _ = ctx.pipeline_output(ctx.event(_eid("reversal_in_advance")))
-    target = next(p for p in parts if p.amount > 0)
-    value = to_json_bytes(_reversal(ctx, target))
-    return Built([ctx.signed(K, target.owner_id.encode(), value, keys.admin, hostile=True)])
-
-
-@case("reversal_in_advance_target", "forged_reversal", C, round=2)
-def _reversal_in_advance_target(ctx: Context) -> Built:
-    _, _, recs = _good(ctx, _eid("reversal_in_advance"))
-    return Built(recs, ledger_events=[ctx.event(_eid("reversal_in_advance"))])
-
-
-@case("corrections_non_reversal", "forged_reversal", K, "schema_violation")
-def _non_reversal(ctx: Context) -> Built:
-    parts, _ = ctx.pipeline_output(ctx.event(_eid("corrections_non_reversal")))
-    value = to_json_bytes(parts[0])
-    return Built([ctx.signed(K, parts[0].owner_id.encode(), value, keys.admin, hostile=True)],
-                 absent_generation=parts[0].generation_id)
-
-
-@case("reversal_without_corrects", "forged_reversal", K, "schema_violation")
-def _reversal_no_target(ctx: Context) -> Built:
-    parts, _ = ctx.pipeline_output(ctx.event(_eid("reversal_without_corrects")))
-    doc = json.loads(to_json_bytes(_reversal(ctx, parts[0])))
-    doc["corrects"] = None
-    return Built([ctx.signed(K, parts[0].owner_id.encode(), dumps(doc), keys.admin, hostile=True)])
-
-
-@case("admin_reversal_control", "forged_reversal", K, round=2)
-def _admin_reversal(ctx: Context) -> Built:
-    # The legitimate path, as a control: an admin-signed reversal of a settled contribution moves
-    # exactly that credit to unattributed and dead-letters nothing.
-    parts, _ = ctx.pipeline_output(ctx.event(_eid("admin_reversal_control")))
-    target = next(p for p in parts if p.amount > 0)
-    rec = ctx.signed(K, target.owner_id.encode(), to_json_bytes(_reversal(ctx, target)), keys.admin)
-    return Built([rec], reversed_ids=[target.contribution_id])
-
-
-@case("admin_reversal_control_target", "forged_reversal", C, round=1)
-def _admin_reversal_target(ctx: Context) -> Built:
-    _, _, recs = _good(ctx, _eid("admin_reversal_control"))
-    return Built(recs, ledger_events=[ctx.event(_eid("admin_reversal_control"))])
-
-
 # --- forged around the signature: books, and reconciliation must name it ------------------------------
 def _flag(name: str, forge: Callable[[list[ContributionEvent], Any], tuple[list[ContributionEvent], Any]]) -> None:
     @case(name, "forged_around_signature", C, flag=True)
@@ -274,3 +186,43 @@ _flag("signed_contribution_without_audit", lambda parts, audit: (parts, None))
 _flag("signed_parts_disagree_with_audit", _swap_amounts)
 _flag("signed_revenue_disagrees_with_audit", _inflate_revenue)
 _flag("signed_owner_not_in_audit", _stranger_owner)
+
+
+# --- more behind-the-signature and header attacks ---------------------------------------------------
+_signed_bad("signed_asset_scale_wrong", ("invalid_amount", "schema_violation"), _put(asset_scale=2))
+_signed_bad("signed_pool_over_revenue", ("inconsistent_contribution",),
+            lambda d: d.update(pool_amount=d["revenue_amount"] + 1, amount=0))
+_signed_bad("signed_parts_total_zero", ("schema_violation",), _put(parts_total=0))
+_signed_bad("signed_unknown_currency", ("invalid_amount", "schema_violation"), _put(currency="ZZZ"))
+_forged("forged_contribution_key_id_not_ascii", C, *SIG,
+        headers=lambda c, k, v: [(keys.HEADER_KEY_ID, "agent-\u00e9".encode()), (keys.HEADER_SIGNATURE, b"00" * 32)])
+_forged("forged_contribution_signature_huge", C, *SIG,
+        headers=lambda c, k, v: keys.with_signature(keys.agent(C, k, v), b"0" * 200_000))
+_forged("forged_contribution_header_flood", C, *SIG,
+        headers=lambda c, k, v: [(f"x-{i}", b"v") for i in range(5_000)] + keys.without(keys.agent(C, k, v), keys.HEADER_KEY_ID))
+
+
+def _signed_audit(name: str, expect: tuple[str, ...], mutate: Callable[[dict[str, Any]], bytes | None]) -> None:
+    @case(name, "signed_malformed", A, *expect)
+    def build(ctx: Context) -> Built:
+        _, audit = ctx.pipeline_output(ctx.event(_eid(name)))
+        doc = json.loads(to_json_bytes(audit))
+        out = mutate(doc)
+        raw = out if isinstance(out, bytes) else dumps(doc)
+        return Built([ctx.signed(A, audit.generation_id.encode(), raw, hostile=True)], absent_generation=_eid(name))
+
+
+_signed_audit("signed_audit_year_9999", ("invalid_timestamp",), _put(occurred_at="9999-12-31T23:59:59-14:00"))
+_signed_audit("signed_audit_nan_utility", ("malformed_json", "schema_violation"),
+              lambda d: dumps(d).replace(b'"coalition_utilities":{', b'"coalition_utilities":{"0xff":NaN,', 1))
+_signed_audit("signed_audit_extra_field", ("schema_violation",), _put(payout_to="owner-x"))
+
+
+@case("ledger_conflict_revenue_later_batch", "conflicting_sale", C, "conflicting_duplicate", round=2)
+def _ledger_conflict_revenue(ctx: Context) -> Built:
+    # Same contribution id as a part booked in round 1, claiming a higher revenue (and pool share).
+    parts, audit = ctx.pipeline_output(ctx.event(_eid("ledger_conflict_later_batch")))
+    original = parts[-1]
+    changed = original.model_copy(update={"revenue_amount": original.revenue_amount * 2})
+    return Built([ctx.signed(C, original.owner_id.encode(), to_json_bytes(changed), hostile=True)],
+                 first_revenue=(audit.generation_id, audit.revenue_amount))

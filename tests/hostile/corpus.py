@@ -158,6 +158,6 @@ class Context:
 
 
 def cases_by_name() -> dict[str, Case]:
-    from tests.hostile import cases_generations, cases_ledger  # noqa: F401  (registers the cases)
+    from tests.hostile import cases_corrections, cases_generations, cases_ledger  # noqa: F401  (registers the cases)
 
     return {c.name: c for c in CASES}

@@ -53,6 +53,7 @@ class Outcome:
     completed: set[str] = field(default_factory=set)
     known_generations: dict[str, int] = field(default_factory=dict)  # generation id -> stored revenue
     reversed_entries: set[str] = field(default_factory=set)  # contribution ids with a reversal entry
+    booked: dict[str, tuple[int, int]] = field(default_factory=dict)  # contribution id -> (amount, its generation's revenue)
     balances: dict[str, int] = field(default_factory=dict)
     expected_balances: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)

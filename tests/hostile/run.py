@@ -66,6 +66,9 @@ async def _snapshot(pool: asyncpg.Pool, out: Outcome) -> None:
     out.completed = {r["generation_id"] for r in rows if r["completed_at"] is not None}
     rows = await pool.fetch("SELECT reference FROM journal_entries WHERE reference LIKE 'reversal:%'")
     out.reversed_entries = {r["reference"].removeprefix("reversal:") for r in rows}
+    rows = await pool.fetch("SELECT c.contribution_id, c.amount, g.revenue_amount FROM contributions c "
+                            "JOIN generations g USING (generation_id)")
+    out.booked = {r["contribution_id"]: (r["amount"], r["revenue_amount"]) for r in rows}
     rows = await pool.fetch("SELECT account_id, sum(amount)::int8 AS amount FROM balances WHERE currency = 'USD' "
                             "GROUP BY account_id")
     out.balances = {r["account_id"]: r["amount"] for r in rows if r["amount"]}

@@ -71,9 +71,8 @@ def check_case(out: Outcome, case: Case) -> None:
             assert letter.original_key_base64 == expected_key
         else:
             assert letters == [], f"{case.name} must not be dead-lettered: {letters}"
-        corrects = _corrects(sent.value)
-        if corrects and case.expect:
-            assert corrects not in out.reversed_entries, f"refused reversal still reversed {corrects}"
+        if case.expect:
+            _check_not_booked(out, sent.value, legitimately_reversed=built.reversed_ids)
     if built.absent_generation:
         assert built.absent_generation not in out.known_generations, "a refused record reached the books"
     for gid in out.neighbours.get(case.name, []) + [e.event_id for e in built.events + built.ledger_events]:
@@ -87,12 +86,23 @@ def check_case(out: Outcome, case: Case) -> None:
         assert any(fid in p for p in out.problems), f"reconciliation does not name {fid}: {out.problems}"
 
 
-def _corrects(value: bytes | None) -> str | None:
+def _check_not_booked(out: Outcome, value: bytes | None, *, legitimately_reversed: list[str]) -> None:
+    """A refused contribution is not what the books hold under its id; a refused reversal
+    reversed nothing (unless the case's legitimate correction did)."""
     try:
         doc = json.loads(value or b"")
     except (ValueError, RecursionError):
-        return None
-    return doc.get("corrects") if isinstance(doc, dict) else None
+        return  # not even JSON: nothing of it can be in the books
+    if not isinstance(doc, dict):
+        return
+    if doc.get("kind") == "reversal":
+        corrects = doc.get("corrects")
+        if corrects and corrects not in legitimately_reversed:
+            assert corrects not in out.reversed_entries, f"a refused reversal reversed {corrects}"
+        return
+    booked = out.booked.get(str(doc.get("contribution_id")))
+    if booked is not None:
+        assert booked != (doc.get("amount"), doc.get("revenue_amount")), "the refused payload is what was booked"
 
 
 async def test_rounds_completed(hostile_outcome: Outcome) -> None:
