@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +61,8 @@ class Outcome:
     expected_balances: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     alive_at_end: dict[str, bool] = field(default_factory=dict)
+    ready_at_end: dict[str, int] = field(default_factory=dict)  # service -> /readyz status
+    periodic: dict[str, float] = field(default_factory=dict)  # the ledger's royalflow_reconciliation_* gauges
     logs: dict[str, str] = field(default_factory=dict)
     settings: Settings | None = None
     missing_settings: list[str] = field(default_factory=list)
@@ -142,3 +147,37 @@ class RawClient:
         left = self.producer.flush(60)
         if left or self.errors:
             raise RuntimeError(f"raw client: {left} undelivered, errors {self.errors[:3]}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def probe_text(port: int, path: str) -> tuple[int, str]:
+    """GET a service endpoint on loopback: (status, body); (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError:
+        return 0, ""
+
+
+def probe(port: int, path: str) -> int:
+    return probe_text(port, path)[0]
+
+
+def metric_values(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text exposition."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, _, value = line.partition(" ")
+            try:
+                values[name] = float(value.split(" ")[0])
+            except ValueError:
+                continue
+    return values

@@ -28,17 +28,19 @@ from tests.hostile.diffusion import write_family as write_diffusion_family
 from tests.hostile.corpus import FAMILY_ID, FAMILY_VERSION, OTHER_VERSION, Case, Context, Rec
 from tests.hostile.harness import (
     MAX_RECORD_BYTES, OPTIONAL_SETTINGS, QUIET_SECONDS, RECONCILE_GRACE_SECONDS, REVERSAL_WAIT_SECONDS,
-    SETTLE_TIMEOUT_SECONDS, Outcome, RawClient, make_pipeline_output, prepare_content_root,
+    SETTLE_TIMEOUT_SECONDS, Outcome, RawClient, free_port, make_pipeline_output, metric_values, prepare_content_root,
+    probe, probe_text,
 )
 
 LETTER_EXTRA_SECONDS = 30.0  # after the valid records settled: how long to wait for missing dead letters
+PERIODIC_WAIT_SECONDS = 20.0  # the ledger's reconciler runs every 5 s in this suite
 
 
 def platform_settings(bootstrap: str, dsn: str, root: Path) -> tuple[Settings, list[str]]:
     fields: dict[str, object] = dict(
         kafka_bootstrap_servers=bootstrap, database_url=dsn, state_dir=root / "state", families_dir=root / "families",
         topic_prefix=f"h{uuid.uuid4().hex[:10]}", topic_partitions=4, max_record_bytes=MAX_RECORD_BYTES,
-        **keys.settings_fields(),
+        ledger_port=free_port(), attribution_port=free_port(), **keys.settings_fields(),
     )
     wanted = {**OPTIONAL_SETTINGS, "content_root": root / "content"}
     known = Settings.model_fields
@@ -140,6 +142,9 @@ async def run_corpus(bootstrap: str, admin_dsn: str, root: Path, cases: dict[str
         await _snapshot(pool, out)
         out.problems = await _reconcile(pool)
         out.alive_at_end = {name: s.alive for name, s in supervisor.services.items()}
+        out.ready_at_end = {name: await asyncio.to_thread(probe, port, "/readyz") for name, port in
+                            (("ledger", settings.ledger_port), ("attribution", settings.attribution_port))}
+        out.periodic = await _periodic_reconciliation(settings.ledger_port, len(out.problems), published_at=time.time())
     finally:
         supervisor.stop()
         out.logs = {p.stem: p.read_text(errors="replace") for p in (root / "logs").glob("*.log")}
@@ -148,6 +153,22 @@ async def run_corpus(bootstrap: str, admin_dsn: str, root: Path, cases: dict[str
     out.expected_balances = expected_balances(out, list(goods.values()), pipeline_output)
     out.timings["total_seconds"] = time.monotonic() - started
     return out
+
+
+async def _periodic_reconciliation(port: int, want_problems: int, *, published_at: float) -> dict[str, float]:
+    """The ledger's own periodic run, read from its /metrics: wait (bounded) for a run that
+    started after everything was published, and return its gauges."""
+    gauges: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PERIODIC_WAIT_SECONDS
+    while loop.time() < deadline:
+        status, text = await asyncio.to_thread(probe_text, port, "/metrics")
+        gauges = {name: value for name, value in metric_values(text).items() if name.startswith("royalflow_reconciliation_")}
+        if gauges.get("royalflow_reconciliation_last_run_timestamp_seconds", 0) > published_at \
+                and gauges.get("royalflow_reconciliation_problems") == want_problems:
+            break
+        await asyncio.sleep(1.0)
+    return gauges
 
 
 async def _reconcile(pool: asyncpg.Pool) -> list[str]:

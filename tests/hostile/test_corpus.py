@@ -135,6 +135,17 @@ async def test_consumers_survived(hostile_outcome: Outcome) -> None:
         assert crashes == [], f"{service}: {crashes[:5]}"
 
 
+async def test_services_ready_at_the_end(hostile_outcome: Outcome) -> None:
+    assert hostile_outcome.ready_at_end == {"ledger": 200, "attribution": 200}
+
+
+async def test_periodic_reconciliation_flags_the_same_records(hostile_outcome: Outcome) -> None:
+    # The ledger's own reconciler (every 5 s here) sees what the one-off run saw: the forgeries.
+    gauges = hostile_outcome.periodic
+    assert gauges.get("royalflow_reconciliation_problems") == len(hostile_outcome.problems) > 0, gauges
+    assert gauges.get("royalflow_reconciliation_last_success") == 0, gauges
+
+
 async def test_file_refusals_do_not_reveal_existence(hostile_outcome: Outcome) -> None:
     out = hostile_outcome
     details = set()
