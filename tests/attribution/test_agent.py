@@ -115,6 +115,10 @@ def _with(event, **fields: object) -> bytes:  # type: ignore[no-untyped-def]
     return json.dumps(doc).encode()
 
 
+def _short(key: str) -> str:
+    return key if len(key) <= 128 else key[:10]  # "h-huge-key..." of any length
+
+
 def _parts(values: list[bytes]) -> dict[str, dict[str, ContributionEvent]]:
     by_generation: dict[str, dict[str, ContributionEvent]] = defaultdict(dict)
     for raw in values:
@@ -148,11 +152,14 @@ async def test_poison_records_cost_no_valid_one_and_the_agent_keeps_consuming(se
                                                     occurred_at="2000-01-01T00:00:00+14:00")),  # 1999-12-31T10:00Z
         "h-future": keyed("h-future", _with(events[3].model_copy(update={"event_id": "h-future"}),
                                             occurred_at=in_two_days)),
+        # Keys are not bounded by max_record_bytes: as bytes in the dead letter this one and its
+        # value would not fit the dead-letter topic, so the dead letter carries a cut key.
+        "h-huge-key": (b"h-huge-key" + b"k" * 1_000_000, b"x" * 600_000),
     }
     expected = {
         "h-int": "malformed_json", "h-deep": "malformed_json", "h-key": "schema_violation",
         "h-year-1": "invalid_timestamp", "h-year-9999": "invalid_timestamp", "h-edge-early": "invalid_timestamp",
-        "h-future": "invalid_timestamp", first.event_id: "conflicting_duplicate",
+        "h-future": "invalid_timestamp", first.event_id: "conflicting_duplicate", "h-huge-key": "malformed_json",
     }
     edge_bytes = _with(edge, occurred_at="2000-01-01T00:00:00-14:00")  # 2000-01-01T14:00Z: inside the window
     batch = [
@@ -178,15 +185,18 @@ async def test_poison_records_cost_no_valid_one_and_the_agent_keeps_consuming(se
     assert {p.occurred_at for p in parts[edge.event_id].values()} == {datetime(2000, 1, 1, 14, tzinfo=UTC)}
 
     letters = await read_dead_letters(settings, timeout_seconds=10)
-    reasons = {base64.b64decode(letter.original_key_base64 or "").decode(): letter for letter in letters}
+    reasons = {_short(base64.b64decode(letter.original_key_base64 or "").decode()): letter for letter in letters}
     assert {k: letter.reason for k, letter in reasons.items()} == {
         ("someone-else" if k == "h-key" else k): reason for k, reason in expected.items()
     }
+    huge = reasons.pop("h-huge-key")
+    assert len(base64.b64decode(huge.original_key_base64 or "")) == 1024 and "cut to 1024" in huge.detail
+    assert base64.b64decode(huge.original_value_base64) == hostile.pop("h-huge-key")[1]
     assert "digits" in reasons["h-int"].detail and "nesting" in reasons["h-deep"].detail
     assert "must equal event_id" in reasons["someone-else"].detail
     assert "the first one stands" in reasons[first.event_id].detail
     for key, value in [*hostile.values(), batch[1]]:
-        assert base64.b64decode(reasons[key.decode()].original_value_base64) == value
+        assert base64.b64decode(reasons[_short(key.decode())].original_value_base64) == value
 
 
 async def test_the_first_payload_wins_across_a_restart(settings: Settings, tmp_path: Path) -> None:

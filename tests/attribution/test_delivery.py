@@ -70,14 +70,16 @@ async def test_a_batch_that_fails_as_a_whole_is_dead_lettered_record_by_record()
     assert all("AttributeError: a bug outside" in v.decode() for _, v in letters.sent)
 
 
-async def test_undeliverable_dead_letters_exit_before_acknowledging(monkeypatch: pytest.MonkeyPatch) -> None:
-    exits: list[int] = []
+class Exited(BaseException):
+    pass
 
+
+async def test_undeliverable_dead_letters_exit_before_acknowledging(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_exit(code: int) -> None:
-        exits.append(code)
+        raise Exited(code)
 
     monkeypatch.setattr(agents.os, "_exit", fake_exit)
-    unreachable = Topic(failures=10 * DELIVERY_ATTEMPTS)
+    unreachable = Topic(failures=100 * DELIVERY_ATTEMPTS)
 
     async def broken(records: list[RawRecord]) -> None:
         await deliver([(unreachable, b"k", b"v", None)])
@@ -85,5 +87,32 @@ async def test_undeliverable_dead_letters_exit_before_acknowledging(monkeypatch:
     def letter(record: RawRecord, reason: str, detail: str):  # type: ignore[no-untyped-def]
         return unreachable, record.key, b"letter", None
 
-    await handle_or_dead_letter(RECORDS, broken, letter)
-    assert exits == [EXIT_UNDELIVERABLE] and unreachable.sent == []
+    with pytest.raises(Exited) as exited:
+        await handle_or_dead_letter(RECORDS, broken, letter)
+    assert exited.value.args == (EXIT_UNDELIVERABLE,) and unreachable.sent == []
+
+
+class SizeLimitedTopic(Topic):
+    """A broker that refuses records above a size, as Kafka does with message.max.bytes."""
+
+    async def send(self, *, key: bytes, value: bytes, headers: object) -> asyncio.Future[None]:
+        if len(key or b"") + len(value) > 100:
+            raise ValueError("MessageSizeTooLargeError")
+        return await super().send(key=key, value=value, headers=headers)
+
+
+async def test_a_dead_letter_the_broker_refuses_goes_out_without_the_original_bytes() -> None:
+    letters = SizeLimitedTopic()
+    records = [*RECORDS[:1], RawRecord("t.generations.v1", 0, 9, b"k" * 500, b"{}"), *RECORDS[1:]]
+
+    async def broken(batch: list[RawRecord]) -> None:
+        raise RuntimeError("outputs refused")
+
+    def letter(record: RawRecord, reason: str, detail: str):  # type: ignore[no-untyped-def]
+        return letters, record.key, f"{record.offset}:{reason}:{len(record.value or b'')}".encode(), None
+
+    await handle_or_dead_letter(records, broken, letter)  # no exit: the agent goes on
+    expected = [(b"gen-0", b"0:processing_error:2"), (None, b"9:processing_error:0"),
+                (b"gen-1", b"1:processing_error:2"), (b"gen-2", b"2:processing_error:2")]
+    # Whole-batch attempts may have sent some letters before the refusal (harmless duplicates).
+    assert letters.sent[-4:] == expected and set(letters.sent) == set(expected)

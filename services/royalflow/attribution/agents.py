@@ -46,6 +46,7 @@ CLAIM_DELIVERY_TIMEOUT_SECONDS = 30.0
 CLAIM_PURGE_INTERVAL_SECONDS = 3600.0
 CLAIM_PURGE_CHUNK = 10_000  # entries scanned between yields to the event loop
 SHUTDOWN_GRACE_SECONDS = 60.0  # a batch in flight at shutdown gets this long to finish
+MAX_DEAD_LETTER_KEY_BYTES = 1024  # an event id is at most 128 characters
 EXIT_UNDELIVERABLE = 75  # EX_TEMPFAIL: the supervisor restarts the agent
 
 Send = tuple[Any, bytes, bytes, list[tuple[str, bytes]] | None]  # (faust topic, key, value, headers)
@@ -110,9 +111,15 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribute")
 
     def letter(record: RawRecord, reason: str, detail: str) -> Send:
+        key = record.key
+        if key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES:
+            # Keys are not bounded by max_record_bytes: a huge one would make the dead letter itself
+            # too large for the broker, and the batch could never be acknowledged.
+            detail = f"{detail} (record key of {len(key)} bytes cut to {MAX_DEAD_LETTER_KEY_BYTES} here)"
+            key = key[:MAX_DEAD_LETTER_KEY_BYTES]
         built = dead_letter(
             consumer=SERVICE, reason=reason, detail=detail, topic=record.topic, partition=record.partition,
-            offset=record.offset, key=record.key, value=record.value, max_value_bytes=settings.max_record_bytes,
+            offset=record.offset, key=key, value=record.value, max_value_bytes=settings.max_record_bytes,
         )
         return dead_letters, record.topic.encode(), to_json_bytes(built), None
 
@@ -185,14 +192,36 @@ async def handle_or_dead_letter(
         log.exception("a batch of %d records failed in the agent; dead-lettering it", len(records))
         metrics.ATTRIBUTION_BATCH_FAILURES.inc()
         detail = f"the agent could not process or deliver this record's batch: {type(exc).__name__}: {exc}"
+        letters = [letter(r, "processing_error", detail) for r in records]
         try:
-            await deliver([letter(r, "processing_error", detail) for r in records])
+            await deliver(letters)
         except Exception:
-            log.critical("dead letters undeliverable; exiting before acknowledging %d records", len(records),
-                         exc_info=True)
-            os._exit(EXIT_UNDELIVERABLE)
+            # One by one: a dead letter the broker refuses (too large, say) is replaced by one
+            # without the original bytes, so that no single record can stop the agent for good.
+            for record, one in zip(records, letters, strict=True):
+                await _deliver_or_stub(record, one, letter, detail)
         for record in records:
             metrics.RECORDS_DEAD_LETTERED.labels(SERVICE, record.topic, "processing_error").inc()
+
+
+async def _deliver_or_stub(
+    record: RawRecord, one: Send, letter: Callable[[RawRecord, str, str], Send], detail: str
+) -> None:
+    try:
+        await deliver([one])
+        return
+    except Exception:
+        log.exception("the dead letter of %s[%d]@%d was refused; sending it without the original bytes",
+                      record.topic, record.partition, record.offset)
+    stub = RawRecord(record.topic, record.partition, record.offset, None, b"")
+    try:
+        await deliver([letter(stub, "processing_error", f"{detail} (original bytes left out: the broker refused "
+                                                        f"the dead letter that carried them)")])
+    except Exception:
+        # Not even a small record gets through: the broker is unreachable. Exit before the batch is
+        # acknowledged, so that a restart redelivers it.
+        log.critical("dead letters undeliverable; exiting before acknowledging the batch", exc_info=True)
+        os._exit(EXIT_UNDELIVERABLE)
 
 
 async def deliver(sends: list[Send]) -> None:
