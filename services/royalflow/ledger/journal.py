@@ -38,13 +38,16 @@ WITH x AS (
                          $14::int8[], $15::int8[], $16::int4[]) WITH ORDINALITY
         AS x(contribution_id, generation_id, owner_id, family_id, family_version, method, shapley_value, std_error,
              share, amount, currency, event_time, entry_id, revenue_amount, pool_amount, parts_total, ord)
-), terms AS (
-    SELECT DISTINCT ON (x.generation_id) x.generation_id, g.generation_id IS NOT NULL AS booked,
-           COALESCE(g.currency::text, x.currency) AS currency, COALESCE(g.revenue_amount, x.revenue_amount) AS revenue_amount,
-           COALESCE(g.pool_amount, x.pool_amount) AS pool_amount, COALESCE(g.parts_total, x.parts_total) AS parts_total,
-           COALESCE(g.family_id, x.family_id) AS family_id, COALESCE(g.family_version, x.family_version) AS family_version
-    FROM x LEFT JOIN generations g USING (generation_id)
-    ORDER BY x.generation_id, x.ord
+), firsts AS (
+    SELECT DISTINCT ON (generation_id) generation_id, currency, revenue_amount, pool_amount, parts_total, family_id,
+           family_version
+    FROM x ORDER BY generation_id, ord
+), terms AS (  -- one lookup per generation, not per part
+    SELECT f.generation_id, g.generation_id IS NOT NULL AS booked,
+           COALESCE(g.currency::text, f.currency) AS currency, COALESCE(g.revenue_amount, f.revenue_amount) AS revenue_amount,
+           COALESCE(g.pool_amount, f.pool_amount) AS pool_amount, COALESCE(g.parts_total, f.parts_total) AS parts_total,
+           COALESCE(g.family_id, f.family_id) AS family_id, COALESCE(g.family_version, f.family_version) AS family_version
+    FROM firsts f LEFT JOIN generations g USING (generation_id)
 ), clash AS (
     SELECT x.contribution_id, t.booked FROM x JOIN terms t USING (generation_id)
     WHERE (x.currency, x.revenue_amount, x.pool_amount, x.parts_total, x.family_id, x.family_version)
