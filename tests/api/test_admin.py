@@ -29,7 +29,7 @@ BAD_BODIES = [
     ({"period_end": "next tuesday"}, 422),
     ({}, 422),
     ({"period_end": "2025-01-01T00:00:00Z", "currency": "usd"}, 422),
-    ({"period_end": "2025-01-01T00:00:00Z", "currency": "XYZ"}, 400),  # well-formed, not supported
+    ({"period_end": "2025-01-01T00:00:00Z", "currency": "XYZ"}, 422),  # well-formed, not supported: the schema's enum
 ]
 
 

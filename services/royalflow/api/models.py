@@ -4,14 +4,14 @@ the exact decimal string, with the currency and its asset scale; never floats.""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from royalflow.contracts.events import Timestamp
-from royalflow.money import currency_for
+from royalflow.money import CURRENCIES, currency_for
 
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
+SupportedCurrency = Literal[tuple(sorted(CURRENCIES))]  # type: ignore[valid-type]
 
 
 def _with_zone(value: datetime) -> datetime:
@@ -144,7 +144,9 @@ class ClosePeriod(BaseModel):
         description="End of the period, RFC 3339 with a timezone, e.g. 2026-12-01T00:00:00Z; "
         "between 2000-01-01T00:00:00Z and now + 1 day."
     )
-    currency: str = Field(default="USD", pattern=CURRENCY_PATTERN, description="ISO 4217 code.")
+    # An enum, not just a pattern: the schema names exactly the currencies the ledger books, so
+    # a schema-valid body is never refused for its currency.
+    currency: SupportedCurrency = Field(default="USD", description="ISO 4217 code of a supported currency.")
 
 
 class ClosedPeriod(BaseModel):
