@@ -185,9 +185,11 @@ async def _wait(pool, letters, out, goods, cases, number, supervisor) -> None:  
     want_letters = {out.positions[n] for n, c in cases.items() if c.round <= number and c.expect and n in out.positions}
     while True:
         await letters.poll()
+        # Settled: complete AND its audit record stored (they travel on different topics; the
+        # reconciliation's grace period must not be what tells them apart).
         done = {r["generation_id"] for r in await pool.fetch(
-            "SELECT generation_id FROM generations WHERE completed_at IS NOT NULL AND generation_id = ANY($1::text[])",
-            list(goods))}
+            "SELECT g.generation_id FROM generations g JOIN attributions a USING (generation_id) "
+            "WHERE g.completed_at IS NOT NULL AND g.generation_id = ANY($1::text[])", list(goods))}
         seen = {(x.source_topic, x.source_partition, x.source_offset) for x in letters.items}
         settled = len(done) == len(goods)
         if settled and want_letters <= seen:
