@@ -116,3 +116,46 @@ async def test_a_dead_letter_the_broker_refuses_goes_out_without_the_original_by
                 (b"gen-1", b"1:processing_error:2"), (b"gen-2", b"2:processing_error:2")]
     # Whole-batch attempts may have sent some letters before the refusal (harmless duplicates).
     assert letters.sent[-4:] == expected and set(letters.sent) == set(expected)
+
+
+async def test_outputs_the_broker_refuses_cost_only_their_own_record() -> None:
+    from royalflow.attribution.categorical import CategoricalFamily, demo_manifest
+    from royalflow.attribution.pipeline import Pipeline
+    from royalflow.contracts.events import to_json_bytes
+    from royalflow.producer.samples import sample_events
+
+    family = CategoricalFamily.from_manifest(demo_manifest())
+
+    class Registry:
+        def get(self, family_id: str, version: str) -> CategoricalFamily:
+            return family
+
+    events = sample_events(4, family_id=family.family_id, family_version="1", seed=1, run_id="size")
+    # One event whose audit record (it carries the prompt) is larger than the broker takes.
+    events[2] = events[2].model_copy(update={"conditioning": events[2].conditioning.model_copy(update={"prompt": "p" * 4000})})
+    records = [RawRecord("t.generations.v1", 0, i, e.event_id.encode(), to_json_bytes(e)) for i, e in enumerate(events)]
+    records.append(RawRecord("t.generations.v1", 0, 4, b"junk", b"{not json"))
+    outcome = Pipeline(Registry(), max_record_bytes=2**20, max_revenue_amount=10**15).process(records)
+    limit = max(len(v) for _, v, _ in outcome.audits if b"p" * 4000 not in v) + 1000
+
+    class Broker(Topic):
+        async def send(self, *, key: bytes, value: bytes, headers: object) -> asyncio.Future[None]:
+            if len(value) > limit and b"p" * 4000 in value and b"royalflow.deadletter.v1" not in value:
+                raise ValueError("MessageSizeTooLargeError")
+            return await super().send(key=key, value=value, headers=headers)
+
+    contributions, audits, letters = Broker(), Broker(), Broker()
+
+    def letter(record: RawRecord, reason: str, detail: str):  # type: ignore[no-untyped-def]
+        return letters, record.key, f"royalflow.deadletter.v1:{reason}:{detail}".encode(), None
+
+    await agents.deliver_outcome(outcome, contributions, audits, letter)
+    delivered = {key for key, _ in audits.sent}
+    assert delivered == {e.event_id.encode() for i, e in enumerate(events) if i != 2}
+    # No money for the refused record: its contributions never went out.
+    assert events[2].event_id.encode() not in {v.split(b'"generation_id":"')[1].split(b'"')[0] for _, v in contributions.sent}
+    assert len(contributions.sent) >= 3 * 4
+    reasons = {key: value.decode().split(":")[1] for key, value in letters.sent}
+    assert reasons == {events[2].event_id.encode(): "processing_error", b"junk": "malformed_json"}
+    assert [(r.record.key, r.reason) for r in outcome.rejected] == [
+        (b"junk", "malformed_json"), (events[2].event_id.encode(), "processing_error")]

@@ -30,7 +30,7 @@ import faust
 from royalflow.attribution.claims import Claim, stale
 from royalflow.attribution.diffusion.images import configure_content_root
 from royalflow.attribution.family import FamilyRegistry
-from royalflow.attribution.pipeline import BatchOutcome, Pipeline, RawRecord
+from royalflow.attribution.pipeline import BatchOutcome, Pipeline, RawRecord, Rejected
 from royalflow.config import Settings
 from royalflow.contracts.keys import key_material
 from royalflow.platform.deadletter import dead_letter
@@ -40,8 +40,9 @@ from royalflow.observability import metrics
 log = logging.getLogger(__name__)
 
 SERVICE = "attribution"
-DELIVERY_ATTEMPTS = 3  # per batch, each bounded by the producer's request timeout
+DELIVERY_ATTEMPTS = 3  # per batch; record by record after that, once each
 DELIVERY_BACKOFF_SECONDS = 1.0  # times the attempt number
+DELIVERY_TIMEOUT_SECONDS = 60.0  # per attempt (faust's own producer timeout is 20 minutes)
 CLAIM_DELIVERY_TIMEOUT_SECONDS = 30.0
 CLAIM_PURGE_INTERVAL_SECONDS = 3600.0
 CLAIM_PURGE_CHUNK = 10_000  # entries scanned between yields to the event loop
@@ -135,10 +136,7 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
                 metrics.MODEL_EVALUATIONS.observe(evaluations)
         metrics.ATTRIBUTION_BATCH_SPLITS.inc(outcome.splits)
         claimed = claims.record(outcome.claims)
-        sends: list[Send] = [(contributions, k, v, h) for k, v, h in outcome.contributions]
-        sends += [(audits, k, v, h) for k, v, h in outcome.audits]
-        sends += [letter(r.record, r.reason, r.detail) for r in outcome.rejected]
-        await deliver(sends)
+        await deliver_outcome(outcome, contributions, audits, letter)
         metrics.RECORDS_PRODUCED.labels(SERVICE, contributions.get_topic_name()).inc(len(outcome.contributions))
         metrics.RECORDS_PRODUCED.labels(SERVICE, audits.get_topic_name()).inc(len(outcome.audits))
         for rejected in outcome.rejected:
@@ -177,6 +175,44 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
             log.info("dropped %d claims past their retention or bound", dropped)
 
 
+async def deliver_outcome(
+    outcome: BatchOutcome, contributions: Any, audits: Any, letter: Callable[[RawRecord, str, str], Send]
+) -> None:
+    """Every output and dead letter of a batch on the broker, or the process gone (see module doc).
+    Records whose outputs the broker refuses are added to ``outcome.rejected``."""
+    per_record = _outputs_per_record(outcome, contributions, audits)
+    letters = [letter(r.record, r.reason, r.detail) for r in outcome.rejected]
+    rejected_letters = list(zip(outcome.rejected, letters, strict=True))
+    try:
+        await deliver([send for _, group in per_record for send in group] + letters)
+    except Exception:
+        # Record by record, so that outputs the broker refuses (one record near the size
+        # limit, say) cost only their own record: it is dead-lettered, the others go out.
+        log.exception("delivery of a batch failed; delivering it record by record")
+        for record, group in per_record:
+            try:
+                await deliver(group, attempts=1)
+            except Exception as exc:
+                detail = f"the broker refused this record's outputs: {type(exc).__name__}: {exc}"
+                await _deliver_or_stub(record, letter(record, "processing_error", detail), letter, detail)
+                outcome.rejected.append(Rejected(record, "processing_error", detail))
+        for rejected, one in rejected_letters:
+            await _deliver_or_stub(rejected.record, one, letter, rejected.detail, rejected.reason)
+
+
+def _outputs_per_record(outcome: BatchOutcome, contributions: Any, audits: Any) -> list[tuple[RawRecord, list[Send]]]:
+    """Each attributed record with its contribution parts and audit record, in batch order."""
+    groups: list[tuple[RawRecord, list[Send]]] = []
+    start = 0
+    for (record, parts), audit in zip(outcome.attributed, outcome.audits, strict=True):
+        group: list[Send] = [(contributions, k, v, h) for k, v, h in outcome.contributions[start:start + parts]]
+        # The audit record first: if the broker refuses it (the larger record), none of the
+        # record's contributions were handed to the producer, and no money moves for it.
+        groups.append((record, [(audits, *audit), *group]))
+        start += parts
+    return groups
+
+
 async def handle_or_dead_letter(
     records: list[RawRecord],
     handle: Callable[[list[RawRecord]], Awaitable[None]],
@@ -205,18 +241,19 @@ async def handle_or_dead_letter(
 
 
 async def _deliver_or_stub(
-    record: RawRecord, one: Send, letter: Callable[[RawRecord, str, str], Send], detail: str
+    record: RawRecord, one: Send, letter: Callable[[RawRecord, str, str], Send], detail: str,
+    reason: str = "processing_error",
 ) -> None:
     try:
-        await deliver([one])
+        await deliver([one], attempts=1)
         return
     except Exception:
         log.exception("the dead letter of %s[%d]@%d was refused; sending it without the original bytes",
                       record.topic, record.partition, record.offset)
     stub = RawRecord(record.topic, record.partition, record.offset, None, b"")
     try:
-        await deliver([letter(stub, "processing_error", f"{detail} (original bytes left out: the broker refused "
-                                                        f"the dead letter that carried them)")])
+        await deliver([letter(stub, reason, f"{detail} (original bytes left out: the broker refused "
+                                            f"the dead letter that carried them)")], attempts=1)
     except Exception:
         # Not even a small record gets through: the broker is unreachable. Exit before the batch is
         # acknowledged, so that a restart redelivers it.
@@ -224,18 +261,22 @@ async def _deliver_or_stub(
         os._exit(EXIT_UNDELIVERABLE)
 
 
-async def deliver(sends: list[Send]) -> None:
+async def deliver(sends: list[Send], *, attempts: int = DELIVERY_ATTEMPTS) -> None:
     """Send every record, then wait for every acknowledgement; retried as a whole (duplicates
-    are harmless downstream), at most DELIVERY_ATTEMPTS times."""
-    for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+    are harmless downstream), at most ``attempts`` times of DELIVERY_TIMEOUT_SECONDS each."""
+    for attempt in range(1, attempts + 1):
         try:
-            pending = [await topic.send(key=key, value=value, headers=headers) for topic, key, value, headers in sends]
-            if pending:
-                await asyncio.gather(*pending)
+            await asyncio.wait_for(_send_all(sends), DELIVERY_TIMEOUT_SECONDS)
             return
         except Exception:
-            if attempt == DELIVERY_ATTEMPTS:
+            if attempt == attempts:
                 raise
-            log.warning("delivery of %d records failed (attempt %d of %d)", len(sends), attempt, DELIVERY_ATTEMPTS,
+            log.warning("delivery of %d records failed (attempt %d of %d)", len(sends), attempt, attempts,
                         exc_info=True)
             await asyncio.sleep(DELIVERY_BACKOFF_SECONDS * attempt)
+
+
+async def _send_all(sends: list[Send]) -> None:
+    pending = [await topic.send(key=key, value=value, headers=headers) for topic, key, value, headers in sends]
+    if pending:
+        await asyncio.gather(*pending)

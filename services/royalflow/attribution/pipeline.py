@@ -71,6 +71,9 @@ class BatchOutcome:
     model_evaluations: list[int] = field(default_factory=list)
     attribute_seconds: float = 0.0
     claims: list[Claim] = field(default_factory=list)  # ids first used in this batch, to record
+    # (record, its number of contribution parts), in the order of ``audits`` and ``contributions``:
+    # lets the agent deliver record by record when the broker refuses one record's outputs.
+    attributed: list[tuple[RawRecord, int]] = field(default_factory=list)
     splits: int = 0  # batched attribute calls that failed and were split
 
 
@@ -179,6 +182,7 @@ class Pipeline:
                 continue
             outcome.contributions.extend(contributions)
             outcome.audits.append(signed_audit)
+            outcome.attributed.append((record, len(contributions)))
             outcome.attributed_events += 1
             outcome.model_evaluations.append(attribution.model_evaluations)
 
