@@ -6,12 +6,13 @@ group and answering probes. Offsets are acknowledged only after every output (or
 of the batch is on the broker: at-least-once delivery, made exactly-once in effect by the
 ledger's idempotency keys.
 
-The agent never stops consuming. A record that fails is dead-lettered by the pipeline; a batch
-that fails as a whole (a bug here, outputs the broker refuses) is dead-lettered record by record
-with ``processing_error`` and counted in ``royalflow_attribution_batch_failures_total``. Only when
-not even the dead letters can be delivered does the process exit, before acknowledging anything,
-so that a restart redelivers the batch (crash-only: offsets are never committed for records that
-went nowhere).
+The agent never stops consuming. A record that fails is dead-lettered by the pipeline; outputs
+the broker refuses are delivered again record by record, so only the refused record is
+dead-lettered; a batch that fails as a whole (a bug here) is dead-lettered record by record with
+``processing_error`` and counted in ``royalflow_attribution_batch_failures_total``; a dead letter
+the broker refuses goes out without the original bytes. Only when not even that gets through
+does the process exit, before acknowledging anything, so that a restart redelivers the batch
+(crash-only: offsets are never committed for records that went nowhere). Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -206,8 +207,10 @@ def _outputs_per_record(outcome: BatchOutcome, contributions: Any, audits: Any) 
     start = 0
     for (record, parts), audit in zip(outcome.attributed, outcome.audits, strict=True):
         group: list[Send] = [(contributions, k, v, h) for k, v, h in outcome.contributions[start:start + parts]]
-        # The audit record first: if the broker refuses it (the larger record), none of the
-        # record's contributions were handed to the producer, and no money moves for it.
+        # The audit record first: if the producer refuses it (the larger record, checked when it
+        # is handed over), none of the record's contributions are handed over and no money moves.
+        # A refusal by the broker itself comes later; reconciliation then reports contributions
+        # without their audit record.
         groups.append((record, [(audits, *audit), *group]))
         start += parts
     return groups
