@@ -20,7 +20,7 @@ from royalflow.attribution.diffusion.images import (
     MAX_CONTENT_BYTES, URI_DISABLED, URI_REFUSED, configure_content_root, content_bytes, read_under_root,
 )
 from royalflow.contracts.events import Content
-from royalflow.errors import ContractError
+from royalflow.errors import ConfigurationError, ContractError
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
 
@@ -146,6 +146,14 @@ def test_reads_are_bounded_in_size_and_time(root: Path) -> None:
     assert read_under_root(str(path), str(root), max_bytes=len(PNG) - 1) is None
     assert read_under_root(str(path), str(root), timeout_seconds=-1.0) is None
     assert read_under_root("x.png", str(root)) is None  # relative paths are never resolved
+
+
+def test_a_content_root_that_is_not_a_directory_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    for root in (tmp_path / "missing", tmp_path / "file"):
+        with pytest.raises(ConfigurationError, match="ROYALFLOW_CONTENT_ROOT"):
+            configure_content_root(root)
+    assert images._content_root is None
 
 
 def test_other_schemes_are_refused_with_their_own_reason(root: Path) -> None:

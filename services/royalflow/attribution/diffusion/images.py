@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from royalflow.contracts.events import Content
-from royalflow.errors import ContractError
+from royalflow.errors import ConfigurationError, ContractError
 
 MAX_CONTENT_BYTES = 4 * 2**20  # bound on one item's bytes: a tiny family never needs more
 CONTENT_READ_TIMEOUT_SECONDS = 2.0  # bound on reading one file:// item (a slow or hung mount)
@@ -41,8 +41,11 @@ _content_root: str | None = None
 
 
 def configure_content_root(root: Path | str | None) -> None:
-    """Serve ``file://`` content from under ``root`` only (None: refuse every ``file://`` URI)."""
+    """Serve ``file://`` content from under ``root`` only (None: refuse every ``file://`` URI).
+    A root that is not a directory is a configuration error: it would refuse everything quietly."""
     global _content_root
+    if root is not None and not os.path.isdir(root):
+        raise ConfigurationError(f"ROYALFLOW_CONTENT_ROOT {str(root)!r} is not a directory")
     _content_root = os.path.realpath(root) if root is not None else None
 
 
