@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from royalflow import topics
 from royalflow.attribution.categorical import CategoricalFamily, demo_manifest, write_manifest
 from royalflow.config import Settings
+from royalflow.contracts import GenerationEvent
 from royalflow.contracts.events import WIRE, DeadLetter
 from royalflow.ledger.accounts import owner_account
 from royalflow.ledger.migrate import migrate
@@ -91,7 +92,7 @@ async def run_corpus(bootstrap: str, admin_dsn: str, root: Path, cases: dict[str
     ctx = Context(content_root=root / "content", outside_file=root / "outside-secret.png", pipeline_output=pipeline_output)
     out = Outcome(cases=cases, built={name: c.build(ctx) for name, c in cases.items()}, settings=settings,
                   missing_settings=missing)
-    goods: dict[str, object] = {}  # generation id -> event expected to book (agent path or written directly)
+    goods: dict[str, GenerationEvent] = {}  # generation id -> event expected to book (agent path or written directly)
     await ensure_topics(settings)
     pool = await create_pool(dsn, max_size=2)
     await migrate(pool)
@@ -101,39 +102,12 @@ async def run_corpus(bootstrap: str, admin_dsn: str, root: Path, cases: dict[str
     supervisor = Supervisor(settings, root / "logs")
     try:
         supervisor.start("ledger", "attribution")
-        rounds = sorted({c.round for c in cases.values()})
-        for number in rounds:
-            tickets: dict[str, int] = {}
-            good_tickets: list[int] = []
-            for name, case in cases.items():
-                if case.round != number:
-                    continue
-                built = out.built[name]
-                hostile = [r for r in built.records if r.hostile]
-                around: list[list[Rec]] = [[], []]
-                if hostile:
-                    ids = [f"n-{case.event_id}-{side}" for side in ("before", "after")]
-                    out.neighbours[name] = ids
-                    for side, gid in enumerate(ids):
-                        event = ctx.event(gid)
-                        goods[gid] = event
-                        if case.topic == topics.GENERATIONS:
-                            around[side] = [ctx.event_rec(event)]
-                        else:
-                            parts, audit = pipeline_output(event)
-                            around[side] = ctx.ledger_recs(parts, audit)
-                for event in built.events + built.ledger_events:
-                    goods.setdefault(event.event_id, event)
-                for rec in around[0] + built.records + around[1]:
-                    ticket = client.send(rec)
-                    if rec.hostile:
-                        tickets[name], out.sent[name] = ticket, rec
-                    else:
-                        good_tickets.append(ticket)
+        for number in sorted({c.round for c in cases.values()}):
+            tickets, good_tickets = _publish_round(number, cases, out, ctx, client, goods)
             await asyncio.to_thread(client.flush)
             out.positions.update({name: client.reports[t] for name, t in tickets.items()})
             out.good_positions.update(client.reports[t] for t in good_tickets)
-            await _wait(pool, letters, out, goods, cases, number, supervisor)
+            await _wait(pool, letters, out, goods, cases, number)
             out.timings[f"round_{number}_seconds"] = time.monotonic() - started
         await asyncio.sleep(max(QUIET_SECONDS, RECONCILE_GRACE_SECONDS + 0.5, REVERSAL_WAIT_SECONDS + 0.5))
         await letters.poll()
@@ -153,6 +127,37 @@ async def run_corpus(bootstrap: str, admin_dsn: str, root: Path, cases: dict[str
     out.expected_balances = expected_balances(out, list(goods.values()), pipeline_output)
     out.timings["total_seconds"] = time.monotonic() - started
     return out
+
+
+def _publish_round(number: int, cases: dict[str, Case], out: Outcome, ctx: Context, client: RawClient,
+                   goods: dict[str, GenerationEvent]) -> tuple[dict[str, int], list[int]]:
+    """Send every case of round ``number``, each hostile record between two valid generations on
+    its own topic (events on generations.v1, the agent's signed output on the ledger's topics)."""
+    tickets: dict[str, int] = {}
+    good_tickets: list[int] = []
+    for name, case in cases.items():
+        if case.round != number:
+            continue
+        built = out.built[name]
+        around: list[list[Rec]] = [[], []]
+        if any(r.hostile for r in built.records):
+            ids = [f"n-{case.event_id}-{side}" for side in ("before", "after")]
+            out.neighbours[name] = ids
+            for side, gid in enumerate(ids):
+                event = goods[gid] = ctx.event(gid)
+                if case.topic == topics.GENERATIONS:
+                    around[side] = [ctx.event_rec(event)]
+                else:
+                    around[side] = ctx.ledger_recs(*ctx.pipeline_output(event))
+        for event in built.events + built.ledger_events:
+            goods.setdefault(event.event_id, event)
+        for rec in around[0] + built.records + around[1]:
+            ticket = client.send(rec)
+            if rec.hostile:
+                tickets[name], out.sent[name] = ticket, rec
+            else:
+                good_tickets.append(ticket)
+    return tickets, good_tickets
 
 
 async def _periodic_reconciliation(port: int, want_problems: int, *, published_at: float) -> dict[str, float]:
@@ -177,7 +182,7 @@ async def _reconcile(pool: asyncpg.Pool) -> list[str]:
     return list(await reconcile(pool, **extra))  # type: ignore[arg-type]
 
 
-async def _wait(pool, letters, out, goods, cases, number, supervisor) -> None:  # type: ignore[no-untyped-def]
+async def _wait(pool, letters, out, goods, cases, number) -> None:  # type: ignore[no-untyped-def]
     """Until every valid record so far settled and every hostile one has its dead letter (bounded)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SETTLE_TIMEOUT_SECONDS

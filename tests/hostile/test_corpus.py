@@ -124,6 +124,7 @@ async def test_reconciliation_names_only_the_forged_records(hostile_outcome: Out
 async def test_no_valid_record_dead_lettered(hostile_outcome: Outcome) -> None:
     out = hostile_outcome
     hostile = set(out.positions.values())
+    assert out.good_positions and not out.good_positions & hostile
     stray = [x for x in out.letters if (x.source_topic, x.source_partition, x.source_offset) not in hostile]
     assert stray == []
 
