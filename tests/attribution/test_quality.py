@@ -1,13 +1,14 @@
-"""The quality bar on real diffusion families (trained once per session, about 5 minutes on
-2 cores; the full-size evaluation is `python benchmarks/quality.py`)."""
+"""The quality bar on real diffusion families (the demo family is trained once per session,
+about 5 minutes on 2 idle cores; every other family here reuses its cached models and adds a
+few fine-tunes). The full-size table is `python benchmarks/quality.py`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from royalflow.attribution.quality import derive_compositional, evaluate, identical_owner_gap
+from royalflow.attribution.quality import (
+    derive_compositional, evaluate, generations, identical_owner_gap, manipulation_gain, shell_owners,
+)
 from royalflow.attribution.registry import DiskFamilyRegistry
 from royalflow.attribution.training import DEMO_HOLDINGS, digits_corpus, ensure_demo_family, train_family
 
@@ -23,29 +24,48 @@ def families(tmp_path_factory: pytest.TempPathFactory) -> tuple[DiskFamilyRegist
     return DiskFamilyRegistry(root, device="cpu"), family_id, version
 
 
-def test_class_holder_gets_the_largest_share_and_modes_agree(families) -> None:  # type: ignore[no-untyped-def]
+def test_class_holder_gets_a_sharp_share_conditioned_and_from_content(families) -> None:  # type: ignore[no-untyped-def]
     registry, family_id, version = families
-    report = evaluate(registry.get(family_id, version), registry.get("digits-compositional", version),
-                      DEMO_HOLDINGS, per_class=10, seed=1)
+    exact = registry.get(family_id, version)
+    assert exact.clusters == tuple((o,) for o in DEMO_HOLDINGS)  # honest owners: never merged
+    report = evaluate(exact, registry.get("digits-compositional", version), DEMO_HOLDINGS, per_class=10, seed=1)
     assert report.generations == 100
+    # Bars a little below the measured figures (README), which vary by a few points with the seed.
     assert report.top_owner_rate >= 0.95, str(report)
-    assert report.agreement_rate >= 0.90, str(report)
+    assert report.holder_share >= 0.85, str(report)
+    assert report.content_top_owner_rate >= 0.80, str(report)
+    assert report.content_holder_share >= 0.60, str(report)
+    assert report.compositional_top_owner_rate >= 0.60, str(report)
 
 
 def test_owners_with_identical_data_get_equal_shares(families) -> None:  # type: ignore[no-untyped-def]
-    registry, _, _ = families
+    registry, _, version = families
     public, owners = digits_corpus(DEMO_HOLDINGS)
-    # Three owners keep the suite fast: coalitions without the twin pair come from the cache.
+    # Three owners keep the suite fast: every model of this family is in the cache already.
     twins = {"owner-a": owners["owner-a"], "owner-a-twin": owners["owner-a"], "owner-c": owners["owner-c"]}
-    train_family(registry.families_dir, "digits-twins", "1", public, twins, mode="exact", device="cpu", progress=False)
-    gap = identical_owner_gap(registry.get("digits-twins", "1"), "owner-a", "owner-a-twin", [0, 1, 2, 6],
-                              per_class=4, seed=2)
-    assert gap <= 0.05
+    train_family(registry.families_dir, "digits-twins", version, public, twins, mode="exact", device="cpu", progress=False)
+    family = registry.get("digits-twins", version)
+    assert family.clusters == (("owner-a", "owner-a-twin"), ("owner-c",))
+    assert identical_owner_gap(family, "owner-a", "owner-a-twin", [0, 1, 2, 6], per_class=4, seed=2) == 0.0
+
+
+@pytest.mark.parametrize("duplicated", [False, True], ids=["disjoint-halves", "duplicated-data"])
+def test_a_split_owner_gains_nothing(families, duplicated: bool) -> None:  # type: ignore[no-untyped-def]
+    """owner-a registers as two shells. Compositional mode keeps the suite cheap (two new
+    fine-tunes for disjoint halves, none for duplicated data); the benchmark does exact mode."""
+    registry, family_id, version = families
+    public, owners = digits_corpus(DEMO_HOLDINGS)
+    fid = f"digits-shells-{'dup' if duplicated else 'split'}"
+    train_family(registry.families_dir, fid, version, public, shell_owners(owners, "owner-a", 2, duplicated=duplicated),
+                 mode="compositional", device="cpu", progress=False)
+    honest = registry.get("digits-compositional", version)
+    items = generations(registry.get(family_id, version), list(range(10)), 3, seed=4)
+    report = manipulation_gain(honest, registry.get(fid, version), "owner-a", items, DEMO_HOLDINGS["owner-a"])
+    assert report.merged and report.false_merges == 0, report
+    assert report.gain <= 1.05, report
 
 
 def test_attribution_is_deterministic(families) -> None:  # type: ignore[no-untyped-def]
-    from royalflow.attribution.quality import generations
-
     registry, family_id, version = families
     family = registry.get(family_id, version)
     items = generations(family, [3], 3, seed=5)

@@ -190,6 +190,8 @@ def train_family(
                       "timestep_proposal": proposal},
         "data_sizes": {"_base": max(1, len(public.labels)), **{o: len(d.labels) for o, d in owners.items()}},
         "clusters": evidence["clusters"], "cluster_evidence": evidence["evidence"],
+        # Distinct images per cluster: the mixture weight of a cluster (duplicates count once).
+        "cluster_data_sizes": [len(_union([owners[o] for o in c]).canonical().labels) for c in evidence["clusters"]],
         "training": {**plan.__dict__, "fairness": plan.fairness(),
                      "data_digests": {o: d.digest() for o, d in owners.items()} | {"_base": public.digest()},
                      "base_weights": hashlib.sha256(base.read_bytes()).hexdigest()},

@@ -83,6 +83,10 @@ class DiffusionFamily:
         self.clusters = tuple(tuple(c) for c in manifest.get("clusters") or [[o] for o in self.owners])
         self.members = membership(self.owners, self.clusters)
         self.split = split_matrix(self.members, np.exp(self.log_weights[1:]))
+        if manifest.get("cluster_data_sizes"):  # mixture weights: a cluster's duplicates count once
+            distinct = np.array(manifest["cluster_data_sizes"], dtype=np.float64)
+            raw = self.members @ np.exp(self.log_weights[1:])
+            self.log_weights[1:] += np.log(distinct / raw) @ self.members
         self.quotient = quotient_masks(self.members)
         rule = (manifest.get("training") or {}).get("fairness")
         self.fairness = None if rule is None else {  # floats stay floats in the audit contract
