@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,13 +168,18 @@ def train_family(
         total = plan.steps_base + plan.steps_finetune * (1 + n + max(0, full - n))
         task = bar.add_task(f"{family_id} v{version} ({mode}, {torch_device})", total=total)
         trainer = Trainer(target, cache, config, plan, public, torch_device, levels, bar, task)
+        clock = time.perf_counter()
         base = trainer.base()
+        seconds = {"base": time.perf_counter() - clock}
         control = trainer.control(base)
+        seconds["control"] = time.perf_counter() - clock - sum(seconds.values())
         union = lambda mask: _union([owners[names[i]] for i in range(n) if mask >> i & 1])  # noqa: E731
         for mask in singles:
             trainer.coalition(mask, owners[names[mask.bit_length() - 1]], base, control)
+        seconds["single_owner_models"] = time.perf_counter() - clock - sum(seconds.values())
         evidence = find_clusters(target, config, names, owners, public, levels, enabled=clusters,
                                  pair_model=(lambda m: trainer.coalition(m, union(m), base, control)) if mode == "exact" else None)
+        seconds["cluster_evidence"] = time.perf_counter() - clock - sum(seconds.values())
         groups = [sum(1 << names.index(o) for o in c) for c in evidence["clusters"]]
         masks = [0, *singles] if mode == "compositional" else sorted(
             {sum(g for j, g in enumerate(groups) if t >> j & 1) for t in range(1 << len(groups))} | {0, *singles})
@@ -181,7 +187,9 @@ def train_family(
             if mask and mask not in singles:
                 trainer.coalition(mask, union(mask), base, control)
         bar.update(task, completed=total)
+        seconds["coalition_models"] = time.perf_counter() - clock - sum(seconds.values())
     proposal = _timestep_proposal(target, config, _union(list(owners.values())), levels, n)
+    seconds["timestep_proposal"] = time.perf_counter() - clock - sum(seconds.values())
     manifest = {
         "kind": "diffusion", "family_id": family_id, "version": version, "mode": mode, "owners": names,
         "pool_fraction": pool_fraction, "levels": levels, "unet": config, "scheduler": DEFAULT_SCHEDULER,
@@ -194,7 +202,9 @@ def train_family(
         "cluster_data_sizes": [len(_union([owners[o] for o in c]).canonical().labels) for c in evidence["clusters"]],
         "training": {**plan.__dict__, "fairness": plan.fairness(),
                      "data_digests": {o: d.digest() for o, d in owners.items()} | {"_base": public.digest()},
-                     "base_weights": hashlib.sha256(base.read_bytes()).hexdigest()},
+                     "base_weights": hashlib.sha256(base.read_bytes()).hexdigest(),
+                     # Where this run's time went (cache hits and resumed models cost ~0).
+                     "seconds": {k: round(v, 1) for k, v in seconds.items()}},
         "weights": {hex(m): hashlib.sha256((target / weight_file(m)).read_bytes()).hexdigest() for m in masks},
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
