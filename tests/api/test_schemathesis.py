@@ -42,15 +42,14 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from royalflow.config import Settings
 from royalflow.ledger.payouts import close_period
-from royalflow.platform.process import free_port
-from royalflow.platform.supervisor import ServiceProcess
+
+from tests.api.live import serve_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLES_PER_OPERATION_AND_MODE = 25
 CLI_EXAMPLES = 20
 CLI_TIMEOUT_SECONDS = 240
-START_TIMEOUT_SECONDS = 60
 REQUEST_TIMEOUT_SECONDS = 10
 MAX_FAILURES_KEPT = 50  # distinct ones: enough to fix them all, bounded memory
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
@@ -124,28 +123,6 @@ def _cli(base_url: str, authorization: str | None, workdir: Path) -> subprocess.
                           stdin=subprocess.DEVNULL, check=False)
 
 
-async def _serve(settings: Settings, log_dir: Path) -> tuple[ServiceProcess, str]:
-    port = free_port()
-    api = ServiceProcess("api", settings, log_dir, extra_args=("--port", str(port)))
-    api.start()
-    base_url = f"http://127.0.0.1:{port}"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + START_TIMEOUT_SECONDS
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            if not api.alive:
-                raise AssertionError(f"api exited:\n{api.tail()}")
-            try:
-                if (await client.get(f"{base_url}/readyz")).status_code == 200:
-                    return api, base_url
-            except httpx.TransportError:
-                pass
-            if loop.time() > deadline:
-                api.stop()
-                raise AssertionError(f"api not ready within {START_TIMEOUT_SECONDS}s:\n{api.tail()}")
-            await asyncio.sleep(0.2)
-
-
 async def _served_requests(base_url: str) -> Counter[str]:
     """Requests the server counted, by status class and status (its own metrics)."""
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS) as client:
@@ -162,8 +139,7 @@ async def test_schemathesis_finds_no_failure_on_the_live_api(
     await close_period(pool, CLOSED_PERIOD)  # a statement with lines to read
     await pool.execute("INSERT INTO periods (period_id, currency, period_end) VALUES ('-infinity/USD', 'USD', '-infinity')")
     kinds = {"admin": tokens["admin"], "owner": tokens["owner"], "none": None}
-    api, base_url = await _serve(settings, tmp_path / "logs")
-    try:
+    async with serve_api(settings, tmp_path / "logs") as (api, base_url):
         started = time.monotonic()
         tally = await asyncio.to_thread(_fuzz, base_url, {k: {"Authorization": v} if v else {} for k, v in kinds.items()})
         in_process = await _served_requests(base_url)
@@ -171,8 +147,6 @@ async def test_schemathesis_finds_no_failure_on_the_live_api(
         seconds = time.monotonic() - started
         served = await _served_requests(base_url)
         still_alive = api.alive
-    finally:
-        api.stop()
 
     cli = served - in_process
     print(f"\nschemathesis in-process: {tally.cases} cases, {sum(in_process.values())} requests "
