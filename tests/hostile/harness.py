@@ -61,6 +61,8 @@ class Outcome:
     expected_balances: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     alive_at_end: dict[str, bool] = field(default_factory=dict)
+    killed: int = 0  # children the harness killed on purpose (between rounds)
+    restarts: int = 0  # restarts the supervisor made
     ready_at_end: dict[str, int] = field(default_factory=dict)  # service -> /readyz status
     periodic: dict[str, float] = field(default_factory=dict)  # the ledger's royalflow_reconciliation_* gauges
     logs: dict[str, str] = field(default_factory=dict)

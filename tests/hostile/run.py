@@ -22,7 +22,7 @@ from royalflow.ledger.migrate import migrate
 from royalflow.ledger.reconcile import reconcile
 from royalflow.platform.database import create_database, create_pool
 from royalflow.platform.kafka import client_kwargs, ensure_topics
-from royalflow.platform.supervisor import Supervisor
+from royalflow.platform.supervisor import RestartPolicy, Supervisor
 
 from tests.hostile import keys
 from tests.hostile.diffusion import write_family as write_diffusion_family
@@ -99,7 +99,8 @@ async def run_corpus(bootstrap: str, admin_dsn: str, root: Path, cases: dict[str
     letters = Letters(settings)
     await letters.consumer.start()
     client = RawClient(settings)
-    supervisor = Supervisor(settings, root / "logs")
+    # Hostile input must never crash a child; the only restarts are the kills between rounds.
+    supervisor = Supervisor(settings, root / "logs", policy=RestartPolicy(initial_backoff_seconds=0.2))
     try:
         supervisor.start("ledger", "attribution")
         for number in sorted({c.round for c in cases.values()}):
@@ -107,15 +108,23 @@ async def run_corpus(bootstrap: str, admin_dsn: str, root: Path, cases: dict[str
             await asyncio.to_thread(client.flush)
             out.positions.update({name: client.reports[t] for name, t in tickets.items()})
             out.good_positions.update(client.reports[t] for t in good_tickets)
-            await _wait(pool, letters, out, goods, cases, number)
+            await _wait(pool, letters, out, goods, cases, number, supervisor)
             out.timings[f"round_{number}_seconds"] = time.monotonic() - started
+            if number == 1:
+                # kill -9 both consumers: round 2 meets restarted processes, which must still know
+                # every sale and booking of round 1 (first payload wins across restarts too).
+                for service in ("attribution", "ledger"):
+                    supervisor.services[service].kill()
+                out.killed = 2
         await asyncio.sleep(max(QUIET_SECONDS, RECONCILE_GRACE_SECONDS + 0.5, REVERSAL_WAIT_SECONDS + 0.5))
         await letters.poll()
         await letters.poll()
         out.letters = list(letters.items)
         await _snapshot(pool, out)
         out.problems = await _reconcile(pool)
+        supervisor.check_alive()
         out.alive_at_end = {name: s.alive for name, s in supervisor.services.items()}
+        out.restarts = supervisor.restart_count
         out.ready_at_end = {name: await asyncio.to_thread(probe, port, "/readyz") for name, port in
                             (("ledger", settings.ledger_port), ("attribution", settings.attribution_port))}
         out.periodic = await _periodic_reconciliation(settings.ledger_port, len(out.problems), published_at=time.time())
@@ -182,13 +191,14 @@ async def _reconcile(pool: asyncpg.Pool) -> list[str]:
     return list(await reconcile(pool, **extra))  # type: ignore[arg-type]
 
 
-async def _wait(pool, letters, out, goods, cases, number) -> None:  # type: ignore[no-untyped-def]
+async def _wait(pool, letters, out, goods, cases, number, supervisor) -> None:  # type: ignore[no-untyped-def]
     """Until every valid record so far settled and every hostile one has its dead letter (bounded)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SETTLE_TIMEOUT_SECONDS
     letters_deadline: float | None = None
     want_letters = {out.positions[n] for n, c in cases.items() if c.round <= number and c.expect and n in out.positions}
     while True:
+        supervisor.check_alive()  # restarts a killed child (with backoff); raises if it gives up
         await letters.poll()
         # Settled: complete AND its audit record stored (they travel on different topics; the
         # reconciliation's grace period must not be what tells them apart).

@@ -130,7 +130,9 @@ async def test_no_valid_record_dead_lettered(hostile_outcome: Outcome) -> None:
 
 
 async def test_consumers_survived(hostile_outcome: Outcome) -> None:
+    # Restarted exactly once each, after the kill -9 between the rounds: no input crashed them.
     assert hostile_outcome.alive_at_end == {"ledger": True, "attribution": True}
+    assert hostile_outcome.restarts == hostile_outcome.killed == 2
     for service, text in hostile_outcome.logs.items():
         crashes = [line for line in text.splitlines() if "crashed" in line.lower() or line.startswith("Traceback")]
         assert crashes == [], f"{service}: {crashes[:5]}"
