@@ -78,6 +78,7 @@ def _detail(raw: bytes) -> str:
         (b'{"a": 1e400}', "out of range"),
         (b'{"a": 1.' + b"5" * 100 + b"}", "number literal of 102 characters"),
         ('{"a": "caf\u00e9"}'.encode("utf-16"), "not valid UTF-8"),
+        (b'{"revenue": {"amount": 1, "currency": "USD", "amount": 10}}', "key 'amount' appears twice"),
     ],
 )
 def test_hostile_json_is_malformed_with_the_bound_named(raw: bytes, detail: str) -> None:

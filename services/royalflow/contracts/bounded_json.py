@@ -12,7 +12,8 @@ bound was hit. The bounds:
   parser never sees a document deeper than :data:`MAX_DEPTH`;
 * number literals: integers of at most :data:`MAX_INTEGER_DIGITS` digits (no record needs more
   than 10^30), floats of at most :data:`MAX_FLOAT_CHARS` characters with a finite value, and
-  no ``NaN`` / ``Infinity`` (not JSON; they would poison sums).
+  no ``NaN`` / ``Infinity`` (not JSON; they would poison sums);
+* keys: each at most once per object (parsers disagree on which duplicate wins).
 """
 
 from __future__ import annotations
@@ -70,6 +71,17 @@ def _bounded_float(text: str) -> float:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # {"amount": 1, "amount": 10**15}: parsers disagree on which one counts (Python keeps the
+    # last, others the first), so a signer and a reader could see different records. Refused.
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ContractError("malformed_json", f"key {twice[:64]!r} appears twice in one object")
+    return doc
+
+
 def _no_constant(name: str) -> object:
     raise ContractError("malformed_json", f"{name} is not a JSON number")
 
@@ -88,7 +100,10 @@ def load_bounded_json(raw: bytes, max_record_bytes: int) -> object:
         raise ContractError("malformed_json", f"nesting deeper than {MAX_DEPTH} levels")
     # 3. Parse; number literals are bounded as they are met.
     try:
-        return json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant)
+        return json.loads(
+            text, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant,
+            object_pairs_hook=_unique_keys,
+        )
     except json.JSONDecodeError as exc:
         raise ContractError("malformed_json", f"not valid UTF-8 JSON: {exc}") from None
     except RecursionError:  # unreachable after the depth scan; kept so a scanner bug cannot crash a consumer
