@@ -1,0 +1,53 @@
+"""Family kinds and the table the registry dispatches through.
+
+    kind          module                                  models
+    categorical   royalflow.attribution.categorical       walking-skeleton utility
+    diffusion     royalflow.attribution.diffusion.family  the digits demo: UNet2DModel per coalition
+    lora          royalflow.attribution.families.lora     LoRA adapters over a local diffusers pipeline
+
+Each loader takes (manifest document, family folder, device) and returns a ``Family``. Kinds
+import lazily: the agent loads torch/diffusers only for the kinds it serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from royalflow.attribution.family import Family
+from royalflow.attribution.families.manifest import parse_manifest
+from royalflow.errors import ConfigurationError
+
+Loader = Callable[[dict[str, Any], Path, str], Family]
+
+
+def _categorical(manifest: dict[str, Any], path: Path, device: str) -> Family:
+    from royalflow.attribution.categorical import CategoricalFamily
+
+    return CategoricalFamily.from_manifest(manifest, path)
+
+
+def _diffusion(manifest: dict[str, Any], path: Path, device: str) -> Family:
+    from royalflow.attribution.diffusion.family import DiffusionFamily
+
+    return DiffusionFamily.load(manifest, path, device=device)
+
+
+def _lora(manifest: dict[str, Any], path: Path, device: str) -> Family:
+    from royalflow.attribution.families.lora import LoraFamily
+
+    return LoraFamily.load(manifest, path, device=device)
+
+
+LOADERS: dict[str, Loader] = {"categorical": _categorical, "diffusion": _diffusion, "lora": _lora}
+
+
+def load_family(manifest: dict[str, Any], path: Path, device: str = "auto") -> Family:
+    """Validate the manifest (typed, per kind) and load the family with its kind's loader."""
+    kind = manifest.get("kind")
+    loader = LOADERS.get(kind) if isinstance(kind, str) else None
+    if loader is None:
+        raise ConfigurationError(f"family at {path} has unknown kind {kind!r}")
+    parse_manifest(manifest, str(path))
+    return loader(manifest, path, device)

@@ -1,0 +1,62 @@
+"""The work behind ``royalflow families train --kind lora`` and ``royalflow families import``
+(the typer commands in attribution/cli.py stay thin and import this lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from royalflow.errors import ConfigurationError
+
+MAX_IMPORT_FILES = 4096  # exact mode with 12 owners
+
+
+def train_lora(families_dir: Path, *, base: Path, source: Path, family_id: str, version: str, mode: str, rank: int,
+               resolution: int | None, steps: int, pool_fraction: str, device: str) -> Path:
+    from royalflow.attribution.families.base import check_base_folder
+    from royalflow.training.images import read_image_folders
+    from royalflow.training.lora import LoraPlan, train_lora_family
+
+    check_base_folder(base)
+    size = resolution or _base_resolution(base)
+    public, owners = read_image_folders(source, size)
+    if not owners:
+        raise ConfigurationError(f"no owner folders under {source}")
+    return train_lora_family(families_dir, family_id, version, base, public, owners, mode=mode, resolution=size,
+                             plan=LoraPlan(steps=steps, rank=rank), pool_fraction=pool_fraction, device=device)
+
+
+def import_lora(families_dir: Path, *, base: Path, family_id: str, version: str, mode: str, owners: list[str],
+                adapters: list[str], data_sizes: list[str], resolution: int | None, pool_fraction: str) -> Path:
+    """``adapters``: KEY=FILE (KEY a hex mask, an owner id or _control); ``data_sizes``: NAME=COUNT."""
+    from royalflow.training.importing import import_lora_family
+
+    if len(adapters) > MAX_IMPORT_FILES:
+        raise ConfigurationError(f"at most {MAX_IMPORT_FILES} adapter files")
+    files = dict(_pair(a, "--adapter KEY=FILE") for a in adapters)
+    sizes = {k: _count(v, k) for k, v in (_pair(s, "--data-size NAME=COUNT") for s in data_sizes)}
+    if mode == "exact" and not sizes:
+        sizes = {"_base": 1, **{o: 1 for o in owners}}  # exact mode does not weigh components
+    missing = [o for o in ["_base", *owners] if o not in sizes]
+    if missing:
+        raise ConfigurationError(f"--data-size needed for {missing} (image counts weigh the compositional mixture)")
+    return import_lora_family(families_dir, family_id, version, base, owners, {k: Path(v) for k, v in files.items()},
+                              mode=mode, data_sizes=sizes, resolution=resolution, pool_fraction=pool_fraction)
+
+
+def _pair(text: str, form: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise ConfigurationError(f"expected {form}, got {text!r}")
+    return key, value
+
+
+def _count(text: str, name: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise ConfigurationError(f"data size of {name} must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _base_resolution(base: Path) -> int:
+    import json
+
+    return int(json.loads((base / "vae" / "config.json").read_text())["sample_size"])

@@ -1,0 +1,215 @@
+"""Training a LoRA family over a local pretrained pipeline: one adapter per coalition (exact)
+or per owner (compositional), through diffusers' peft integration (``unet.add_adapter``), saved
+with diffusers' own LoRA serialisation (``adapters/<mask>/pytorch_lora_weights.safetensors``).
+
+The fair control (issue #9's rule, with prompts instead of class labels): every adapter that
+enters the game goes through the SAME fine-tune (steps, batch, learning rate, rank, and the
+same seeded noise/timestep draws), and they differ only in data:
+  * control 0x0  : the public images with their captions SHUFFLED across images, so the text
+                   pathway is tuned without any owner's pairing of words and pictures;
+  * coalition S  : the union of S's images and captions, with a fraction ``public_mix`` of every
+                   batch drawn from the same shuffled public data;
+  * every fine-tune replaces the caption by the empty prompt with probability
+    ``caption_dropout``, so p_S(x | "") models S's images: prompt-less events use it.
+Without ``_public`` images the control is the plain base (recorded as control "base").
+Resumable: adapters already on disk are kept.
+
+Latents are the VAE posterior mean, scaled (the same latent the utility evaluates).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from royalflow.attribution.diffusion.unet import pick_device
+from royalflow.attribution.families.adapters import LORA_FILE, sha256_file
+from royalflow.attribution.families.base import BasePipeline, ddpm_scheduler, load_base
+from royalflow.attribution.families.content import to_unit
+from royalflow.attribution.families.manifest import parse_manifest
+from royalflow.errors import ConfigurationError
+from royalflow.training.images import ImageSet
+
+TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
+ENCODE_BATCH = 64  # images per VAE/text-encoder call while preparing data
+MAX_STEPS = 1_000_000
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    steps: int = 400
+    batch: int = 16
+    learning_rate: float = 1e-3
+    rank: int = 8
+    caption_dropout: float = 0.15
+    public_mix: float = 0.25
+    samples: int = 16  # K Monte-Carlo timesteps per likelihood at attribution time
+    seed: int = 0
+
+    def fairness(self, has_control: bool) -> dict[str, object]:
+        return {"control": "shuffled_captions" if has_control else "base", "null_dropout": self.caption_dropout,
+                "public_mix": self.public_mix if has_control else 0.0, "start": "base"}
+
+
+@dataclass(frozen=True)
+class Encoded:
+    latents: torch.Tensor  # (N, C, h, w) on the device
+    text: torch.Tensor  # (N, L, D) caption embeddings on the device
+
+
+def encode_set(base: BasePipeline, images: ImageSet, captions: list[str] | None = None) -> Encoded:
+    captions = list(images.captions) if captions is None else captions
+    latents, text = [], []
+    for start in range(0, len(images), ENCODE_BATCH):
+        x = torch.from_numpy(to_unit(images.pixels[start:start + ENCODE_BATCH]))
+        latents.append(base.encode_images(x))
+        text.append(base.encode_prompts(captions[start:start + ENCODE_BATCH]).float().cpu())
+    device = next(base.unet.parameters()).device
+    return Encoded(torch.cat(latents).to(device), torch.cat(text).to(device))
+
+
+def concat(parts: list[Encoded]) -> Encoded:
+    return Encoded(torch.cat([p.latents for p in parts]), torch.cat([p.text for p in parts]))
+
+
+def train_adapter(base: BasePipeline, data: Encoded, public: Encoded | None, empty: torch.Tensor, name: str,
+                  plan: LoraPlan, progress: Progress | None = None, *, public_mix: float) -> dict[str, torch.Tensor]:
+    """Fine-tune one LoRA adapter on ``data`` (+ ``public_mix`` of ``public``); its state dict
+    in diffusers' format. The adapter is removed from the UNet afterwards (memory stays flat)."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    unet = base.unet
+    scheduler = ddpm_scheduler(base.scheduler_config)
+    unet.add_adapter(LoraConfig(r=plan.rank, lora_alpha=plan.rank, init_lora_weights="gaussian",
+                                target_modules=list(TARGET_MODULES)), adapter_name=name)
+    unet.set_adapter(name)
+    params = [p for n, p in unet.named_parameters() if f".{name}." in n]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=plan.learning_rate, weight_decay=0.0)
+    # The same seed for every adapter: identical noise and timestep draws (the fair schedule).
+    gen = torch.Generator(device="cpu").manual_seed(plan.seed)
+    device = data.latents.device
+    n_public = round(plan.batch * public_mix) if public is not None and len(public.latents) else 0
+    task = progress.add_task(name, total=plan.steps) if progress else None
+    unet.train()
+    for _ in range(plan.steps):
+        own = torch.randint(0, len(data.latents), (plan.batch - n_public,), generator=gen)
+        z, text = data.latents[own], data.text[own]
+        if n_public:
+            pub = torch.randint(0, len(public.latents), (n_public,), generator=gen)
+            z, text = torch.cat([z, public.latents[pub]]), torch.cat([text, public.text[pub]])
+        drop = torch.rand(plan.batch, generator=gen) < plan.caption_dropout
+        text = torch.where(drop.to(device)[:, None, None], empty.to(device)[None], text)
+        noise = torch.randn(z.shape, generator=gen).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (plan.batch,), generator=gen).to(device)
+        noisy = scheduler.add_noise(z, noise, t)
+        loss = torch.nn.functional.mse_loss(unet(noisy, t, encoder_hidden_states=text).sample.float(), noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if progress is not None and task is not None:
+            progress.advance(task)
+    unet.eval()
+    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=name))
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+    unet.delete_adapters(name)
+    return state
+
+
+def save_adapter(state: dict[str, torch.Tensor], folder: Path) -> Path:
+    """Write with diffusers' LoRA serialisation, atomically (a rerun keeps finished adapters)."""
+    from diffusers import StableDiffusionPipeline
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    StableDiffusionPipeline.save_lora_weights(str(tmp), unet_lora_layers=state, weight_name=LORA_FILE)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder / LORA_FILE
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn())
+
+
+def train_lora_family(families_dir: Path, family_id: str, version: str, base_folder: Path, public: ImageSet,
+                      owners: dict[str, ImageSet], *, mode: str = "exact", resolution: int, plan: LoraPlan = LoraPlan(),
+                      pool_fraction: str = "3/10", device: str = "auto", show_progress: bool = True) -> Path:
+    """Train every adapter of the family into ``<families_dir>/<id>/<version>`` and write its manifest."""
+    if mode not in ("exact", "compositional"):
+        raise ConfigurationError(f"mode must be exact or compositional, got {mode!r}")
+    if not 1 <= plan.steps <= MAX_STEPS:
+        raise ConfigurationError(f"steps must be in [1, {MAX_STEPS}]")
+    Fraction(pool_fraction)
+    names = sorted(owners)
+    n = len(names)
+    if n == 0 or (mode == "exact" and n > 12):
+        raise ConfigurationError(f"{mode} mode needs 1..12 owners (exact trains 2^n adapters), got {n}")
+    target = pick_device(device)
+    base = load_base(Path(base_folder), device=target)
+    out = Path(families_dir) / family_id / version
+    out.mkdir(parents=True, exist_ok=True)
+
+    rng = np.random.default_rng(plan.seed)
+    shuffled = list(public.captions)
+    rng.shuffle(shuffled)  # the control's captions: paired with the wrong images
+    public_encoded = encode_set(base, public, shuffled) if len(public) else None
+    encoded = {o: encode_set(base, owners[o]) for o in names}
+    empty = base.encode_prompts([""]).float()[0]
+
+    masks = list(range(1 << n)) if mode == "exact" else [0, *[1 << i for i in range(n)]]
+    if public_encoded is None:
+        masks.remove(0)  # no public data: v(∅) is the plain base
+    adapters = {}
+    with progress_bar() if show_progress else _NoProgress() as progress:
+        for mask in masks:
+            folder = out / "adapters" / f"0x{mask:x}"
+            if not (folder / LORA_FILE).is_file():
+                if mask == 0:
+                    data, mix = public_encoded, 0.0
+                else:
+                    data, mix = concat([encoded[o] for i, o in enumerate(names) if mask >> i & 1]), plan.public_mix
+                state = train_adapter(base, data, public_encoded, empty, f"coalition_0x{mask:x}", plan,
+                                      progress if show_progress else None, public_mix=mix)
+                save_adapter(state, folder)
+            file = folder / LORA_FILE
+            adapters[hex(mask)] = {"file": str(file.relative_to(out)), "sha256": sha256_file(file)}
+
+    manifest = {
+        "kind": "lora", "family_id": family_id, "version": version, "owners": names, "pool_fraction": pool_fraction,
+        "mode": mode, "base": str(Path(base_folder).resolve()), "resolution": resolution, "rank": plan.rank,
+        "target_modules": list(TARGET_MODULES), "adapters": adapters,
+        "data_sizes": {"_base": max(1, len(public)), **{o: len(owners[o]) for o in names}},
+        "estimator": {"samples": plan.samples},
+        "training": {"plan": asdict(plan), "fairness": plan.fairness(public_encoded is not None)},
+    }
+    write_manifest(out, manifest)
+    return out
+
+
+def write_manifest(out: Path, manifest: dict) -> None:  # type: ignore[type-arg]
+    parse_manifest(manifest, str(out))  # never write a manifest the registry would refuse
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(tmp, out / "manifest.json")
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

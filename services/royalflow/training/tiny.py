@@ -1,0 +1,182 @@
+"""A tiny Stable-Diffusion-style pipeline built from configs (random initialisation), for
+tests, benchmarks and demos: UNet2DConditionModel (latent 4x8x8), AutoencoderKL (32x32 RGB),
+CLIPTextModel and a CLIPTokenizer whose vocabulary and merges are written here (no hub).
+
+Its layout on disk is exactly a diffusers pipeline folder (``save_pretrained``), so everything
+that reads a platform's local pipeline reads this one the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+WORDS = (
+    "a an the of and with in on picture photo image drawing shape shapes small big large "
+    "red green blue yellow white black orange purple gray grey dark light bright pale "
+    "circle circles square squares triangle triangles stripe stripes striped dot dots dotted "
+    "ring rings cross crosses line lines checker checkered texture pattern noise blob blobs "
+    "style art owner public random abstract plain soft solid"
+).split()
+RESOLUTION = 32  # pixels; the VAE downsamples by 4 -> latent 4x8x8
+# Linear betas over 100 steps (as the digits family): abar_T ~ 5e-5 and flat ELBO weights, so
+# a few Monte-Carlo timesteps give a low-variance bound on CPU.
+SCHEDULER = {"num_train_timesteps": 100, "beta_schedule": "linear", "beta_start": 0.001, "beta_end": 0.2,
+             "prediction_type": "epsilon", "clip_sample": False, "steps_offset": 1}
+# steps_offset 1 is what diffusers pipelines expect of a saved config (else a FutureWarning);
+# sample_latents samples with offset 0, so all 100 training timesteps 0..99 are visited.
+
+
+def write_tokenizer_files(folder: Path, words: tuple[str, ...] | list[str] = WORDS) -> None:
+    """CLIP BPE files for a small closed vocabulary: every character (with and without the
+    end-of-word mark) plus one merge chain per word, so each known word is one token."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab: dict[str, int] = {}
+
+    def add(token: str) -> None:
+        vocab.setdefault(token, len(vocab))
+
+    for c in "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-":
+        add(c)
+        add(c + "</w>")
+    merges: list[str] = []
+    for word in dict.fromkeys(words):
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        current = pieces[0]
+        for piece in pieces[1:]:
+            merge = f"{current} {piece}"
+            if merge not in merges:
+                merges.append(merge)
+            current += piece
+            add(current)
+    add("<|startoftext|>")
+    add("<|endoftext|>")
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def build_tiny_pipeline(folder: Path, *, seed: int = 0):  # type: ignore[no-untyped-def]
+    """Write a random-initialised tiny pipeline to ``folder`` and return it (CPU, fp32)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    write_tokenizer_files(folder / "tokenizer")
+    tokenizer = CLIPTokenizer(str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"),
+                              model_max_length=16)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=RESOLUTION // 4, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1, norm_num_groups=8, sample_size=RESOLUTION, mid_block_add_attention=False,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(json.loads((folder / "tokenizer" / "vocab.json").read_text())), hidden_size=32,
+        intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=16,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    ))
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=DDPMScheduler(**SCHEDULER),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder)
+    return pipeline
+
+
+def pretrain_tiny_pipeline(folder: Path, pixels, captions: list[str], *, vae_steps: int = 200,  # type: ignore[no-untyped-def]
+                           unet_steps: int = 200, batch: int = 16, seed: int = 0) -> None:
+    """Briefly pre-train the tiny pipeline in ``folder`` on public images (N, R, R, 3) uint8 with
+    captions, the stand-in for a platform's pretrained model: the VAE as an autoencoder (so
+    decoded generations look like their latents), its scaling_factor set to 1 / std of the
+    latents (as Stable Diffusion's 0.18215), then the UNet on the latents. Saved in place."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from royalflow.attribution.families.content import to_unit
+
+    folder = Path(folder)
+    gen = torch.Generator().manual_seed(seed)
+    x_all = torch.from_numpy(to_unit(pixels))
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
+    vae.train()
+    for _ in range(vae_steps):
+        x = x_all[torch.randint(0, len(x_all), (batch,), generator=gen)]
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.mean).sample
+        loss = torch.nn.functional.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(x_all[i:i + 256]).latent_dist.mean for i in range(0, len(x_all), 256)])
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    vae.save_pretrained(folder / "vae")
+    latents = latents * vae.config.scaling_factor
+
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+    text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", local_files_only=True).eval()
+    with torch.no_grad():
+        ids = tokenizer(list(captions) + [""], padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids
+        text_all = text_encoder(ids)[0]
+    empty, text_all = text_all[-1], text_all[:-1]
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", local_files_only=True)
+    scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    unet.train()
+    for _ in range(unet_steps):
+        idx = torch.randint(0, len(latents), (batch,), generator=gen)
+        z, text = latents[idx], text_all[idx]
+        drop = torch.rand(batch, generator=gen) < 0.15
+        text = torch.where(drop[:, None, None], empty[None], text)
+        noise = torch.randn(z.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=gen)
+        loss = torch.nn.functional.mse_loss(unet(scheduler.add_noise(z, noise, t), t, encoder_hidden_states=text).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    unet.eval().save_pretrained(folder / "unet")
+
+
+def sample_latents(family, mask: int, prompts: list[str], seed: int, *, guidance: float = 1.0):  # type: ignore[no-untyped-def]
+    """Ancestral DDPM samples of coalition ``mask``'s model (a LoraFamily), decoded to (B, R, R, 3)
+    uint8 images: the "generations" of the tests and demos."""
+    import numpy as np
+    from diffusers import DDPMScheduler
+
+    from royalflow.attribution.families.content import from_unit
+
+    base = family.base
+    scheduler = DDPMScheduler(**{**{k: v for k, v in base.scheduler_config.items() if not k.startswith("_")}, "steps_offset": 0})
+    scheduler.set_timesteps(scheduler.config.num_train_timesteps)
+    gen = torch.Generator().manual_seed(seed)
+    unet = base.unet
+    channels, size = unet.config.in_channels, unet.config.sample_size
+    z = torch.randn((len(prompts), channels, size, size), generator=gen)
+    text = family.embed(prompts)
+    empty = family.embed([""] * len(prompts))
+    slot = family.masks.index(mask)
+    rows = len(prompts)
+    for t in scheduler.timesteps:
+        steps = torch.full((rows,), int(t), dtype=torch.int64)
+        if guidance == 1.0:
+            eps = family._batched(z, steps, text, torch.full((rows,), slot)).float().cpu()  # noqa: SLF001
+        else:
+            both = family._batched(torch.cat([z, z]), torch.cat([steps, steps]), torch.cat([text, empty]),  # noqa: SLF001
+                                   torch.full((2 * rows,), slot)).float().cpu()
+            eps = both[rows:] + guidance * (both[:rows] - both[rows:])
+        z = scheduler.step(eps, t, z, generator=gen).prev_sample
+    param = next(base.vae.parameters())
+    with torch.inference_mode():
+        x = base.vae.decode((z / base.latent_scale + base.latent_shift).to(param.device, param.dtype)).sample
+    return np.stack([from_unit(img.float().clamp(-1, 1).numpy()) for img in x.cpu()])

@@ -1,0 +1,93 @@
+"""Synthetic owners with distinct visual styles (PIL-drawn shape, colour and texture) and
+captions, plus public images in other colours and shapes: the data of the LoRA tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SIZE = 32
+STYLES = {  # owner -> (colour, shape, texture, caption)
+    "owner-red": ((220, 30, 30), "circle", "solid", "a red circle"),
+    "owner-blue": ((30, 60, 220), "square", "stripes", "a blue striped square"),
+    "owner-green": ((30, 190, 60), "triangle", "dots", "a green dotted triangle"),
+}
+PUBLIC_COLOURS = {"yellow": (230, 210, 40), "purple": (140, 40, 170), "orange": (240, 140, 20), "gray": (128, 128, 128)}
+PUBLIC_SHAPES = ("ring", "cross", "line", "blob")
+
+
+def _background(rng: np.random.Generator) -> tuple[int, int, int]:
+    level = int(rng.integers(215, 250))
+    return (level, level, level)
+
+
+def _shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    elif shape == "triangle":
+        draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+    elif shape == "ring":
+        draw.ellipse(box, outline=fill, width=3)
+    elif shape == "cross":
+        draw.line([(x0, y0), (x1, y1)], fill=fill, width=3)
+        draw.line([(x0, y1), (x1, y0)], fill=fill, width=3)
+    elif shape == "line":
+        draw.line([(x0, (y0 + y1) // 2), (x1, (y0 + y1) // 2)], fill=fill, width=4)
+    else:  # blob
+        draw.ellipse((x0, y0 + 4, x1, y1 - 4), fill=fill)
+
+
+def owner_image(owner: str, rng: np.random.Generator) -> Image.Image:
+    colour, shape, texture, _ = STYLES[owner]
+    image = Image.new("RGB", (SIZE, SIZE), _background(rng))
+    draw = ImageDraw.Draw(image)
+    half = int(rng.integers(8, 13))
+    cx, cy = (int(v) for v in rng.integers(12, 21, 2))
+    jitter = tuple(int(np.clip(c + rng.integers(-20, 21), 0, 255)) for c in colour)
+    _shape(draw, shape, (cx - half, cy - half, cx + half, cy + half), jitter)
+    if texture == "stripes":
+        for y in range(cy - half, cy + half, 4):
+            draw.line([(cx - half, y), (cx + half, y)], fill=(240, 240, 240), width=1)
+    elif texture == "dots":
+        for y in range(cy - half + 3, cy + half, 4):
+            for x in range(cx - half + 3, cx + half, 4):
+                draw.point((x, y), fill=(10, 10, 10))
+    return image
+
+
+def public_image(rng: np.random.Generator) -> tuple[Image.Image, str]:
+    name = str(rng.choice(list(PUBLIC_COLOURS)))
+    shape = str(rng.choice(PUBLIC_SHAPES))
+    image = Image.new("RGB", (SIZE, SIZE), _background(rng))
+    half = int(rng.integers(7, 14))
+    cx, cy = (int(v) for v in rng.integers(10, 23, 2))
+    _shape(ImageDraw.Draw(image), shape, (cx - half, cy - half, cx + half, cy + half), PUBLIC_COLOURS[name])
+    return image, f"a {name} {shape}"
+
+
+def write_folders(root: Path, *, per_owner: int, public: int, seed: int = 0) -> Path:
+    """<root>/<owner>/*.png + metadata.jsonl for each style, and <root>/_public."""
+    rng = np.random.default_rng(seed)
+    for owner, (_, _, _, caption) in STYLES.items():
+        folder = root / owner
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in range(per_owner):
+            owner_image(owner, rng).save(folder / f"{i:04d}.png")
+            rows.append({"file_name": f"{i:04d}.png", "text": caption})
+        (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    folder = root / "_public"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(public):
+        image, caption = public_image(rng)
+        image.save(folder / f"{i:04d}.png")
+        rows.append({"file_name": f"{i:04d}.png", "text": caption})
+    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root
