@@ -83,7 +83,7 @@ class LedgerService:
         # Next offset per partition as committed in PostgreSQL. Records below it were settled
         # already (a fetch that raced a seek hands them out again) and are skipped.
         self.positions: dict[tuple[str, int], int] = {}
-        self.offset_guard = OffsetGuard()  # partitions whose stored offset is beyond the log end
+        self.offset_guard = OffsetGuard(settings)  # partitions whose stored offset is beyond the log end
         self.ready = False
 
     async def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
