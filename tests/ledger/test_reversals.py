@@ -8,11 +8,17 @@ from __future__ import annotations
 import base64
 
 import pytest
+from prometheus_client import REGISTRY
 
 from royalflow import topics
 from royalflow.config import Settings
 from royalflow.contracts.events import to_json_bytes
+from royalflow.ledger.conflicts import Origin
+from royalflow.ledger.journal import apply_batch
+from royalflow.ledger.migrate import migrate
 from royalflow.ledger.reconcile import reconcile
+from royalflow.ledger.sweeper import ReversalSweeper
+from royalflow.platform.database import create_pool
 from royalflow.platform.deadletter import read_dead_letters
 from royalflow.platform.kafka import ensure_topics
 
@@ -88,3 +94,37 @@ async def test_reversals_wait_a_bounded_time_and_must_match_their_contribution(s
         assert await owner_balances(pool) == {k: v for k, v in expected.items() if v}
         assert await pool.fetchval("SELECT count(*) FROM reversals WHERE applied_at IS NULL") == 0
         assert await reconcile(pool) == []
+
+
+async def test_the_sweeper_applies_a_reversal_left_pending_beside_its_contribution(fresh_database: str) -> None:
+    """Two consumers committing a reversal and its contribution at the same instant each miss
+    the other's row: the reversal stays pending though its contribution is booked. Past the
+    wait the sweeper applies it (and gives up only on reversals whose contribution is unknown)."""
+    pool = await create_pool(fresh_database, max_size=2)
+    letters: list[tuple[str, str, Origin | None]] = []
+
+    async def collect(reason: str, detail: str, origin: Origin | None) -> None:
+        letters.append((reason, detail, origin))
+
+    try:
+        await migrate(pool)
+        parts = generation_parts("race", seed=5)
+        async with pool.acquire() as conn, conn.transaction():
+            await apply_batch(conn, parts, [], {}, group_id="g", shard=0)
+        origin = Origin("t.corrections.v1", 2, 17, b"k", b"raw bytes")
+        for rid, corrects in (("rev-missed", parts[0].contribution_id), ("rev-unknown", "nowhere/owner-a/0")):
+            await pool.execute(
+                "INSERT INTO reversals (reversal_id, corrects, owner_id, currency, amount, event_time, received_at, "
+                "source_topic, source_partition, source_offset, original_key, original_value) "
+                "VALUES ($1, $2, 'owner-a', 'USD', $3, now(), now() - interval '1 hour', $4, $5, $6, $7, $8)",
+                rid, corrects, parts[0].amount, *origin)
+        sweeper = ReversalSweeper(pool, Settings(reversal_wait_seconds=60), collect)
+        assert await sweeper.sweep_once() == (1, 1)
+        assert await sweeper.sweep_once() == (0, 0)  # done once, never again
+        assert dict(await pool.fetch("SELECT reversal_id, outcome FROM reversals")) == {
+            "rev-missed": "reversed", "rev-unknown": "unknown_contribution"}
+        assert [(reason, o) for reason, _, o in letters] == [("unknown_contribution", origin)]
+        assert REGISTRY.get_sample_value("royalflow_ledger_pending_reversal_records") == 0
+        assert await reconcile(pool, attribution_grace_seconds=None) == []
+    finally:
+        await pool.close()
