@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 from royalflow import topics
@@ -229,3 +229,25 @@ def _redelivery_first(ctx: Context) -> Built:
     return Built([ctx.event_rec(event)], events=[event])
 
 
+
+
+# --- the edges of the event-time window, with offsets: inside settles fully, outside is refused ----
+def _edge(name: str, when: Callable[[Context], str], *, inside: bool) -> None:
+    @case(name, "timestamps", G, *(() if inside else TIME))
+    def build(ctx: Context) -> Built:
+        event = ctx.event("h-" + name.replace("_", "-"), occurred_at=when(ctx)) if inside else None
+        if event is not None:  # a control: booked whole (parts AND audit record, no orphan)
+            return Built([ctx.event_rec(event)], events=[event])
+        event_id = "h-" + name.replace("_", "-")
+        built = ctx.raw_gen(event_id, dumps({**ctx.doc(event_id), "occurred_at": when(ctx)}))
+        built.absent_generation = event_id
+        return built
+
+
+_PLUS_14 = timezone(timedelta(hours=14))
+_edge("edge_2000_minus_offset_settles", lambda c: "2000-01-01T00:00:00-14:00", inside=True)
+_edge("edge_2000_plus_offset", lambda c: "2000-01-01T00:00:00+14:00", inside=False)
+_edge("edge_tomorrow_with_offset_settles",
+      lambda c: (c.now + timedelta(hours=23)).astimezone(_PLUS_14).isoformat(), inside=True)
+_edge("edge_past_tomorrow_with_offset",
+      lambda c: (c.now + timedelta(hours=25)).astimezone(timezone(timedelta(hours=-14))).isoformat(), inside=False)

@@ -102,14 +102,15 @@ class Context:
 
     # -- generation events ---------------------------------------------------------------
     def event(self, event_id: str, *, label: int | None = None, revenue: int | None = None,
-              version: str = FAMILY_VERSION, content: bytes | None = None) -> GenerationEvent:
+              version: str = FAMILY_VERSION, content: bytes | None = None,
+              occurred_at: str | None = None) -> GenerationEvent:
         digest = int(hashlib.sha256(event_id.encode()).hexdigest()[:8], 16)
         label = digest % 10 if label is None else label
         revenue = 1_000_000 + digest % 49_000_000 if revenue is None else revenue
         data = content if content is not None else f"content of {event_id}".encode()
         return GenerationEvent.model_validate({
             "schema": "royalflow.generation.v1", "event_id": event_id,
-            "occurred_at": (self.now - timedelta(minutes=5)).isoformat(), "producer": "hostile-suite",
+            "occurred_at": occurred_at or (self.now - timedelta(minutes=5)).isoformat(), "producer": "hostile-suite",
             "model_family": {"id": FAMILY_ID, "version": version},
             "conditioning": {"class_label": label, "prompt": f"digit {label}"},
             "content": {"media_type": "image/png", "sha256": hashlib.sha256(data).hexdigest(),
