@@ -73,8 +73,6 @@ class SigningKey(Protocol):
 
     def verify(self, message: bytes, signature: bytes) -> bool: ...
 
-    def verify_hex(self, message: bytes, signature_hex: bytes) -> bool: ...
-
     def checker(self, prefix: bytes) -> Check: ...
 
 
@@ -110,14 +108,10 @@ class HmacKey:
         # Constant time: the comparison must not tell a forger how many bytes were right.
         return hmac.compare_digest(self.sign(message), signature)
 
-    def verify_hex(self, message: bytes, signature_hex: bytes) -> bool:
-        # Compare lowercase hex as sent, no decoding step. Anything else (upper case, not
-        # hex, wrong length) simply does not match.
-        return hmac.compare_digest(self.sign(message).hex().encode(), signature_hex)
-
     def checker(self, prefix: bytes) -> Check:
         """The ledger's hot path: the inner state already holds ``prefix`` (domain, topic, key
-        id), so a record costs its own bytes only, with no message copy."""
+        id), so a record costs its own bytes only, with no message copy. The lowercase hex is
+        compared as sent: anything else (upper case, not hex, wrong length) does not match."""
         inner_prefixed = self._inner.copy()
         inner_prefixed.update(prefix)
         outer_keyed = self._outer
@@ -163,17 +157,14 @@ class Ed25519Key:
             return False
         return True
 
-    def verify_hex(self, message: bytes, signature_hex: bytes) -> bool:
-        try:
-            signature = bytes.fromhex(signature_hex.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return False
-        return self.verify(message, signature)
-
     def checker(self, prefix: bytes) -> Check:
         def check(key: bytes | None, value: bytes, signature_hex: bytes) -> bool:
             k = key or b""
-            return self.verify_hex(b"".join((prefix, b"%d\n" % len(k), k, value)), signature_hex)
+            try:
+                signature = bytes.fromhex(signature_hex.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                return False
+            return self.verify(b"".join((prefix, b"%d\n" % len(k), k, value)), signature)
 
         return check
 
