@@ -42,8 +42,8 @@ def test_manifest_records_everything_needed_to_serve_and_audit(trained) -> None:
     assert manifest["clusters"] == [["alice", "bob"], ["carol"]]
     assert sorted(manifest["weights"]) == sorted(hex(m) for m in (0, 1, 2, 3, 4, 7))
     assert set(manifest["training"]["data_digests"]) == {"_base", "alice", "bob", "carol"}
-    assert manifest["training"]["fairness"] == {"control": "random_labels", "null_dropout": 0.15, "public_mix": 0.25,
-                                                "start": "control"}
+    assert manifest["training"]["fairness"] == TrainingPlan().fairness()
+    assert manifest["training"]["fairness"]["control"] == "random_labels"
     assert manifest["null_class"] == manifest["unet"]["num_class_embeds"] - 1
     assert (path / "base.safetensors").is_file()
     for m in (0, 1, 2, 3, 4, 7):
@@ -130,3 +130,14 @@ def test_plan_can_restore_the_pre_v2_control(tmp_path: Path) -> None:
     path = train_family(tmp_path, "old", "1", dataset(0, 10), {"o": dataset(1, 0)}, plan=plan, device="cpu",
                         progress=False)
     assert (path / weight_file(0)).read_bytes() == (path / "base.safetensors").read_bytes()
+
+
+def test_public_mix_and_start_from_control_are_recorded(tmp_path: Path) -> None:
+    """The ablation's other arms still train, and the manifest says which rule made them."""
+    plan = TrainingPlan(steps_base=3, steps_finetune=2, batch=8, samples=4, public_mix=0.25, start="control")
+    path = train_family(tmp_path, "mix", "1", dataset(0, 10), {"o": dataset(1, 0)}, plan=plan, device="cpu",
+                        progress=False)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["training"]["fairness"] == {"control": "random_labels", "null_dropout": 0.15, "public_mix": 0.25,
+                                                "start": "control"}
+    assert set(manifest["training"]["seconds"]) >= {"base", "control", "coalition_models", "cluster_evidence"}
