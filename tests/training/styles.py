@@ -15,8 +15,11 @@ STYLES = {  # owner -> (colour, shape, texture, caption)
     "owner-blue": ((30, 60, 220), "square", "stripes", "a blue striped square"),
     "owner-green": ((30, 190, 60), "triangle", "dots", "a green dotted triangle"),
 }
-PUBLIC_COLOURS = {"yellow": (230, 210, 40), "purple": (140, 40, 170), "orange": (240, 140, 20), "gray": (128, 128, 128)}
-PUBLIC_SHAPES = ("ring", "cross", "line", "blob")
+# Public colours cover the owners' hues too (the pretrained VAE and base must have seen red, blue
+# and green), in other shapes: the owners' styles are the shape + colour + texture combination.
+PUBLIC_COLOURS = {"yellow": (230, 210, 40), "purple": (140, 40, 170), "orange": (240, 140, 20), "gray": (128, 128, 128),
+                  "red": (200, 40, 40), "blue": (40, 70, 200), "green": (40, 170, 70)}
+PUBLIC_SHAPES = ("circle", "square", "triangle", "ring", "cross", "line", "blob")
 
 
 def _background(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -62,8 +65,13 @@ def owner_image(owner: str, rng: np.random.Generator) -> Image.Image:
 
 
 def public_image(rng: np.random.Generator) -> tuple[Image.Image, str]:
-    name = str(rng.choice(list(PUBLIC_COLOURS)))
-    shape = str(rng.choice(PUBLIC_SHAPES))
+    """Every public colour and shape, filled and outlined, but never an owner's shape in the
+    owner's colour, and never an owner's texture: the owners' styles are theirs alone."""
+    while True:
+        name = str(rng.choice(list(PUBLIC_COLOURS)))
+        shape = str(rng.choice(PUBLIC_SHAPES))
+        if (shape, name) not in {("circle", "red"), ("square", "blue"), ("triangle", "green")}:
+            break
     image = Image.new("RGB", (SIZE, SIZE), _background(rng))
     half = int(rng.integers(7, 14))
     cx, cy = (int(v) for v in rng.integers(10, 23, 2))

@@ -1,8 +1,9 @@
 """The versioned on-disk registry of model families.
 
 Layout: ``<families_dir>/<family_id>/<version>/manifest.json`` plus the family's weight files
-(safetensors). ``manifest["kind"]`` picks the implementation: ``categorical`` or
-``diffusion``. Families load once and stay resident (on their device) for the process.
+(safetensors). ``manifest["kind"]`` picks the implementation through the table in
+``attribution/families`` (``categorical``, ``diffusion``, ``lora``). Families load once and
+stay resident (on their device) for the process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from royalflow.attribution.family import Family
-from royalflow.errors import ConfigurationError, UnknownFamilyError
+from royalflow.errors import UnknownFamilyError
 
 MAX_RESIDENT_FAMILIES = 16  # bound on memory: families are large on a GPU
 
@@ -55,13 +56,7 @@ class DiskFamilyRegistry:
             return family
 
     def _load(self, manifest: dict[str, Any], path: Path) -> Family:
-        kind = manifest.get("kind")
-        if kind == "categorical":
-            from royalflow.attribution.categorical import CategoricalFamily
+        # One table from kind to loader (attribution/families); the manifest is validated there.
+        from royalflow.attribution.families import load_family
 
-            return CategoricalFamily.from_manifest(manifest, path)
-        if kind == "diffusion":
-            from royalflow.attribution.diffusion.family import DiffusionFamily
-
-            return DiffusionFamily.load(manifest, path, device=self.device)
-        raise ConfigurationError(f"family at {path} has unknown kind {kind!r}")
+        return load_family(manifest, path, self.device)

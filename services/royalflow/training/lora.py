@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -47,7 +48,7 @@ MAX_STEPS = 1_000_000
 class LoraPlan:
     steps: int = 400
     batch: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-3
     rank: int = 8
     caption_dropout: float = 0.15
     public_mix: float = 0.25
@@ -90,8 +91,10 @@ def train_adapter(base: BasePipeline, data: Encoded, public: Encoded | None, emp
 
     unet = base.unet
     scheduler = ddpm_scheduler(base.scheduler_config)
-    unet.add_adapter(LoraConfig(r=plan.rank, lora_alpha=plan.rank, init_lora_weights="gaussian",
-                                target_modules=list(TARGET_MODULES)), adapter_name=name)
+    with warnings.catch_warnings():  # see adapters.load_adapter_file: several adapters is the point
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`", category=UserWarning)
+        unet.add_adapter(LoraConfig(r=plan.rank, lora_alpha=plan.rank, init_lora_weights="gaussian",
+                                    target_modules=list(TARGET_MODULES)), adapter_name=name)
     unet.set_adapter(name)
     params = [p for n, p in unet.named_parameters() if f".{name}." in n]
     for p in params:

@@ -91,12 +91,17 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0):  # type: ignore[no-unty
     return pipeline
 
 
-def pretrain_tiny_pipeline(folder: Path, pixels, captions: list[str], *, vae_steps: int = 200,  # type: ignore[no-untyped-def]
-                           unet_steps: int = 200, batch: int = 16, seed: int = 0) -> None:
+def pretrain_tiny_pipeline(folder: Path, pixels, captions: list[str], *, vae_steps: int = 300,  # type: ignore[no-untyped-def]
+                           unet_steps: int = 300, batch: int = 16, seed: int = 0, codec_pixels=None) -> None:
     """Briefly pre-train the tiny pipeline in ``folder`` on public images (N, R, R, 3) uint8 with
     captions, the stand-in for a platform's pretrained model: the VAE as an autoencoder (so
     decoded generations look like their latents), its scaling_factor set to 1 / std of the
-    latents (as Stable Diffusion's 0.18215), then the UNet on the latents. Saved in place."""
+    latents (as Stable Diffusion's 0.18215), then the UNet on the latents. Saved in place.
+
+    ``codec_pixels`` (default: ``pixels``) are the VAE's training images. A platform's VAE is a
+    general image codec that has seen every kind of picture; it is shared by all coalitions and
+    its term cancels in every Shapley difference, so tests may train it on all images while the
+    UNet (what coalitions differ in) sees only the public ones."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -104,9 +109,9 @@ def pretrain_tiny_pipeline(folder: Path, pixels, captions: list[str], *, vae_ste
 
     folder = Path(folder)
     gen = torch.Generator().manual_seed(seed)
-    x_all = torch.from_numpy(to_unit(pixels))
+    x_all = torch.from_numpy(to_unit(pixels if codec_pixels is None else codec_pixels))
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=3e-3)
     vae.train()
     for _ in range(vae_steps):
         x = x_all[torch.randint(0, len(x_all), (batch,), generator=gen)]
@@ -117,6 +122,7 @@ def pretrain_tiny_pipeline(folder: Path, pixels, captions: list[str], *, vae_ste
         loss.backward()
         optimizer.step()
     vae.eval().requires_grad_(False)
+    x_all = torch.from_numpy(to_unit(pixels))
     with torch.no_grad():
         latents = torch.cat([vae.encode(x_all[i:i + 256]).latent_dist.mean for i in range(0, len(x_all), 256)])
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
@@ -148,13 +154,16 @@ def pretrain_tiny_pipeline(folder: Path, pixels, captions: list[str], *, vae_ste
     unet.eval().save_pretrained(folder / "unet")
 
 
-def sample_latents(family, mask: int, prompts: list[str], seed: int, *, guidance: float = 1.0):  # type: ignore[no-untyped-def]
+def sample_latents(family, mask: int, prompts: list[str], seed: int, *, guidance: float = 1.0,  # type: ignore[no-untyped-def]
+                   init=None, strength: float = 1.0):
     """Ancestral DDPM samples of coalition ``mask``'s model (a LoraFamily), decoded to (B, R, R, 3)
-    uint8 images: the "generations" of the tests and demos."""
+    uint8 images: the "generations" of the tests and demos. With ``init`` images (B, R, R, 3)
+    uint8 and ``strength`` < 1 it is image-to-image (SDEdit): the init latent is noised to
+    timestep strength * T and denoised from there by the same model."""
     import numpy as np
     from diffusers import DDPMScheduler
 
-    from royalflow.attribution.families.content import from_unit
+    from royalflow.attribution.families.content import from_unit, to_unit
 
     base = family.base
     scheduler = DDPMScheduler(**{**{k: v for k, v in base.scheduler_config.items() if not k.startswith("_")}, "steps_offset": 0})
@@ -163,11 +172,17 @@ def sample_latents(family, mask: int, prompts: list[str], seed: int, *, guidance
     unet = base.unet
     channels, size = unet.config.in_channels, unet.config.sample_size
     z = torch.randn((len(prompts), channels, size, size), generator=gen)
+    timesteps = scheduler.timesteps
+    if init is not None:
+        start = int(strength * scheduler.config.num_train_timesteps)
+        timesteps = timesteps[timesteps < start]
+        z0 = base.encode_images(torch.from_numpy(to_unit(np.asarray(init))))
+        z = scheduler.add_noise(z0, z, torch.full((len(prompts),), int(timesteps[0]), dtype=torch.int64))
     text = family.embed(prompts)
     empty = family.embed([""] * len(prompts))
     slot = family.masks.index(mask)
     rows = len(prompts)
-    for t in scheduler.timesteps:
+    for t in timesteps:
         steps = torch.full((rows,), int(t), dtype=torch.int64)
         if guidance == 1.0:
             eps = family._batched(z, steps, text, torch.full((rows,), slot)).float().cpu()  # noqa: SLF001
