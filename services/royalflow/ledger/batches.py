@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,29 @@ class Prepared:
 
     items: list[tuple[TopicPartition, Any, Decoded]] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+class Origins(Mapping[int, Origin]):
+    """``id(record) -> Origin`` of a batch, built on first use: only a refused record (rare)
+    needs its origin, so the hot path builds nothing per record."""
+
+    def __init__(self, items: list[tuple[TopicPartition, Any, Decoded]]) -> None:
+        self._items = items
+        self._by_id: dict[int, Origin] | None = None
+
+    def _map(self) -> dict[int, Origin]:
+        if self._by_id is None:
+            self._by_id = {id(d): Origin(tp.topic, tp.partition, r.offset, r.key, r.value) for tp, r, d in self._items}
+        return self._by_id
+
+    def __getitem__(self, key: int) -> Origin:
+        return self._map()[key]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._map())
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 async def with_retries(pool: asyncpg.Pool | None, what: str, fn, *, transaction: bool = False):  # type: ignore[no-untyped-def]
@@ -91,7 +114,7 @@ class BatchWriter:
         broker (a retry may send a dead letter twice: at least once, never lost)."""
         contributions = [d for _, _, d in items if isinstance(d, ContributionEvent)]
         audits = [d for _, _, d in items if isinstance(d, AttributionRecord)]
-        origins = {id(d): Origin(tp.topic, tp.partition, r.offset, r.key, r.value) for tp, r, d in items}
+        origins = Origins(items)
 
         async def body(conn: asyncpg.Connection) -> BatchResult:
             result = await apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard,

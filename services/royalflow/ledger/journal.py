@@ -29,8 +29,9 @@ from royalflow.ledger.posting import Entries, allocate_entry_ids, post
 # The idempotency gate and the one-sale check in one statement. A part whose generation is booked
 # with other terms (revenue, pool, currency, parts_total, family), or disagrees with the first
 # part of its generation in this batch (lowest ordinality: offset order), is not inserted and
-# comes back with booked = true/false; inserted ids come back with booked = NULL; ids booked
-# before come back not at all (compared afterwards, only when there are some).
+# comes back in clash_ids (clash_booked: against the booked generation, else against this
+# batch); ids booked before are neither inserted nor clashing (compared afterwards, only when
+# there are some). One row back: when every part is new, nothing per part crosses the wire.
 _INSERT_CONTRIBUTIONS = """
 WITH x AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
@@ -61,9 +62,12 @@ WITH x AS (
     ON CONFLICT (contribution_id) DO NOTHING
     RETURNING contribution_id
 )
-SELECT contribution_id, NULL::bool AS booked FROM ins
-UNION ALL
-SELECT contribution_id, booked FROM clash
+SELECT (SELECT count(*) FROM ins) AS inserted,
+       -- the inserted ids only when some part was not inserted ($17: the parts sent)
+       CASE WHEN (SELECT count(*) FROM ins) = $17 THEN NULL ELSE (SELECT COALESCE(array_agg(contribution_id), '{}') FROM ins) END
+           AS inserted_ids,
+       (SELECT array_agg(contribution_id ORDER BY contribution_id) FROM clash) AS clash_ids,
+       (SELECT array_agg(booked ORDER BY contribution_id) FROM clash) AS clash_booked
 """
 
 _UPSERT_GENERATIONS = """
@@ -140,29 +144,33 @@ async def apply_batch(
         ids = _BatchIds(dict(zip(currencies, drawn[0::2])), dict(zip(currencies, drawn[1::2])))
         # 1. Contributions: the idempotency gate. Only ids not seen before come back as new;
         #    parts that disagree with their generation come back refused.
-        outcome = await conn.fetch(
+        outcome = await conn.fetchrow(
             _INSERT_CONTRIBUTIONS,
             [c.contribution_id for c in rows], [c.generation_id for c in rows], [c.owner_id for c in rows],
             [c.family_id for c in rows], [c.family_version for c in rows], [c.method for c in rows],
             [c.shapley_value for c in rows], [c.std_error for c in rows], [c.share for c in rows],
             [c.amount for c in rows], [c.currency for c in rows], [c.occurred_at for c in rows],
             [ids.royalty[c.currency] if c.amount > 0 else None for c in rows],
-            [c.revenue_amount for c in rows], [c.pool_amount for c in rows], [c.parts_total for c in rows],
+            [c.revenue_amount for c in rows], [c.pool_amount for c in rows], [c.parts_total for c in rows], len(rows),
         )
-        answered = {r["contribution_id"]: r["booked"] for r in outcome}
-        new = [c for c in rows if c.contribution_id in answered and answered[c.contribution_id] is None]
-        for c in rows:
-            booked = answered.get(c.contribution_id)
-            if booked is not None:
-                where = "is booked with" if booked else "has, in this batch, an earlier part with"
-                result.rejected.append(rejection(c, origins, (
-                    f"contribution {c.contribution_id}: generation {c.generation_id} {where} other revenue, pool, "
-                    "currency, parts_total or family; the first one wins and this part moves nothing")))
-        # Ids booked before (neither new nor refused) and later payloads under any id of the
-        # batch: equal to the booked payload is a redelivery, anything else is refused.
+        returning: list[ContributionEvent] = []
+        if outcome["inserted_ids"] is None:
+            new = rows  # every part new: the hot path
+        else:
+            inserted = set(outcome["inserted_ids"] or ())
+            clash = dict(zip(outcome["clash_ids"] or (), outcome["clash_booked"] or ()))
+            new = [c for c in rows if c.contribution_id in inserted]
+            returning = [c for c in rows if c.contribution_id not in inserted and c.contribution_id not in clash]
+            for c in rows:
+                if c.contribution_id in clash:
+                    where = "is booked with" if clash[c.contribution_id] else "has, in this batch, an earlier part with"
+                    result.rejected.append(rejection(c, origins, (
+                        f"contribution {c.contribution_id}: generation {c.generation_id} {where} other revenue, pool, "
+                        "currency, parts_total or family; the first one wins and this part moves nothing")))
         if new:
             await _prepare_new(conn, new, result, entries, ids)
-        returning = [c for c in rows if c.contribution_id not in answered]
+        # Ids booked before (neither new nor refused) and later payloads under any id of the
+        # batch: equal to the booked payload is a redelivery, anything else is refused.
         refused, booked_ids = await booked_conflicts(conn, returning + [c for c, _ in later_rows], origins)
         result.rejected += refused
         result.rejected += in_batch_rejections([p for p in later_rows if p[0].contribution_id not in booked_ids],
