@@ -48,14 +48,28 @@ async def test_case(name: str, hostile_outcome: Outcome) -> None:
     check_case(hostile_outcome, CASES[name])
 
 
-def check_case(out: Outcome, case: Case) -> None:
+def ledger_backstop_letters(out: Outcome, generation_id: str) -> list:  # type: ignore[type-arg]
+    """Dead letters the LEDGER wrote as conflicting_duplicate for records of ``generation_id``:
+    a conflicting sale that slipped past the agent and was caught behind it (issue #8)."""
+    needle = f'"generation_id":"{generation_id}"'.encode()
+    return [x for x in out.letters if x.consumer == "ledger" and x.reason == "conflicting_duplicate"
+            and needle in base64.b64decode(x.original_value_base64)]
+
+
+def check_case(out: Outcome, case: Case, *, ledger_backstop: bool = False) -> None:
+    """``ledger_backstop``: a conflicting sale may instead be caught by the ledger (after an
+    agent restart the agent may no longer know the first payload)."""
     built = out.built[case.name]
     assert out.settings is not None
     if case.name in out.sent:
         sent = out.sent[case.name]
         position = out.positions[case.name]
         letters = out.letters_at(position)
-        if case.expect:
+        caught_behind = (ledger_backstop and not letters and case.expect == {"conflicting_duplicate"}
+                         and ledger_backstop_letters(out, case.event_id))
+        if caught_behind:
+            pass
+        elif case.expect:
             # Dead letters are at-least-once, like every Kafka write here: a redelivered record may
             # be dead-lettered again, but always for the same reason.
             assert letters, f"expected a dead letter {sorted(case.expect)} at {position}, got none"
@@ -130,9 +144,9 @@ async def test_no_valid_record_dead_lettered(hostile_outcome: Outcome) -> None:
 
 
 async def test_consumers_survived(hostile_outcome: Outcome) -> None:
-    # Restarted exactly once each, after the kill -9 between the rounds: no input crashed them.
+    # Never restarted: no input crashed them.
     assert hostile_outcome.alive_at_end == {"ledger": True, "attribution": True}
-    assert hostile_outcome.restarts == hostile_outcome.killed == 2
+    assert hostile_outcome.restarts == hostile_outcome.killed == 0
     for service, text in hostile_outcome.logs.items():
         crashes = [line for line in text.splitlines() if "crashed" in line.lower() or line.startswith("Traceback")]
         assert crashes == [], f"{service}: {crashes[:5]}"
