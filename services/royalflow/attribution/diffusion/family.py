@@ -80,6 +80,11 @@ class DiffusionFamily:
         sizes = manifest["data_sizes"]
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
         self.null_class = manifest.get("null_class")  # None: a pre-v2 family, labels required
+        # Content-only items (no label): "null" scores p_S(x | null); "class_mixture" scores
+        # log (1/C) sum_c p_S(x | c) over the C classes (C times the model evaluations).
+        self.content_rule = manifest.get("content_only", "null")
+        if self.content_rule not in ("null", "class_mixture"):
+            raise ConfigurationError(f"family {self.family_id}: unknown content_only rule {self.content_rule!r}")
         self.clusters = tuple(tuple(c) for c in manifest.get("clusters") or [[o] for o in self.owners])
         self.members = membership(self.owners, self.clusters)
         self.split = split_matrix(self.members, np.exp(self.log_weights[1:]))
@@ -113,30 +118,40 @@ class DiffusionFamily:
     # -- Family protocol ---------------------------------------------------------------
     def prepare(self, event: GenerationEvent) -> Prepared:
         label = event.conditioning.class_label
-        if label is None and self.null_class is not None:
-            label = int(self.null_class)  # content only: p_S(x | null) models the coalition's data
+        content_only = label is None and self.null_class is not None
+        if content_only:
+            label = int(self.null_class)  # p_S(x | null) models the coalition's data
         if label is None or not 0 <= label < self.num_classes:
             raise ContractError("bad_content", f"conditioning.class_label must be in [0, {self.num_classes})")
         image = decode_content(event.content, size=self.size, levels=self.levels)
-        return Prepared(event=event, item=(image, label), seed=seed_for(event.event_id))
+        return Prepared(event=event, item=(image, label, content_only), seed=seed_for(event.event_id))
 
     def attribute(self, batch: Sequence[Prepared]) -> list[Attribution]:
         if not batch:
             return []
-        # 1. Inputs on CPU; the estimator moves each chunk to the models' device/dtype.
-        x0 = torch.from_numpy(np.stack([levels_to_unit(p.item[0], self.levels) for p in batch]))[:, None]
-        labels = torch.tensor([p.item[1] for p in batch], dtype=torch.int64)
+        # 1. Rows: one per labelled item; a content-only item under the class-mixture rule gets
+        #    one row per class c (same draws), combined below as log sum_c pi_c p_S(x | c).
+        classes = self.null_class if self.content_rule == "class_mixture" else 0
+        rows = [[b] * (classes if len(p.item) > 2 and p.item[2] and classes else 1) for b, p in enumerate(batch)]
+        index = [b for r in rows for b in r]
+        x0 = torch.from_numpy(np.stack([levels_to_unit(batch[b].item[0], self.levels) for b in index]))[:, None]
+        labels = torch.tensor([c if len(r) > 1 else batch[b].item[1] for r in rows for c, b in enumerate(r)], dtype=torch.int64)
         draws = self.estimator.draw([p.seed for p in batch], tuple(x0.shape[1:]))
-        # 2. Every model on the same draws (common random numbers): samples[m] is (B, K).
+        pick = torch.tensor(index, dtype=torch.int64)
+        draws = type(draws)(draws.timesteps[pick], draws.noise[pick], draws.noise_first[pick])
+        # 2. Every model on the same draws (common random numbers): samples[m] is (rows, K).
         masks = sorted(self.models)
         samples = torch.stack([
             self.estimator.log_likelihood_samples(self.models[m], x0, labels, draws, device=self.device, dtype=self.dtype)
             for m in masks
         ])
-        evaluations = len(masks) * (self.estimator.samples + 1)
+        # 3. Per item (masks, K): its row, or the uniform class mixture of its rows (per sample k).
+        starts = np.cumsum([0, *[len(r) for r in rows]])
+        per_item = [torch.logsumexp(samples[:, a:z, :], dim=1) - np.log(z - a) for a, z in zip(starts[:-1], starts[1:])]
+        evaluations = [len(masks) * (self.estimator.samples + 1) * len(r) for r in rows]
         if self.mode == "exact":
-            return [self._exact(masks, samples[:, b, :].numpy(), evaluations) for b in range(len(batch))]
-        return [self._compositional(masks, samples[:, b, :].numpy(), evaluations, p.seed) for b, p in enumerate(batch)]
+            return [self._exact(masks, per_item[b].numpy(), evaluations[b]) for b in range(len(batch))]
+        return [self._compositional(masks, per_item[b].numpy(), evaluations[b], p.seed) for b, p in enumerate(batch)]
 
     # -- internals ---------------------------------------------------------------------
     def _exact(self, masks: list[int], per_sample: np.ndarray, evaluations: int) -> Attribution:
