@@ -75,3 +75,17 @@ def test_families_show_lists_suspected_clusters_for_review() -> None:
                                                      "duplicate_fraction": 1.0, "profile_distance": 0.01}])
     assert "a + b" in text and "duplicates" in text and "review" in text
     assert "none" in suspected_clusters([["a"], ["c"]], [])
+
+
+def test_content_only_by_class_mixture_scores_every_class() -> None:
+    base = clustered("exact", [["owner-0"], ["owner-1"], ["owner-2"]])
+    family = DiffusionFamily({**base.manifest, "content_only": "class_mixture"}, base.models, base.device)
+    png = digit_png(7)
+    mixed = family.attribute([family.prepare(event(family, "e", png, label=None))])[0]  # type: ignore[arg-type]
+    per_class = family.attribute([family.prepare(event(family, "e", png, label=c)) for c in range(10)])
+    assert mixed.model_evaluations == 10 * per_class[0].model_evaluations
+    for key, value in mixed.coalition_utilities.items():
+        best = max(a.coalition_utilities[key] for a in per_class)  # same event id: the same draws
+        assert best - np.log(10) - 1e-6 <= value  # log (1/C) sum_c p_c >= max_c log p_c - log C
+    with pytest.raises(Exception, match="content_only"):
+        DiffusionFamily({**base.manifest, "content_only": "guess"}, base.models, base.device)
