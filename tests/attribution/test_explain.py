@@ -42,3 +42,14 @@ def test_render_writes_image_and_returns_a_table(tmp_path: Path) -> None:
 def test_no_positive_owner_says_where_the_pool_went(tmp_path: Path) -> None:
     text = render(record([-1.0, -0.5]), tmp_path / "neg.png")
     assert "_unattributed" in text
+
+
+def test_table_names_the_cluster_and_the_fair_control() -> None:
+    from royalflow.attribution.explain import table
+    from royalflow.contracts.events import FairnessRule
+
+    base = record([1.0, 1.0, 2.0])
+    rule = FairnessRule(control="random_labels", null_dropout=0.15, public_mix=0.0, start="base")
+    text = table(base.model_copy(update={"clusters": [["owner-a", "owner-b"], ["owner-c"]], "fairness": rule,
+                                         "conditioning": Conditioning()}))
+    assert "owner-a + owner-b" in text and "random_labels" in text and "content only" in text

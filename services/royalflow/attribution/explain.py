@@ -27,6 +27,15 @@ def table(record: AttributionRecord, amounts: dict[str, int] | None = None) -> s
         lines.append(f"{owner:<16}{values[i]:>12.3f}{record.std_errors[i]:>10.3f}{shares[i]:>9.1%}{amount:>16}")
     if positive.sum() == 0:
         lines.append("no owner has a positive value: the pool went to _unattributed")
+    for cluster in record.clusters or []:
+        if len(cluster) > 1:  # same-source owners: valued as one player, split by data size
+            lines.append(f"paid as one cluster (same-source evidence), split by data size: {' + '.join(cluster)}")
+    if record.fairness is not None:
+        rule = record.fairness
+        lines.append(f"fair control: {rule.control}, null dropout {rule.null_dropout:g}, public mix {rule.public_mix:g}, "
+                     f"fine-tunes start from {rule.start}")
+    if record.conditioning.class_label is None and record.conditioning.prompt is None:
+        lines.append("content only: no label, attributed from the image alone")
     return "\n".join(lines)
 
 
