@@ -56,6 +56,18 @@ def shapley_matrix(n: int) -> np.ndarray:
     return matrix
 
 
+def _mixture(per_class: torch.Tensor) -> torch.Tensor:
+    """(masks, C, K) per-class samples -> (masks, K) samples of v = log (1/C) sum_c exp(mean_k v_kc).
+    The log-sum-exp is taken over the class MEANS (over per-sample values it would chase each
+    sample's noisiest class: measured flatter shares); the samples are its first-order
+    expansion v + sum_c softmax_c (v_kc - mean_c), whose mean is v exactly and whose spread
+    gives the delta-method standard error."""
+    means = per_class.mean(dim=2)
+    value = torch.logsumexp(means, dim=1) - np.log(per_class.shape[1])
+    weights = torch.softmax(means, dim=1)
+    return value[:, None] + (weights[:, :, None] * (per_class - means[:, :, None])).sum(dim=1)
+
+
 class DiffusionFamily:
     kind = "diffusion"
 
@@ -145,9 +157,9 @@ class DiffusionFamily:
             self.estimator.log_likelihood_samples(self.models[m], x0, labels, draws, device=self.device, dtype=self.dtype)
             for m in masks
         ])
-        # 3. Per item (masks, K): its row, or the uniform class mixture of its rows (per sample k).
+        # 3. Per item (masks, K): its row, or the class mixture of its rows (see _mixture).
         starts = np.cumsum([0, *[len(r) for r in rows]])
-        per_item = [torch.logsumexp(samples[:, a:z, :], dim=1) - np.log(z - a) for a, z in zip(starts[:-1], starts[1:])]
+        per_item = [samples[:, a, :] if z - a == 1 else _mixture(samples[:, a:z, :]) for a, z in zip(starts[:-1], starts[1:])]
         evaluations = [len(masks) * (self.estimator.samples + 1) * len(r) for r in rows]
         if self.mode == "exact":
             return [self._exact(masks, per_item[b].numpy(), evaluations[b]) for b in range(len(batch))]
