@@ -84,19 +84,11 @@ async def _wait(predicate, supervisor: Supervisor, what: str, settings: Settings
         await asyncio.sleep(0.3)
 
 
-AGENT_RECOVERY_BUG = (
-    "agent area, timing-dependent: after kill -9 the restarted faust agent logs 'Recovery complete' and "
-    "'Worker ready' but in some runs attributes only a few of the events published after its restart "
-    "(37 of 60 settled, 0 dead letters); in other runs all settle. The embedded broker under-reports "
-    "end offsets (ListOffsets = last batch's base offset + 1: end 1 with 6-13 readable records)"
-)
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("killed", [
     ("ledger",),
-    pytest.param(("ledger", "attribution"), marks=pytest.mark.xfail(reason=AGENT_RECOVERY_BUG, strict=False)),
+    ("ledger", "attribution"),
 ])
 async def test_kill_9_children_come_back_and_events_settle_exactly(settings: Settings, tmp_path: Path, killed: tuple[str, ...]) -> None:
     manifest = demo_manifest()

@@ -21,14 +21,13 @@ from royalflow import topics
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
 
-from royalflow.attribution.claims import Claim, stale
+from royalflow.attribution.claimstore import ClaimStore
 from royalflow.attribution.diffusion.images import configure_content_root
 from royalflow.attribution.family import FamilyRegistry
 from royalflow.attribution.pipeline import BatchOutcome, Pipeline, RawRecord, Rejected
@@ -46,56 +45,11 @@ DELIVERY_BACKOFF_SECONDS = 1.0  # times the attempt number
 DELIVERY_TIMEOUT_SECONDS = 60.0  # per attempt (faust's own producer timeout is 20 minutes)
 CLAIM_DELIVERY_TIMEOUT_SECONDS = 30.0
 CLAIM_PURGE_INTERVAL_SECONDS = 3600.0
-CLAIM_PURGE_CHUNK = 10_000  # entries scanned between yields to the event loop
 SHUTDOWN_GRACE_SECONDS = 60.0  # a batch in flight at shutdown gets this long to finish
 MAX_DEAD_LETTER_KEY_BYTES = 1024  # an event id is at most 128 characters
 EXIT_UNDELIVERABLE = 75  # EX_TEMPFAIL: the supervisor restarts the agent
 
 Send = tuple[Any, bytes, bytes, list[tuple[str, bytes]] | None]  # (faust topic, key, value, headers)
-
-
-class ClaimTable:
-    """The claims of event ids (see claims.py) in a faust Table whose changelog is
-    ``topics.GENERATION_CLAIMS``. Read from the worker thread (dict lookups), written only from
-    the event loop; each claim goes to the changelog partition of its event."""
-
-    def __init__(self, app: faust.App, settings: Settings) -> None:
-        changelog = app.topic(
-            settings.topic(topics.GENERATION_CLAIMS), key_type=bytes, value_type=bytes,
-            partitions=settings.topic_partitions, compacting=True, deleting=True, acks=False, internal=True,
-        )
-        self.table = app.Table(
-            "generation-claims", default=None, key_type=bytes, value_type=bytes,
-            partitions=settings.topic_partitions, changelog_topic=changelog,
-        )
-
-    def lookup(self, event_id: str) -> Claim | None:
-        return Claim.decode(event_id, self.table.data.get(event_id.encode()))
-
-    def record(self, claims: list[Claim]) -> list[asyncio.Future[Any]]:
-        futures = []
-        for claim in claims:
-            key, value = claim.event_id.encode(), claim.encode()
-            self.table.data[key] = value
-            futures.append(self.table.send_changelog(claim.partition, key, value))
-        return futures
-
-    async def purge(self) -> int:
-        """Drop expired claims, and the oldest beyond the bound, with tombstones in the changelog."""
-        now = time.time()
-        claims = []
-        for i, (key, value) in enumerate(list(self.table.data.items())):
-            claim = Claim.decode(key.decode(errors="replace"), value)
-            if claim is not None:
-                claims.append(claim)
-            if i % CLAIM_PURGE_CHUNK == CLAIM_PURGE_CHUNK - 1:
-                await asyncio.sleep(0)  # never hold the event loop for the whole table
-        dropped = stale(claims, now)
-        for claim in dropped:
-            key = claim.event_id.encode()
-            self.table.data.pop(key, None)
-            self.table.send_changelog(claim.partition, key, None, value_serializer="raw")
-        return len(dropped)
 
 
 def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) -> None:
@@ -104,7 +58,7 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
     contributions = app.topic(settings.topic(topics.CONTRIBUTIONS))
     audits = app.topic(settings.topic(topics.ATTRIBUTIONS))
     dead_letters = app.topic(settings.topic(topics.DEADLETTER))
-    claims = ClaimTable(app, settings)
+    claims = ClaimStore(app, settings)
     pipeline = Pipeline(
         registry, max_record_bytes=settings.max_record_bytes, max_revenue_amount=settings.max_revenue_amount,
         keys=key_material(settings),  # every contribution and audit record is signed
@@ -126,6 +80,7 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
         return dead_letters, record.topic.encode(), to_json_bytes(built), None
 
     async def handle(records: list[RawRecord]) -> None:
+        await claims.ready()  # the claims of earlier runs are read back before the first batch
         with metrics.ATTRIBUTION_BATCH_DURATION.time():
             outcome: BatchOutcome = await asyncio.get_running_loop().run_in_executor(
                 executor, pipeline.process, records, claims.lookup
@@ -136,7 +91,7 @@ def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) 
                 metrics.ATTRIBUTION_DURATION.observe(per_event)
                 metrics.MODEL_EVALUATIONS.observe(evaluations)
         metrics.ATTRIBUTION_BATCH_SPLITS.inc(outcome.splits)
-        claimed = claims.record(outcome.claims)
+        claimed = await claims.record(outcome.claims)
         await deliver_outcome(outcome, contributions, audits, letter)
         metrics.RECORDS_PRODUCED.labels(SERVICE, contributions.get_topic_name()).inc(len(outcome.contributions))
         metrics.RECORDS_PRODUCED.labels(SERVICE, audits.get_topic_name()).inc(len(outcome.audits))

@@ -8,8 +8,8 @@ canonical decoded event). A later event with the same id is
 * different (revenue, content, family, conditioning, producer, time...): dead-lettered
   ``conflicting_duplicate``, and the first one stands.
 
-Claims live in a faust Table whose changelog is the topic ``topics.GENERATION_CLAIMS``, so they
-survive restarts and rebalances. Table state is partition-local: the claim of an id is on the
+Claims live in memory and on the compacted topic ``topics.GENERATION_CLAIMS`` (claimstore.py),
+so they survive restarts. A claim is written to the partition of its event: the claim of an id is on the
 partition its events arrive on, which is why the agent requires a generation record's Kafka key
 to equal its event id (same key -> same partition, for producers with the same partitioner).
 
