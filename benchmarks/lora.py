@@ -5,7 +5,9 @@ adapter selection vs switching adapters per coalition (peft ``set_adapters``).
     python benchmarks/lora.py [--quick]
 
 For exact families (n = 2..6, 2^n adapters) and compositional families (n + 1 adapters, n up
-to 64): attributions/s of each strategy on the same batch, their ratio, and peak memory (CPU:
+to 64): attributions/s of each strategy on the same batch (the likelihoods of every adapter),
+their ratio, attributions/s of the agent's full ``attribute`` (likelihoods + Shapley values,
+batched), and peak memory (CPU:
 peak RSS of the process, reset before each case through /proc/self/clear_refs; CUDA:
 torch.cuda.max_memory_allocated). Adapters are random (rank 8 on to_q/to_k/to_v/to_out.0):
 the cost of a forward does not depend on the weights. Writes bench-results/lora.json.
@@ -94,12 +96,14 @@ def batch_of(family, size: int):  # type: ignore[no-untyped-def]
 
 
 def measure(family, batch, strategy: str, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    family.utility_samples(batch, strategy=strategy)  # warm-up (and the prompt cache)
+    """Seconds per batch: the likelihoods of every adapter (``utility_samples``) for the two
+    strategies; ``attribute`` (likelihoods + Shapley values, what the agent runs) for "agent"."""
+    run = (lambda: family.attribute(batch)) if strategy == "agent" else (
+        lambda: family.utility_samples(batch, strategy=strategy))
+    run()  # warm-up (and the prompt cache)
     started = time.perf_counter()
     for _ in range(repeats):
-        family.utility_samples(batch, strategy=strategy)
-        if strategy == "batched":  # the Shapley part too, as the agent runs it
-            family.attribute(batch)
+        run()
     return (time.perf_counter() - started) / repeats
 
 
@@ -114,7 +118,7 @@ def main() -> None:
     limit_cpu_threads(device)
     exact_ns = [2, 4, 6] if args.quick else [2, 3, 4, 5, 6]
     comp_ns = [4, 16, 64] if args.quick else [4, 8, 16, 32, 64]
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 2
     batch_size, samples = 8, 8
     results = {"device": str(device), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
                "cpu_threads": torch.get_num_threads(), "batch_events": batch_size, "samples_k": samples, "cases": []}
@@ -124,13 +128,13 @@ def main() -> None:
         build_tiny_pipeline(Path(tmp) / "base")
         print(f"device {device}, batch {batch_size} events, K = {samples}, threads {torch.get_num_threads()}")
         print(f"{'mode':14} {'n':>3} {'adapters':>8} {'batched/s':>10} {'switch/s':>10} {'ratio':>6} "
-              f"{'peak MiB b':>10} {'peak MiB s':>10}")
+              f"{'agent/s':>8} {'peak MiB b':>10} {'peak MiB s':>10}")
         for mode, ns in (("exact", exact_ns), ("compositional", comp_ns)):
             for n in ns:
                 family = make_family(Path(tmp) / "base", n, mode, device, samples)
                 batch = batch_of(family, batch_size)
                 row = {"mode": mode, "n": n, "adapters": len(family.masks)}
-                for strategy in ("batched", "switching"):
+                for strategy in ("batched", "switching", "agent"):
                     reset_peak()
                     seconds = measure(family, batch, strategy, repeats)
                     row[f"{strategy}_attributions_per_second"] = batch_size / seconds
@@ -139,6 +143,7 @@ def main() -> None:
                 results["cases"].append(row)
                 print(f"{mode:14} {n:>3} {row['adapters']:>8} {row['batched_attributions_per_second']:>10.2f} "
                       f"{row['switching_attributions_per_second']:>10.2f} {row['ratio']:>6.2f} "
+                      f"{row['agent_attributions_per_second']:>8.2f} "
                       f"{row['batched_peak_bytes'] / 2**20:>10.0f} {row['switching_peak_bytes'] / 2**20:>10.0f}", flush=True)
                 family.bank.close()
                 del family
