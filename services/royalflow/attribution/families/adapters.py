@@ -5,6 +5,7 @@ in the base (diffusers only logs unexpected keys), shapes that fit (size mismatc
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -53,7 +54,11 @@ def load_adapter_file(unet: torch.nn.Module, file: Path, adapter_name: str, *, s
     if not down:
         raise ConfigurationError(f"LoRA file {file} holds no UNet LoRA layers")
     try:
-        unet.load_lora_adapter(state, network_alphas=alphas, prefix="unet", adapter_name=adapter_name)
+        with warnings.catch_warnings():
+            # peft warns on every adapter after the first ("Already found a peft_config"):
+            # several adapters on one model is exactly what a family is.
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`", category=UserWarning)
+            unet.load_lora_adapter(state, network_alphas=alphas, prefix="unet", adapter_name=adapter_name)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ConfigurationError(f"LoRA file {file} does not fit the base UNet: {exc}"[:2000]) from None
     found = lora_layers(unet, adapter_name)
