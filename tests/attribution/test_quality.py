@@ -32,10 +32,11 @@ def test_class_holder_gets_a_sharp_share_conditioned_and_from_content(families) 
     report = evaluate(exact, registry.get("digits-compositional", version), DEMO_HOLDINGS, per_class=10, seed=1,
                       content_per_class=4)
     assert report.generations == 100
-    # Bars a little below the measured figures (README), which vary by a few points with the seed.
+    # Bars a little below the figures measured on this draw (98%, 0.91; content only 82.5%, 0.66
+    # on 40 items; compositional 70%): the README's table (100 other generations) has more.
     assert report.top_owner_rate >= 0.95, str(report)
     assert report.holder_share >= 0.85, str(report)
-    assert report.content_top_owner_rate >= 0.80, str(report)
+    assert report.content_top_owner_rate >= 0.75, str(report)
     assert report.content_holder_share >= 0.60, str(report)
     assert report.compositional_top_owner_rate >= 0.60, str(report)
 
