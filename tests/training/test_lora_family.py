@@ -135,5 +135,13 @@ def test_cli_import_and_train_errors(tiny_lora: TinyLora, tmp_path: Path, monkey
         train = runner.invoke(app, ["families", "train", "--kind", "lora", "--base", str(tmp_path / "nowhere"),
                                     "--source", str(tiny_lora.source)])
         assert train.exit_code == 2 and "nowhere does not exist" in train.output
+        # The command end to end (2 steps per adapter: the wiring, not the quality).
+        train = runner.invoke(app, ["families", "train", "--kind", "lora", "--base", str(tiny_lora.base), "--source",
+                                    str(tiny_lora.source), "--id", "cli-trained", "--mode", "compositional",
+                                    "--steps", "2", "--rank", "4", "--device", "cpu"])
+        assert train.exit_code == 0, train.output
+        manifest = read_manifest(tmp_path / "families" / "cli-trained" / "1")
+        assert manifest["rank"] == 4 and sorted(manifest["adapters"]) == ["0x0", "0x1", "0x2", "0x4"]
+        assert manifest["training"]["fairness"]["control"] == "shuffled_captions"
     finally:
         get_settings.cache_clear()
