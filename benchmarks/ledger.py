@@ -26,7 +26,6 @@ from __future__ import annotations
 from royalflow import topics
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
@@ -42,8 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services"))
 
 import asyncpg  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 from royalflow.config import Settings  # noqa: E402
 from royalflow.contracts import ContributionEvent  # noqa: E402
@@ -57,6 +54,9 @@ from royalflow.money import apportion  # noqa: E402
 from royalflow.platform.broker import EmbeddedBroker  # noqa: E402
 from royalflow.platform.database import EmbeddedPostgres, create_database, create_pool  # noqa: E402
 from royalflow.platform.kafka import ensure_topics, make_producer  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from benchmarks.report import print_and_save  # noqa: E402
 
 OWNERS = tuple(f"owner-{i:03d}" for i in range(64))
 PARTS_PER_GENERATION = 8
@@ -243,15 +243,7 @@ def main() -> int:
     args = parser.parse_args()
     count = args.count or (40_000 if args.quick else 200_000)
     figures = asyncio.run(bench(count, naive_count=2_000 if args.quick else 10_000))
-    table = Table(title="Ledger: topic -> committed balances (one ledger process)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    Console().print(table)
-    out = ROOT / "bench-results" / "ledger.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print_and_save("ledger", "Ledger: topic -> committed balances (one ledger process)", figures)
     return 0
 
 

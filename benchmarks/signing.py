@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import platform
 import sys
@@ -27,8 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services"))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 from royalflow import topics  # noqa: E402
 from royalflow.contracts.decode import decode_contribution, decode_ledger_record  # noqa: E402
@@ -38,6 +35,7 @@ from royalflow.contracts.signing import KeySet, Verifier  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from benchmarks.ledger import contributions  # noqa: E402
+from benchmarks.report import print_and_save  # noqa: E402
 
 ROUNDS = 5
 
@@ -92,15 +90,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="4,000 records instead of 20,000")
     args = parser.parse_args()
     figures = bench(4_000 if args.quick else 20_000)
-    table = Table(title="Record signatures: cost per record (best of 5)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    Console().print(table)
-    out = ROOT / "bench-results" / "signing.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print_and_save("signing", "Record signatures: cost per record (best of 5)", figures)
     return 0
 
 
