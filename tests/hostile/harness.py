@@ -70,7 +70,6 @@ class Outcome:
     missing_settings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     timed_out: list[str] = field(default_factory=list)
-    unsettled: list[str] = field(default_factory=list)  # valid generations still unsettled at a round's deadline
 
     def letters_at(self, position: tuple[str, int, int]) -> list[DeadLetter]:
         return [x for x in self.letters if (x.source_topic, x.source_partition, x.source_offset) == position]

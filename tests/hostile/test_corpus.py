@@ -48,26 +48,14 @@ async def test_case(name: str, hostile_outcome: Outcome) -> None:
     check_case(hostile_outcome, CASES[name])
 
 
-def ledger_backstop_letters(out: Outcome, generation_id: str) -> list:  # type: ignore[type-arg]
-    """Dead letters the LEDGER wrote as conflicting_duplicate for records of ``generation_id``:
-    a conflicting sale that slipped past the agent and was caught behind it (issue #8)."""
-    needle = f'"generation_id":"{generation_id}"'.encode()
-    return [x for x in out.letters if x.consumer == "ledger" and x.reason == "conflicting_duplicate"
-            and needle in base64.b64decode(x.original_value_base64)]
-
-
-def check_case(out: Outcome, case: Case, *, ledger_backstop: bool = False) -> None:
-    """``ledger_backstop``: a conflicting sale may instead be caught by the ledger (after an
-    agent restart the agent may no longer know the first payload)."""
+def check_case(out: Outcome, case: Case) -> None:
     built = out.built[case.name]
     assert out.settings is not None
     if case.name in out.sent:
         sent = out.sent[case.name]
         position = out.positions[case.name]
         letters = out.letters_at(position)
-        caught_behind = (ledger_backstop and not letters and case.expect == {"conflicting_duplicate"}
-                         and ledger_backstop_letters(out, case.event_id))
-        if case.expect and not caught_behind:
+        if case.expect:
             # Dead letters are at-least-once, like every Kafka write here: a redelivered record may
             # be dead-lettered again, but always for the same reason.
             assert letters, f"expected a dead letter {sorted(case.expect)} at {position}, got none"
@@ -81,7 +69,7 @@ def check_case(out: Outcome, case: Case, *, ledger_backstop: bool = False) -> No
             assert letter.original_size_bytes == len(value)
             expected_key = base64.b64encode(sent.key).decode() if sent.key is not None else None
             assert letter.original_key_base64 == expected_key
-        elif not case.expect:
+        else:
             assert letters == [], f"{case.name} must not be dead-lettered: {letters}"
         if case.expect:
             _check_not_booked(out, sent.value, legitimately_reversed=built.reversed_ids)
