@@ -39,6 +39,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services"))
+# The services the ledger PROCESS runs from; --ledger-tree points it at another checkout (the same
+# input, signed, is fed to both: a ledger from before signing ignores the headers), which is how
+# the before/after figures in the README are measured back to back.
+LEDGER_SERVICES = ROOT / "services"
 
 import asyncpg  # noqa: E402
 
@@ -133,7 +137,7 @@ async def drain(settings: Settings, expected: int, log_path: Path) -> dict[str, 
         KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers or "", DATABASE_URL=settings.database_url or "",
         ROYALFLOW_TOPIC_PREFIX=settings.topic_prefix, ROYALFLOW_LEDGER_PORT="0",
         ROYALFLOW_STATE_DIR=str(settings.state_dir),  # the ledger verifies with the keys signed with
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "services"), env.get("PYTHONPATH", "")])),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(LEDGER_SERVICES), env.get("PYTHONPATH", "")])),
     )
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "royalflow", "ledger", "run"], env=env,
@@ -240,7 +244,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="40,000 contributions instead of 200,000")
     parser.add_argument("--count", type=int, default=None)
+    parser.add_argument("--ledger-tree", type=Path, default=None,
+                        help="run the ledger process from this checkout (e.g. a worktree of an older commit)")
     args = parser.parse_args()
+    if args.ledger_tree is not None:
+        global LEDGER_SERVICES
+        LEDGER_SERVICES = args.ledger_tree.resolve() / "services"
     count = args.count or (40_000 if args.quick else 200_000)
     figures = asyncio.run(bench(count, naive_count=2_000 if args.quick else 10_000))
     print_and_save("ledger", "Ledger: topic -> committed balances (one ledger process)", figures)
