@@ -1,12 +1,14 @@
 """Reversal events: compensating entries for contributions, never edits.
 
-A reversal (``kind = "reversal"``, ``corrects = <contribution_id>``) arrives on
-``contributions.v1`` or ``corrections.v1``. It is stored in ``reversals`` (its own id is the
+A reversal (``kind = "reversal"``, ``corrects = <contribution_id>``) arrives only on
+``corrections.v1``, signed by the admin key set (``ledger reverse`` / ``withdraw-family``;
+contracts/decode.py refuses it anywhere else). It is stored in ``reversals`` (its own id is the
 idempotency key) and applied once the corrected contribution is settled: which may be in the
-same batch, or later, since the two travel on different partitions or topics.
+same batch, or later, since the two travel on different topics. One whose contribution has not
+arrived within ``reversal_wait_seconds`` is dead-lettered by the sweeper and never applied.
 
 Applying it posts one entry ``reversal:<corrected id>`` (unique: a contribution is reversed at
-most once, whether by an event or by ``ledger withdraw-family``) that moves the original
+most once, whether by ``ledger reverse`` or by ``ledger withdraw-family``) that moves the original
 credit from the owner to the unattributed account, in the event hour of the original, so the
 generation's pool stays fully accounted for and rolling windows follow the correction.
 """
