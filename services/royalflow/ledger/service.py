@@ -138,7 +138,10 @@ class LedgerService:
         in_flight: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
+                # Returns as soon as records are there; waits at most ledger_batch_seconds when idle.
+                batches = await self.consumer.getmany(
+                    timeout_ms=round(settings.ledger_batch_seconds * 1000), max_records=settings.ledger_batch_size
+                )
                 if not batches:
                     if in_flight is not None:
                         await in_flight
