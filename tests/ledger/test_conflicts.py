@@ -15,9 +15,7 @@ from royalflow import topics
 from royalflow.config import Settings
 from royalflow.contracts.events import to_json_bytes
 from royalflow.ledger.journal import apply_batch
-from royalflow.ledger.migrate import migrate
 from royalflow.ledger.reconcile import reconcile
-from royalflow.platform.database import create_pool
 from royalflow.platform.deadletter import read_dead_letters
 from royalflow.platform.kafka import ensure_topics
 
@@ -27,14 +25,6 @@ from tests.ledger.stream import expected_balances, produce, wait_for_count
 from tests.ledger.test_service import _audit
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def pool(fresh_database: str):  # type: ignore[no-untyped-def]
-    pool = await create_pool(fresh_database, max_size=2)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 async def _apply(pool: asyncpg.Pool, parts, audits=(), origins=None):  # type: ignore[no-untyped-def]

@@ -13,23 +13,13 @@ from royalflow.errors import LedgerError
 from royalflow.ledger import queries
 from royalflow.ledger.corrections import withdraw_family
 from royalflow.ledger.journal import apply_batch
-from royalflow.ledger.migrate import migrate
 from royalflow.ledger.payouts import close_period
 from royalflow.ledger.reconcile import reconcile
 from royalflow.ledger.statements import statement, statement_csv
-from royalflow.platform.database import create_pool
 
 from tests.ledger.factory import generation_parts
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def pool(fresh_database: str):  # type: ignore[no-untyped-def]
-    pool = await create_pool(fresh_database, max_size=4)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 async def _apply(pool: asyncpg.Pool, parts, offset: int = 0, shard: int = 0):  # type: ignore[no-untyped-def]

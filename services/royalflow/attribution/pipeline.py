@@ -27,6 +27,7 @@ from royalflow.contracts.keys import KeyMaterial
 from royalflow.contracts.signing import Signer
 from royalflow.contracts.events import to_json_bytes
 from royalflow.errors import AttributionError, ContractError
+from royalflow.platform.deadletter import RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,6 @@ ClaimLookup = Callable[[str], Claim | None]
 
 def _no_claims(event_id: str) -> Claim | None:
     return None
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 @dataclass(frozen=True)

@@ -14,23 +14,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 
 from royalflow.contracts import AttributionRecord, ContributionEvent
+# Where a refused record came from, and its bytes: the record as consumed.
+from royalflow.platform.deadletter import RawRecord as Origin
 
 CONFLICT = "conflicting_duplicate"
-
-
-class Origin(NamedTuple):
-    """Where a record came from, and its bytes as published: what a dead letter carries."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 @dataclass(frozen=True)

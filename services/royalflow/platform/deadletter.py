@@ -8,6 +8,7 @@ import asyncio
 import base64
 import logging
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
 
@@ -17,6 +18,18 @@ from royalflow.contracts.events import DeadLetter, to_json_bytes
 log = logging.getLogger(__name__)
 
 DETAIL_MAX_CHARS = 4000
+
+
+class RawRecord(NamedTuple):
+    """A record as consumed: where it came from and its bytes as published (what a dead letter
+    carries). The agent batches these; the ledger keeps them as the origin of a refused record
+    (a tuple: its fields go straight into the reversals table's origin columns)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 def dead_letter(
