@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from royalflow.attribution.categorical import demo_manifest, write_manifest
+from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 from royalflow.config import Settings
 from royalflow.ledger.migrate import migrate
 from royalflow.platform.database import create_pool

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from royalflow.attribution.categorical import CategoricalFamily, demo_manifest, write_manifest
+from royalflow.attribution.families.categorical import CategoricalFamily, demo_manifest, write_manifest
 from royalflow.attribution.pipeline import Pipeline, RawRecord
 from royalflow.config import Settings
 from royalflow.contracts import ContributionEvent

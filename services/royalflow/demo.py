@@ -68,7 +68,7 @@ def demo(
 
 def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
     if family == "categorical":
-        from royalflow.attribution.categorical import demo_manifest, write_manifest
+        from royalflow.attribution.families.categorical import demo_manifest, write_manifest
         from royalflow.producer.samples import digit_image
 
         manifest = demo_manifest()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from royalflow.attribution.categorical import demo_manifest, write_manifest
+from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 from royalflow.config import Settings
 from royalflow.contracts import ContributionEvent
 from royalflow.contracts.events import WIRE

@@ -8,7 +8,7 @@ import pytest
 
 from royalflow.attribution.cli import suspected_clusters
 from royalflow.attribution.diffusion.clusters import average_hash, duplicate_fraction
-from royalflow.attribution.diffusion.family import DiffusionFamily
+from royalflow.attribution.families.digits import DiffusionFamily
 from royalflow.attribution.training import DEMO_HOLDINGS, digits_corpus
 from royalflow.errors import AttributionError, ContractError
 from tests.attribution.diffusion_factory import digit_png, event, random_family

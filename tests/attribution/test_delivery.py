@@ -119,7 +119,7 @@ async def test_a_dead_letter_the_broker_refuses_goes_out_without_the_original_by
 
 
 async def test_outputs_the_broker_refuses_cost_only_their_own_record() -> None:
-    from royalflow.attribution.categorical import CategoricalFamily, demo_manifest
+    from royalflow.attribution.families.categorical import CategoricalFamily, demo_manifest
     from royalflow.attribution.pipeline import Pipeline
     from royalflow.contracts.events import to_json_bytes
     from royalflow.producer.samples import sample_events

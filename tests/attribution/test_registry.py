@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from royalflow.attribution.diffusion.family import DiffusionFamily, weight_file
+from royalflow.attribution.families.digits import DiffusionFamily, weight_file
 from royalflow.attribution.registry import DiskFamilyRegistry
 from royalflow.attribution.training import Dataset, TrainingPlan, train_family
 from royalflow.errors import ConfigurationError, UnknownFamilyError
@@ -53,7 +53,7 @@ def test_tampered_weights_are_refused(root: Path, tmp_path: Path) -> None:
 
 
 def test_list_and_categorical_dispatch(root: Path, tmp_path: Path) -> None:
-    from royalflow.attribution.categorical import demo_manifest, write_manifest
+    from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 
     listed = DiskFamilyRegistry(root).list()
     assert [(f["family_id"], f["version"], f["kind"], f["mode"]) for f in listed] == [("fam", "1", "diffusion", "compositional")]

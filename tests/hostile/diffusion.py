@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from royalflow.attribution.diffusion.family import weight_file
+from royalflow.attribution.families.digits import weight_file
 from royalflow.attribution.diffusion.unet import DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_unet
 
 FAMILY_ID = "hostile-diffusion"

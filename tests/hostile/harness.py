@@ -20,7 +20,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from royalflow import topics
-from royalflow.attribution.categorical import CategoricalFamily
+from royalflow.attribution.families.categorical import CategoricalFamily
 from royalflow.attribution.pipeline import Pipeline, RawRecord
 from royalflow.config import Settings
 from royalflow.contracts import AttributionRecord, ContributionEvent, GenerationEvent

@@ -13,7 +13,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from royalflow import topics
-from royalflow.attribution.categorical import CategoricalFamily, demo_manifest, write_manifest
+from royalflow.attribution.families.categorical import CategoricalFamily, demo_manifest, write_manifest
 from royalflow.config import Settings
 from royalflow.contracts import GenerationEvent
 from royalflow.contracts.events import WIRE, DeadLetter

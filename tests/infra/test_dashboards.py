@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from royalflow.attribution.categorical import demo_manifest, write_manifest
+from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 from royalflow.config import Settings
 from royalflow.observability import metrics
 from royalflow.platform.kafka import ensure_topics

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from royalflow.attribution.categorical import demo_manifest, write_manifest
+from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 from royalflow.config import Settings
 from royalflow.platform.kafka import ensure_topics
 from royalflow.platform.process import free_port, wait_for_port

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from royalflow.attribution.categorical import demo_manifest, write_manifest
+from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 from royalflow.config import Settings
 from royalflow.errors import PlatformError
 from royalflow.ledger import queries

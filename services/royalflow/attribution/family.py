@@ -5,8 +5,9 @@ A *family* is a versioned set of models over one fixed list of owners. The agent
 ``attribute`` a batch of prepared items (the expensive, batched part). Families are looked up
 in a :class:`FamilyRegistry` by (id, version); an unknown pair raises ``UnknownFamilyError``.
 
-Implementations: :mod:`royalflow.attribution.categorical` (walking-skeleton utility) and
-:mod:`royalflow.attribution.diffusion` (diffusion-model likelihoods).
+Implementations, one module per kind under :mod:`royalflow.attribution.families` (its
+``LOADERS`` table maps kind to loader): ``categorical`` (walking-skeleton utility), ``digits``
+(diffusion-model likelihoods, the embedded demo) and ``lora`` (LoRA adapters).
 """
 
 from __future__ import annotations

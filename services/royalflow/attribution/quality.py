@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from royalflow.attribution.diffusion.family import DiffusionFamily, weight_file
+from royalflow.attribution.families.digits import DiffusionFamily, weight_file
 from royalflow.attribution.diffusion.sampling import sample_images
 from royalflow.attribution.family import Attribution, Prepared
 from royalflow.producer.events import generation_event

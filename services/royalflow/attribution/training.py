@@ -35,7 +35,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file
 
-from royalflow.attribution.diffusion.family import weight_file
+from royalflow.attribution.families.digits import weight_file
 from royalflow.attribution.diffusion.finetune import Trainer, seed_of
 from royalflow.attribution.diffusion.images import levels_to_unit
 from royalflow.attribution.diffusion.unet import (

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file
 
 from royalflow.attribution.diffusion.elbo import ElboEstimator
-from royalflow.attribution.diffusion.family import weight_file
+from royalflow.attribution.families.digits import weight_file
 from royalflow.attribution.diffusion.images import levels_to_unit
 from royalflow.attribution.diffusion.unet import DEFAULT_SCHEDULER, build_scheduler, build_unet
 

@@ -17,7 +17,7 @@ import torch
 from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 
-from royalflow.attribution.diffusion.family import weight_file
+from royalflow.attribution.families.digits import weight_file
 from royalflow.attribution.diffusion.images import levels_to_unit
 from royalflow.attribution.diffusion.unet import DEFAULT_SCHEDULER, build_scheduler, build_unet
 

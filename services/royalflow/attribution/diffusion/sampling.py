@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from royalflow.attribution.diffusion.family import DiffusionFamily
+from royalflow.attribution.families.digits import DiffusionFamily
 from royalflow.attribution.diffusion.images import unit_to_png
 from royalflow.attribution.diffusion.unet import build_scheduler
 

@@ -1,9 +1,11 @@
 """Family kinds and the table the registry dispatches through.
 
-    kind          module                                  models
-    categorical   royalflow.attribution.categorical       walking-skeleton utility
-    diffusion     royalflow.attribution.diffusion.family  the digits demo: UNet2DModel per coalition
-    lora          royalflow.attribution.families.lora     LoRA adapters over a local diffusers pipeline
+    kind          module                                      models
+    categorical   royalflow.attribution.families.categorical  walking-skeleton utility
+    diffusion     royalflow.attribution.families.digits       the digits demo: UNet2DModel per coalition
+    lora          royalflow.attribution.families.lora         LoRA adapters over a local diffusers pipeline
+
+(The digits kind keeps the manifest name "diffusion": families already on disk say so.)
 
 Each loader takes (manifest document, family folder, device) and returns a ``Family``. Kinds
 import lazily: the agent loads torch/diffusers only for the kinds it serves.
@@ -23,13 +25,13 @@ Loader = Callable[[dict[str, Any], Path, str], Family]
 
 
 def _categorical(manifest: dict[str, Any], path: Path, device: str) -> Family:
-    from royalflow.attribution.categorical import CategoricalFamily
+    from royalflow.attribution.families.categorical import CategoricalFamily
 
     return CategoricalFamily.from_manifest(manifest, path)
 
 
 def _diffusion(manifest: dict[str, Any], path: Path, device: str) -> Family:
-    from royalflow.attribution.diffusion.family import DiffusionFamily
+    from royalflow.attribution.families.digits import DiffusionFamily
 
     return DiffusionFamily.load(manifest, path, device=device)
 

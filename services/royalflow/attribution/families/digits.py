@@ -1,4 +1,5 @@
-"""A trained diffusion family served to the agent: all its models resident on one device.
+"""The digits family (kind ``diffusion`` in manifests; the embedded demo): a trained diffusion
+family served to the agent, all its models resident on one device.
 
 exact mode:          one UNet per coalition S (2^n), v(S) = ELBO of model S.
 compositional mode:  base + one component per owner (n+1 UNets); with data sizes w_j,
