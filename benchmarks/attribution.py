@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from royalflow.attribution.families.digits import DiffusionFamily
 from royalflow.attribution.diffusion.unet import DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_unet, inference_dtype, pick_device, place
+from royalflow.attribution.families.digits import DiffusionFamily
 from royalflow.attribution.family import Prepared, seed_for
 from royalflow.producer.events import generation_event
 

@@ -20,12 +20,12 @@ import json
 import time
 from pathlib import Path
 
-from royalflow.attribution.quality import (
+from royalflow.attribution.registry import DiskFamilyRegistry
+from royalflow.config import get_settings
+from royalflow.training.digits import DEMO_HOLDINGS, digits_corpus, ensure_demo_family, train_family
+from royalflow.training.quality import (
     derive_compositional, evaluate, generations, identical_owner_gap, manipulation_gain, shell_owners,
 )
-from royalflow.attribution.registry import DiskFamilyRegistry
-from royalflow.attribution.training import DEMO_HOLDINGS, digits_corpus, ensure_demo_family, train_family
-from royalflow.config import get_settings
 
 OUT = Path(__file__).resolve().parents[1] / "bench-results" / "quality.json"
 

@@ -77,7 +77,7 @@ def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
     if family == "diffusion":
         from royalflow.attribution.diffusion.sampling import ImagePool
         from royalflow.attribution.registry import DiskFamilyRegistry
-        from royalflow.attribution.training import ensure_demo_family
+        from royalflow.training.digits import ensure_demo_family
 
         console.print("[bold]model family[/] digits demo: 4 owners, 16 coalition UNet2DModels (exact mode); trained on first run, then cached")
         family_id, version = ensure_demo_family(Path(settings.families_dir), progress=True, device=settings.device)

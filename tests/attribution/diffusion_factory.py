@@ -10,8 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from royalflow.attribution.families.digits import DiffusionFamily
 from royalflow.attribution.diffusion.unet import DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_unet
+from royalflow.attribution.families.digits import DiffusionFamily
 from royalflow.contracts import Content, GenerationEvent
 from royalflow.producer.events import generation_event, png_bytes
 

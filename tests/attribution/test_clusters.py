@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from royalflow.attribution.cli import suspected_clusters
-from royalflow.attribution.diffusion.clusters import average_hash, duplicate_fraction
 from royalflow.attribution.families.digits import DiffusionFamily
-from royalflow.attribution.training import DEMO_HOLDINGS, digits_corpus
 from royalflow.errors import AttributionError, ContractError
+from royalflow.training.clusters import average_hash, duplicate_fraction
+from royalflow.training.digits import DEMO_HOLDINGS, digits_corpus
 from tests.attribution.diffusion_factory import digit_png, event, random_family
 
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from royalflow.attribution.families.categorical import CategoricalFamily, demo_manifest
 from royalflow.attribution.claims import CLAIM_RETENTION_SECONDS, MAX_CLAIMS, Claim, fingerprint, stale
+from royalflow.attribution.families.categorical import CategoricalFamily, demo_manifest
 from royalflow.attribution.family import Attribution, Prepared
 from royalflow.attribution.pipeline import MAX_SPLIT_DEPTH, Pipeline, RawRecord
 from royalflow.contracts import ContributionEvent, GenerationEvent

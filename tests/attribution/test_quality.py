@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from royalflow.attribution.quality import (
+from royalflow.attribution.registry import DiskFamilyRegistry
+from royalflow.training.digits import DEMO_HOLDINGS, digits_corpus, ensure_demo_family, train_family
+from royalflow.training.quality import (
     derive_compositional, evaluate, generations, identical_owner_gap, manipulation_gain, shell_owners,
 )
-from royalflow.attribution.registry import DiskFamilyRegistry
-from royalflow.attribution.training import DEMO_HOLDINGS, digits_corpus, ensure_demo_family, train_family
 
 # Training the families is the long part (about 5 minutes on 2 idle cores).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]

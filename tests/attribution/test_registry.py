@@ -10,8 +10,8 @@ import pytest
 
 from royalflow.attribution.families.digits import DiffusionFamily, weight_file
 from royalflow.attribution.registry import DiskFamilyRegistry
-from royalflow.attribution.training import Dataset, TrainingPlan, train_family
 from royalflow.errors import ConfigurationError, UnknownFamilyError
+from royalflow.training.digits import Dataset, TrainingPlan, train_family
 
 
 @pytest.fixture(scope="module")

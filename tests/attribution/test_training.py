@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from royalflow.attribution.families.digits import weight_file
-from royalflow.attribution.training import Dataset, TrainingPlan, digits_corpus, folder_corpus, train_family
+from royalflow.training.digits import Dataset, TrainingPlan, digits_corpus, folder_corpus, train_family
 
 PLAN = TrainingPlan(steps_base=3, steps_finetune=2, batch=8, samples=4)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from royalflow.attribution.families.digits import weight_file
 from royalflow.attribution.diffusion.unet import DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_unet
+from royalflow.attribution.families.digits import weight_file
 
 FAMILY_ID = "hostile-diffusion"
 VERSION = "1"

@@ -97,7 +97,7 @@ def train(
 ) -> None:
     """Train a model family into ROYALFLOW_FAMILIES_DIR, with progress bars. Resumable: rerun
     the same command after an interruption and finished models are kept."""
-    from royalflow.attribution.training import DEMO_HOLDINGS, digits_corpus, folder_corpus, train_family
+    from royalflow.training.digits import DEMO_HOLDINGS, digits_corpus, folder_corpus, train_family
     from royalflow.config import get_settings
 
     if kind == "lora":
@@ -216,9 +216,9 @@ def suspected_clusters(clusters: list[list[str]], evidence: list[dict]) -> str: 
 @families_app.command("evaluate")
 def evaluate_family(per_class: int = typer.Option(10, min=1, max=1000, help="Generations per digit class.")) -> None:
     """Measure attribution quality on the demo family (trains it if needed)."""
-    from royalflow.attribution.quality import derive_compositional, evaluate
+    from royalflow.training.quality import derive_compositional, evaluate
     from royalflow.attribution.registry import DiskFamilyRegistry
-    from royalflow.attribution.training import DEMO_HOLDINGS, ensure_demo_family
+    from royalflow.training.digits import DEMO_HOLDINGS, ensure_demo_family
     from royalflow.config import get_settings
 
     root = Path(get_settings().families_dir)

@@ -126,7 +126,7 @@ class ContributionEvent(_Record):
 
 
 class FairnessRule(_Record):
-    """How a diffusion family's control v(∅) and coalition models were trained (training.py)."""
+    """How a diffusion family's control v(∅) and coalition models were trained (royalflow.training.digits)."""
 
     control: str = Field(max_length=64)  # "random_labels" (fair control) or "base"
     null_dropout: Number = Field(ge=0, le=1)  # P(conditioning -> null) in every fine-tune

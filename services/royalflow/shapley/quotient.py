@@ -1,7 +1,7 @@
 """The quotient game: Shapley values over clusters of owners, split within a cluster by data size.
 
 Given a partition of the n owners into k clusters C_1..C_k (evidence-backed same-source
-groups, see attribution/diffusion/clusters.py), the quotient game has the clusters as players:
+groups, see training/clusters.py), the quotient game has the clusters as players:
 
     v_q(T) = v( union_{j in T} C_j )        for T subset of {1..k}                       (1)
     phi_i  = phi_q(C(i)) * w_i / sum_{l in C(i)} w_l                                        (2)

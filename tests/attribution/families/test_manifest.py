@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from royalflow.attribution.families.categorical import demo_manifest
 from royalflow.attribution.families import LOADERS, load_family
+from royalflow.attribution.families.categorical import demo_manifest
 from royalflow.attribution.families.manifest import LoraManifest, OtherManifest, parse_manifest
 from royalflow.errors import ConfigurationError
 

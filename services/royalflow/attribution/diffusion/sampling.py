@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from royalflow.attribution.families.digits import DiffusionFamily
 from royalflow.attribution.diffusion.images import unit_to_png
 from royalflow.attribution.diffusion.unet import build_scheduler
+from royalflow.attribution.families.digits import DiffusionFamily
 
 
 def sample_images(family: DiffusionFamily, class_label: int, count: int, seed: int) -> list[bytes]:

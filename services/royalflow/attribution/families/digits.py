@@ -8,7 +8,8 @@ computed from the n+1 component log-likelihoods with log-sum-exp.
 
 Players are the manifest's clusters of owners (quotient game, royalflow.shapley.quotient):
 Shapley values over clusters, split within a cluster by data size. Without clusters every
-owner is its own cluster. Mask 0 is the family's control (the fair v(∅), see training.py).
+owner is its own cluster. Mask 0 is the family's control (the fair v(∅), see
+royalflow.training.digits).
 Events without a class label are attributed from content alone, under the null class.
 """
 

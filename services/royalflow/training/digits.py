@@ -35,12 +35,12 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file
 
-from royalflow.attribution.families.digits import weight_file
-from royalflow.attribution.diffusion.finetune import Trainer, seed_of
 from royalflow.attribution.diffusion.images import levels_to_unit
 from royalflow.attribution.diffusion.unet import (
     DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_scheduler, build_unet, limit_cpu_threads, pick_device,
 )
+from royalflow.attribution.families.digits import weight_file
+from royalflow.training.finetune import Trainer, seed_of
 
 NULL_CLASS = 10  # the "no class" label of unconditional (public) training data
 DIGIT_LEVELS = 17  # scikit-learn's digits: intensities 0..16
@@ -147,7 +147,7 @@ def train_family(
     training time (see clusters.py) are players of one cluster, and exact mode trains only the
     coalitions that are unions of clusters (2^clusters models).
     """
-    from royalflow.attribution.diffusion.clusters import find_clusters
+    from royalflow.training.clusters import find_clusters
 
     if mode not in ("exact", "compositional"):
         raise ValueError(f"mode must be exact or compositional, got {mode!r}")

@@ -32,9 +32,9 @@ import torch
 from safetensors.torch import load_file
 
 from royalflow.attribution.diffusion.elbo import ElboEstimator
-from royalflow.attribution.families.digits import weight_file
 from royalflow.attribution.diffusion.images import levels_to_unit
 from royalflow.attribution.diffusion.unet import DEFAULT_SCHEDULER, build_scheduler, build_unet
+from royalflow.attribution.families.digits import weight_file
 
 DUPLICATE_FRACTION = 0.5  # merge when half the smaller owner's images have a near-copy in the other's
 DUPLICATE_MEAN_LEVEL_DISTANCE = 0.25  # near-copy: same hash and mean |level difference| <= this

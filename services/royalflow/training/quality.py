@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from royalflow.attribution.families.digits import DiffusionFamily, weight_file
 from royalflow.attribution.diffusion.sampling import sample_images
+from royalflow.attribution.families.digits import DiffusionFamily, weight_file
 from royalflow.attribution.family import Attribution, Prepared
 from royalflow.producer.events import generation_event
 
@@ -132,7 +132,7 @@ def retarget(items: list[Prepared], family: DiffusionFamily, *, content_only_: b
 def shell_owners(owners: dict, source: str, k: int, *, duplicated: bool) -> dict:  # type: ignore[type-arg]
     """The shell-company attack: ``source`` registers as k shells, each with every k-th image
     (disjoint split) or each with a full copy of its data (duplicated)."""
-    from royalflow.attribution.training import Dataset
+    from royalflow.training.digits import Dataset
 
     data = owners[source]
     shells = {f"{source}-shell{j + 1}": data if duplicated else Dataset(data.images[j::k], data.labels[j::k])

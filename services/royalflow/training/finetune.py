@@ -1,6 +1,6 @@
 """One fine-tune of a family's model (base, control or coalition), cached by what defines it.
 
-See training.py for the fair-control rule these fine-tunes implement.
+See digits.py for the fair-control rule these fine-tunes implement.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch
 from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 
-from royalflow.attribution.families.digits import weight_file
 from royalflow.attribution.diffusion.images import levels_to_unit
 from royalflow.attribution.diffusion.unet import DEFAULT_SCHEDULER, build_scheduler, build_unet
+from royalflow.attribution.families.digits import weight_file
 
 BASE_FILE = "base.safetensors"  # the pretrained start of every fine-tune (not a player's model)
 
