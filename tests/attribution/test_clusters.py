@@ -1,5 +1,5 @@
 """Same-source evidence (fingerprints), clustered families and content-only events, on cheap
-random-weight families (the trained demo family is covered by test_quality.py)."""
+random-weight families (the trained demo family is covered by tests/training/test_quality.py)."""
 
 from __future__ import annotations
 
