@@ -3,6 +3,7 @@
 
     python3 dev.py demo     # create .venv, install, run the main job on the embedded platform
     python3 dev.py test     # create .venv, install (+ promtool where possible), run the whole suite
+                            # on one pytest-xdist worker per core (extra arguments go to pytest)
     python3 dev.py bench    # create .venv, install, run every benchmark in benchmarks/
     python3 dev.py up       # create .venv, install, run the local platform until Ctrl-C
 
@@ -62,6 +63,19 @@ def ensure_promtool() -> None:
         print("note: promtool not available (Debian package 'prometheus'); infra tests will skip", flush=True)
 
 
+MAX_TEST_WORKERS = 4  # each worker starts its own broker and PostgreSQL
+
+
+def test_workers(rest: list[str]) -> list[str]:
+    """One pytest-xdist worker per core (at most MAX_TEST_WORKERS), unless the caller chose
+    (-n / -p no:xdist). Costly shared fixtures stay on one worker: see tests/conftest.py."""
+    if any(a.startswith("-n") or a == "--numprocesses" or a.startswith("--numprocesses=") or "no:xdist" in a
+           for a in rest):
+        return []
+    workers = max(1, min(MAX_TEST_WORKERS, os.cpu_count() or 1))
+    return ["-n", str(workers), "--dist", "loadgroup"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
@@ -75,7 +89,7 @@ def main(argv: list[str]) -> int:
         return sh(str(VENV / "bin" / "royalflow"), "platform", "up", *rest, check=False, env=env)
     if command == "test":
         ensure_promtool()
-        return sh(str(PY), "-m", "pytest", *rest, check=False, env=env)
+        return sh(str(PY), "-m", "pytest", *test_workers(rest), *rest, check=False, env=env)
     if command == "bench":
         return sh(str(PY), "benchmarks/run.py", *rest, check=False, env=env)
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)

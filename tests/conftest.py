@@ -58,3 +58,40 @@ def settings(broker: EmbeddedBroker, fresh_database: str, tmp_path: Path) -> Set
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"royalflow tests; CI={os.environ.get('CI', '')!r}"
+
+
+# -- running on several workers (pytest-xdist, ``-n 2 --dist loadgroup``: see dev.py) -------
+# Each worker starts its own broker and PostgreSQL. A costly module- or session-scoped fixture
+# (a trained family, the hostile corpus's one run) must be built by ONE worker, so every test
+# that uses one is grouped by it; the costliest groups go first so that they do not end the run.
+SHARED = {"state_dir", "broker", "postgres", "event_loop_policy", "tmp_path_factory", "worker_id",
+          "testrun_uid", "monkeypatch", "_session_event_loop"}
+FIRST = ("families", "tiny_lora", "hostile_outcome", "restart_outcome")  # longest setups, longest first
+
+
+def _group(item: pytest.Item) -> str | None:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    for name in [*FIRST, *info.names_closure]:
+        if name in SHARED or name not in info.name2fixturedefs:
+            continue
+        scope = info.name2fixturedefs[name][-1].scope
+        if scope == "session":
+            return name
+        if scope in ("module", "package"):
+            return f"{item.nodeid.split('::')[0]}:{name}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    rank = {}
+    for item in items:
+        group = _group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        rank[item.nodeid] = FIRST.index(group) if group in FIRST else len(FIRST)
+    items.sort(key=lambda item: rank[item.nodeid])  # stable: collection order within a rank
