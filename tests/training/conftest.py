@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.styles import STYLES, owner_image, write_folders
+from royalflow.training.styles import STYLES, owner_image, write_folders
 
 RESOLUTION = 32
 FAMILY = ("tiny-lora", "1")

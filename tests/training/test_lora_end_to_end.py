@@ -21,7 +21,7 @@ from royalflow.platform.supervisor import Supervisor
 from royalflow.producer import Publisher
 from royalflow.producer.events import generation_event
 from tests.training.conftest import FAMILY, TinyLora
-from tests.training.styles import STYLES
+from royalflow.training.styles import STYLES
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,6 @@
 """Synthetic owners with distinct visual styles (PIL-drawn shape, colour and texture) and
-captions, plus public images in other colours and shapes: the data of the LoRA tests."""
+captions, plus public images in other colours and shapes: the data of the LoRA tests and
+benchmarks (``tiny.build_style_family``)."""
 
 from __future__ import annotations
 
@@ -79,16 +80,23 @@ def public_image(rng: np.random.Generator) -> tuple[Image.Image, str]:
     return image, f"a {name} {shape}"
 
 
-def write_folders(root: Path, *, per_owner: int, public: int, seed: int = 0) -> Path:
-    """<root>/<owner>/*.png + metadata.jsonl for each style, and <root>/_public."""
+def write_folders(root: Path, *, per_owner: int, public: int, seed: int = 0, owners: dict[str, str] | None = None) -> Path:
+    """<root>/<owner>/*.png + metadata.jsonl for each style, and <root>/_public. ``owners`` maps
+    folder names to styles ({owner: style owner}; default: every style under its own name); two
+    owners of one style get the SAME images (a twin), drawn once."""
     rng = np.random.default_rng(seed)
-    for owner, (_, _, _, caption) in STYLES.items():
+    mapping = owners if owners is not None else {o: o for o in STYLES}
+    unknown = sorted(set(mapping.values()) - set(STYLES))
+    if unknown:
+        raise ValueError(f"unknown styles {unknown}; known: {sorted(STYLES)}")
+    drawn = {style: [owner_image(style, rng) for _ in range(per_owner)] for style in STYLES if style in mapping.values()}
+    for owner, style in mapping.items():
         folder = root / owner
         folder.mkdir(parents=True, exist_ok=True)
         rows = []
-        for i in range(per_owner):
-            owner_image(owner, rng).save(folder / f"{i:04d}.png")
-            rows.append({"file_name": f"{i:04d}.png", "text": caption})
+        for i, image in enumerate(drawn[style]):
+            image.save(folder / f"{i:04d}.png")
+            rows.append({"file_name": f"{i:04d}.png", "text": STYLES[style][3]})
         (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     folder = root / "_public"
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ that reads a platform's local pipeline reads this one the same way.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -195,3 +196,45 @@ def sample_latents(family, mask: int, prompts: list[str], seed: int, *, guidance
     with torch.inference_mode():
         x = base.vae.decode((z / base.latent_scale + base.latent_shift).to(param.device, param.dtype)).sample
     return np.stack([from_unit(img.float().clamp(-1, 1).numpy()) for img in x.cpu()])
+
+
+@dataclass(frozen=True)
+class StyleFamily:
+    """The tiny pipeline pre-trained on public images, and an exact LoRA family of style owners."""
+
+    base: Path  # the saved diffusers pipeline folder
+    source: Path  # the image folders (<owner>/ and _public/, imagefolder convention)
+    family_path: Path  # <families>/<id>/<version>, manifest included
+
+
+# The recipe of the LoRA tests and benchmarks (measured: see tests/training/conftest.py).
+STYLE_PRETRAIN = {"vae_steps": 300, "unet_steps": 300}
+STYLE_PLAN = {"steps": 120, "batch": 8, "learning_rate": 1e-2, "samples": 16}
+
+
+def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = "1", *, per_owner: int = 48,
+                       public: int = 192, owners: dict[str, str] | None = None, mode: str = "exact",
+                       pretrain: dict | None = None, plan: dict | None = None) -> StyleFamily:  # type: ignore[type-arg]
+    """Everything from nothing, on CPU: the synthetic style images (``styles.write_folders``),
+    the tiny base (built, then pre-trained on the public images; its VAE on all images), and
+    the family's adapters. ``owners`` renames/duplicates style owners: {new owner: style owner}
+    (e.g. a twin with the same data, for the identical-owner check)."""
+    import numpy as np
+
+    from royalflow.training.images import read_image_folders
+    from royalflow.training.lora import LoraPlan, train_lora_family
+    from royalflow.training.styles import write_folders
+
+    root = Path(root)
+    source = write_folders(root / "images", per_owner=per_owner, public=public, owners=owners)
+    public_set, owner_sets = read_image_folders(source, RESOLUTION)
+    base = root / "base"
+    if not (base / "unet" / "config.json").is_file():
+        build_tiny_pipeline(base)
+        every = np.concatenate([public_set.pixels, *[owner_sets[o].pixels for o in sorted(owner_sets)]])
+        pretrain_tiny_pipeline(base, public_set.pixels, list(public_set.captions), codec_pixels=every,
+                               **{**STYLE_PRETRAIN, **(pretrain or {})})
+    path = train_lora_family(root / "families", family_id, version, base, public_set, owner_sets, mode=mode,
+                             resolution=RESOLUTION, plan=LoraPlan(**{**STYLE_PLAN, **(plan or {})}), device="cpu",
+                             show_progress=False)
+    return StyleFamily(base, source, path)
