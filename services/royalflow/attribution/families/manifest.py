@@ -1,8 +1,8 @@
 """One typed manifest model for every family kind, validated when a family loads.
 
-``FamilyManifest`` is a discriminated union on ``kind``. The LoRA kind is fully typed here;
-the older kinds (``categorical``, ``diffusion``) are checked for the fields every family has
-and keep their other fields as they are (their own loaders read them).
+``FamilyManifest`` is a discriminated union on ``kind``: ``categorical`` (walking skeleton),
+``diffusion`` (the digits family, ``families/digits.py``) and ``lora``. Every model forbids
+unknown fields, so a typo in a hand-written manifest is an error, not a silent default.
 """
 
 from __future__ import annotations
@@ -47,11 +47,60 @@ class _Common(BaseModel):
         return owners
 
 
-class OtherManifest(_Common):
-    """categorical / diffusion (digits) manifests: common fields checked, the rest passed on."""
+class CategoricalManifest(_Common):
+    """The walking-skeleton family: per-owner class counts (``families/categorical.py``)."""
 
-    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
-    kind: Literal["categorical", "diffusion"]
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    kind: Literal["categorical"]
+    class_counts: dict[str, dict[str, int]]
+    base_counts: dict[str, int]
+    num_classes: int = Field(default=10, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _counts(self) -> "CategoricalManifest":
+        if set(self.class_counts) != set(self.owners):
+            raise ValueError("class_counts must have exactly one entry per owner")
+        return self
+
+
+class DigitsEstimator(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    samples: int = Field(ge=2, le=1024)
+    target_std_error: float = Field(gt=0)
+    max_permutations: int = Field(ge=1, le=1_000_000)
+    timestep_proposal: list[float] | None = None  # q(s), sums to 1 (absent: uniform)
+
+
+class DiffusionManifest(_Common):
+    """The digits family: one class-conditioned UNet2DModel per coalition (``families/digits.py``)."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    kind: Literal["diffusion"]
+    mode: Literal["exact", "compositional"]
+    levels: int = Field(ge=2, le=65536)
+    unet: dict[str, Any]  # UNet2DModel config
+    scheduler: dict[str, Any]  # DDPMScheduler config
+    estimator: DigitsEstimator
+    data_sizes: dict[str, int]
+    weights: dict[str, str] | None = None  # hex mask -> sha256 of coalition-<mask>.safetensors
+    null_class: int | None = None  # absent: a pre-v2 family, events need a class label
+    content_only: Literal["null", "class_mixture"] | None = None
+    clusters: list[list[str]] | None = None
+    cluster_evidence: list[Any] | None = None
+    cluster_data_sizes: list[int] | None = None
+    training: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "DiffusionManifest":
+        for key, digest in (self.weights or {}).items():
+            if not HEX_MASK.match(key) or not SHA256.match(digest):
+                raise ValueError(f"weights entry {key!r}: keys are hex masks, values sha256 hex digests")
+        if self.clusters is not None and sorted(o for c in self.clusters for o in c) != sorted(self.owners):
+            raise ValueError("clusters must partition the owners")
+        for owner in [*self.owners, "_base"]:
+            if self.data_sizes.get(owner, 0) <= 0:
+                raise ValueError(f"data_sizes[{owner!r}] must be a positive count")
+        return self
 
 
 class AdapterFile(BaseModel):
@@ -122,11 +171,12 @@ class LoraManifest(_Common):
         return self
 
 
-FamilyManifest = Annotated[LoraManifest | OtherManifest, Field(discriminator="kind")]
-_ADAPTER: TypeAdapter[LoraManifest | OtherManifest] = TypeAdapter(FamilyManifest)
+AnyManifest = CategoricalManifest | DiffusionManifest | LoraManifest
+FamilyManifest = Annotated[AnyManifest, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[AnyManifest] = TypeAdapter(FamilyManifest)
 
 
-def parse_manifest(document: dict[str, Any], where: str) -> LoraManifest | OtherManifest:
+def parse_manifest(document: dict[str, Any], where: str) -> AnyManifest:
     """Validate a manifest document; ConfigurationError naming ``where`` and the first problems."""
     try:
         return _ADAPTER.validate_python(document)
