@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Attribution quality of the LoRA family kind (issue #10): the issue #9 table (benchmarks/quality.py)
+on the tiny text-to-image pipeline and its three synthetic style owners (owner-red, -blue, -green).
+
+    python benchmarks/lora_quality.py [--per-owner N] [--quick] [--out DIR [--keep]]
+
+What it trains, from nothing, on CPU (one thread):
+  * the tiny pipeline, pre-trained on 192 public pictures, and the honest exact family
+    (3 owners, 8 adapters; 48 pictures per owner); its compositional family is imported from
+    the control and single-owner adapters (no training);
+  * a twin family: owner-red, owner-twin (the SAME pictures as owner-red) and owner-blue (8 adapters);
+  * unless --quick, two split attacks: owner-red as 2 shells holding disjoint halves of its
+    pictures, and as 2 shells each holding all of them (duplicated), each with owner-blue and
+    owner-green (4 owners, 16 adapters each).
+Every family shares the one base and the same public pictures. On a 2-core shared host:
+about 5 minutes for the base and the honest family, 2-3 for the twins, 5-8 per shell family,
+plus the attributions (--quick: about 10-15 minutes in all; full: about 25-35).
+
+Generations: per owner, N "drawings" (text-to-image by the honest grand coalition with the
+owner's caption, guidance 3) and N "edits" (img2img at strength 0.3 of held-out pictures in the
+owner's style). Each is attributed with its caption (conditioned) and without (content only:
+the empty prompt). Shares are max(phi, 0) / sum max(phi, 0).
+
+Columns of the table (exact family | compositional family):
+  conditioned top-1            the style owner has the largest share (ties miss), per kind
+  conditioned mean share       the style owner's mean share, per kind
+  content-only top-1 / share   the same generations without their prompt
+  agreement                    compositional and exact give the same top owner
+  identical-owner gap          mean (max) |share_red - share_twin| on owner-red's generations
+  gain k=2 disjoint/duplicated the shells' summed mean share / owner-red's honest mean share on
+                               owner-red's generations (in brackets: on the other owners'); the
+                               LoRA kind has NO cluster defence, so this is plain Shapley
+  honest owners merged         n/a: no clusters are detected for this kind
+
+Writes bench-results/lora_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+OUT = Path(__file__).resolve().parents[1] / "bench-results" / "lora_quality.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-owner", type=int, default=24,
+                        help="drawings and edits per style owner (default 24: 144 generations)")
+    parser.add_argument("--quick", action="store_true", help="8 per owner, and skip the split attacks")
+    parser.add_argument("--out", type=Path, default=None, help="working folder for the families (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the working folder (a temp --out is removed otherwise)")
+    args = parser.parse_args()
+
+    import torch
+
+    from royalflow.training.lora_quality import evaluate
+
+    torch.set_num_threads(1)  # tiny models on a shared host: one thread is the fastest
+    per_owner = 8 if args.quick else args.per_owner
+    temp = None
+    if args.out is None:
+        temp = tempfile.TemporaryDirectory(prefix="lora-quality-")
+        out = Path(temp.name)
+    else:
+        out = args.out
+        out.mkdir(parents=True, exist_ok=True)
+    print(f"working folder {out}; {per_owner} drawings + {per_owner} edits per owner"
+          f"{'' if not args.quick else '; quick: no split attacks'}", flush=True)
+    started = time.perf_counter()
+    try:
+        figures = evaluate(out, per_owner=per_owner, attacks=not args.quick,
+                           log=lambda line: print(line, flush=True))
+    finally:
+        if temp is not None and not args.keep:
+            temp.cleanup()
+        elif temp is not None:
+            print(f"kept {out}")
+    figures["quick"] = args.quick
+    figures["total_seconds"] = round(time.perf_counter() - started, 1)
+    print(table(figures))
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(figures, indent=2))
+    print(f"wrote {OUT}")
+
+
+def table(f: dict) -> str:  # type: ignore[type-arg]
+    q = f["quality"]
+    lines = [f"{'figure (%d generations)' % f['generations']:<52}{'exact':>14}{'compositional':>16}"]
+    for label, key, kind in (("conditioned top-1 (style owner)", "", "top1"),
+                             ("conditioned mean style-owner share", "", "share"),
+                             ("content-only top-1", "_content", "top1"),
+                             ("content-only mean style-owner share", "_content", "share")):
+        for gen in ("drawing", "edit", "all"):
+            e, c = q[f"exact{key}"][gen][kind], q[f"compositional{key}"][gen][kind]
+            cell = (lambda v: f"{v:.1%}") if kind == "top1" else (lambda v: f"{v:.2f}")
+            name = f"{label}, {gen}s" if gen != "all" else f"{label}, all"
+            lines.append(f"{name:<52}{cell(e):>14}{cell(c):>16}")
+    a = f["agreement"]
+    lines.append(f"{'compositional-vs-exact top-owner agreement (cond.)':<52}{a['conditioned']:>30.1%}")
+    lines.append(f"{'compositional-vs-exact agreement (content only)':<52}{a['content_only']:>30.1%}")
+    g = f["identical_owner_gap"]
+    gap = f"{g['mean']:.3f} ({g['max']:.3f})"
+    lines.append(f"{'identical-owner gap: mean (max) |share difference|':<52}{gap:>14}")
+    for row in f["attacks"]:
+        def fmt(mode: str) -> str:
+            r = row[mode]
+            return f"{r['gain']:.2f} ({r['elsewhere']['gain']:.2f})"
+        lines.append(f"{'gain k=%d %s (plain, no clusters)' % (row['k'], row['data']):<52}{fmt('exact'):>14}"
+                     f"{fmt('compositional'):>16}")
+    if not f["attacks"]:
+        lines.append(f"{'gain of split attacks':<52}{'not run (--quick)':>30}")
+    lines.append(f"{'honest owners merged':<52}{'n/a (no clusters)':>30}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Attribution quality of the LoRA family kind (issue #10): the issue #9 table, on the tiny
+text-to-image pipeline and its synthetic style owners (``styles.py``, ``tiny.py``).
+
+Generations of an owner's style are sampled by the exact family's grand coalition with the
+owner's caption (classifier-free guidance ``GUIDANCE``): "drawings" from pure noise
+(text-to-image) and "edits" of held-out pictures in the style (img2img at ``STRENGTH``). They are
+attributed with their prompt (conditioned) and without it (content only: the empty prompt).
+Shares are max(phi, 0) / sum max(phi, 0); one event id per generation, so every family scores
+a generation on the same Monte-Carlo draws.
+
+Variant families (a twin owner, owner-red as two shells) use the honest family's base and
+public images, and copies of its owners' image files, so they differ from it only in who holds
+what. Every adapter is trained anew: the LoRA init draws from torch's global generator (seeded
+here before each family), so equal data do not give bit-equal adapters, as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from royalflow.attribution.families import load_family
+from royalflow.attribution.families.adapters import LORA_FILE
+from royalflow.attribution.families.content import png
+from royalflow.attribution.family import Attribution, Prepared
+from royalflow.attribution.registry import read_manifest
+from royalflow.producer.events import generation_event
+from royalflow.training.styles import STYLES, owner_image
+
+GUIDANCE = 3.0  # classifier-free guidance of the sampler (as the tests)
+STRENGTH = 0.3  # img2img: fraction of the timesteps re-drawn by the grand coalition
+HELD_OUT_SEED = 1000  # init pictures of the edits: other draws than the training images (seed 0)
+KINDS = ("drawing", "edit")
+SOURCE, TWIN = "owner-red", "owner-twin"
+SHELLS = (f"{SOURCE}-shell1", f"{SOURCE}-shell2")
+
+
+@dataclass(frozen=True)
+class Generation:
+    owner: str  # the style owner whose caption (and, for an edit, whose held-out picture) made it
+    kind: str  # "drawing" (text-to-image) or "edit" (img2img)
+    pixels: np.ndarray  # (R, R, 3) uint8
+    event_id: str
+
+
+def sample_generations(family, per_owner: int, *, seed: int = 0) -> list[Generation]:  # type: ignore[no-untyped-def]
+    """``per_owner`` drawings and ``per_owner`` edits of every style owner of ``family``."""
+    from royalflow.training.tiny import sample_latents
+
+    full = (1 << len(family.owners)) - 1
+    held_out = np.random.default_rng(HELD_OUT_SEED)
+    out: list[Generation] = []
+    for i, owner in enumerate(sorted(STYLES)):
+        prompts = [STYLES[owner][3]] * per_owner
+        init = np.stack([np.asarray(owner_image(owner, held_out)) for _ in range(per_owner)])
+        edits = sample_latents(family, full, prompts, seed=seed + i, guidance=GUIDANCE, init=init, strength=STRENGTH)
+        drawings = sample_latents(family, full, prompts, seed=seed + 100 + i, guidance=GUIDANCE)
+        for kind, images in (("drawing", drawings), ("edit", edits)):
+            out += [Generation(owner, kind, images[j], f"lora-quality-{owner}-{kind}-{j}") for j in range(per_owner)]
+    return out
+
+
+def prepare(family, items: Sequence[Generation], *, content_only: bool = False) -> list[Prepared]:  # type: ignore[no-untyped-def]
+    return [family.prepare(generation_event(
+        event_id=g.event_id, family_id=family.family_id, family_version=family.version, revenue_amount=10_000_000,
+        currency="USD", content=png(g.pixels), prompt=None if content_only else STYLES[g.owner][3])) for g in items]
+
+
+def shares(attribution: Attribution) -> np.ndarray:
+    positive = np.clip(np.asarray(attribution.shapley_values, dtype=float), 0, None)
+    return positive / positive.sum() if positive.sum() > 0 else positive
+
+
+def share_table(family, items: Sequence[Generation], *, content_only: bool = False,  # type: ignore[no-untyped-def]
+                batch: int = 16) -> np.ndarray:
+    """(items, owners) shares, in ``family.owners`` order."""
+    rows: list[np.ndarray] = []
+    for start in range(0, len(items), batch):
+        rows += [shares(a) for a in family.attribute(prepare(family, items[start:start + batch], content_only=content_only))]
+    return np.stack(rows) if rows else np.zeros((0, len(family.owners)))
+
+
+def holder_stats(table: np.ndarray, owners: Sequence[str], holders: Sequence[str]) -> dict[str, float]:
+    """Top-1 rate of each item's holder (ties count as misses) and its mean share."""
+    if len(holders) == 0:
+        return {"items": 0, "top1": float("nan"), "share": float("nan")}
+    idx = np.array([list(owners).index(h) for h in holders])
+    mine = table[np.arange(len(idx)), idx]
+    others = table.copy()
+    others[np.arange(len(idx)), idx] = -np.inf
+    return {"items": len(holders), "top1": float(np.mean(mine > others.max(axis=1))), "share": float(mine.mean())}
+
+
+def by_kind(table: np.ndarray, owners: Sequence[str], items: Sequence[Generation]) -> dict[str, dict[str, float]]:
+    """holder_stats over all items and per generation kind."""
+    out = {"all": holder_stats(table, owners, [g.owner for g in items])}
+    for kind in KINDS:
+        keep = [i for i, g in enumerate(items) if g.kind == kind]
+        out[kind] = holder_stats(table[keep], owners, [items[i].owner for i in keep])
+    return out
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of items whose top owner is the same under two share tables (same owners order)."""
+    return float(np.mean(a.argmax(axis=1) == b.argmax(axis=1))) if len(a) else float("nan")
+
+
+def identical_gap(table: np.ndarray, owners: Sequence[str], a: str, b: str) -> dict[str, float]:
+    """Mean and max |share_a - share_b| over the items."""
+    gap = np.abs(table[:, list(owners).index(a)] - table[:, list(owners).index(b)])
+    return {"mean": float(gap.mean()), "max": float(gap.max())}
+
+
+def ratio(got: float, was: float) -> float:
+    """got / was; 1.0 when both are 0 (nothing paid before or after)."""
+    if was > 0:
+        return float(got / was)
+    return 1.0 if got == 0 else float("inf")
+
+
+def split_gain(honest: np.ndarray, honest_owners: Sequence[str], attacked: np.ndarray, attacked_owners: Sequence[str],
+               source: str, shells: Sequence[str]) -> dict[str, float]:
+    """The shells' summed mean share / the source's honest mean share over the same items (ratio of
+    means), plus the two means."""
+    got = attacked[:, [list(attacked_owners).index(s) for s in shells]].sum(axis=1).mean()
+    was = honest[:, list(honest_owners).index(source)].mean()
+    return {"gain": ratio(float(got), float(was)), "shells_share": float(got), "honest_share": float(was)}
+
+
+# -- families ---------------------------------------------------------------------------------
+
+def derive_compositional(families_dir: Path, exact_path: Path, family_id: str, version: str = "1") -> Path:
+    """A compositional family from an exact one's control and single-owner adapters (import)."""
+    from royalflow.training.importing import import_lora_family
+
+    manifest = read_manifest(exact_path)
+    owners = list(manifest["owners"])
+    files = {"_control": exact_path / "adapters" / "0x0" / LORA_FILE,
+             **{o: exact_path / "adapters" / hex(1 << i) / LORA_FILE for i, o in enumerate(owners)}}
+    return import_lora_family(families_dir, family_id, version, Path(manifest["base"]), owners, files,
+                              mode="compositional", data_sizes=dict(manifest["data_sizes"]),
+                              samples=int(manifest["estimator"]["samples"]))
+
+
+def write_variant(source: Path, target: Path, holdings: dict[str, tuple[str, slice]]) -> Path:
+    """Image folders for a variant family: ``holdings`` maps each new owner to (an owner folder
+    of ``source``, which of its files, sorted by name). _public is copied whole; metadata.jsonl
+    keeps exactly the captions of the files copied."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source / "_public", target / "_public")
+    for owner, (held, part) in holdings.items():
+        rows = {r["file_name"]: r for r in map(json.loads, (source / held / "metadata.jsonl").read_text().splitlines())
+                if r}
+        folder = target / owner
+        folder.mkdir(parents=True)
+        kept = sorted(rows)[part]
+        for name in kept:
+            shutil.copyfile(source / held / name, folder / name)
+        (folder / "metadata.jsonl").write_text("".join(json.dumps(rows[n]) + "\n" for n in kept))
+    return target
+
+
+def train_variant(root: Path, base: Path, source: Path, family_id: str, holdings: dict[str, tuple[str, slice]],
+                  *, plan: dict | None = None, seed: int = 0) -> Path:  # type: ignore[type-arg]
+    """An exact family on the honest family's base: folders by ``write_variant``, then every
+    adapter trained (the recipe of ``tiny.build_style_family``)."""
+    from royalflow.training.images import read_image_folders
+    from royalflow.training.lora import LoraPlan, train_lora_family
+    from royalflow.training.tiny import RESOLUTION, STYLE_PLAN
+
+    folders = write_variant(source, root / "variants" / family_id, holdings)
+    public, owners = read_image_folders(folders, RESOLUTION)
+    torch.manual_seed(seed)  # the adapters' init draws from the global generator
+    return train_lora_family(root / "families", family_id, "1", base, public, owners, mode="exact",
+                             resolution=RESOLUTION, plan=LoraPlan(**{**STYLE_PLAN, **(plan or {})}), device="cpu",
+                             show_progress=False)
+
+
+def load(path: Path):  # type: ignore[no-untyped-def]
+    return load_family(read_manifest(path), path, "cpu")
+
+
+def evaluate(root: Path, *, per_owner: int, attacks: bool, build: dict | None = None,  # type: ignore[type-arg]
+             log: Callable[[str], None] = print) -> dict:  # type: ignore[type-arg]
+    """Every figure of the table; ``build`` goes to ``build_style_family`` (per_owner, public,
+    pretrain, plan). Stage timings in seconds under "seconds"."""
+    import time
+
+    from royalflow.training.tiny import build_style_family
+
+    build = dict(build or {})
+    plan = build.get("plan")
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        seconds[name] = round(now - started, 1)
+        started = now
+        log(f"[{sum(seconds.values()):7.1f}s] {name}: {seconds[name]:.1f}s")
+
+    root = Path(root)
+    built = build_style_family(root, "styles", "1", **build)
+    stage("base + honest exact family (3 owners, 8 adapters)")
+    exact = load(built.family_path)
+    comp = load(derive_compositional(root / "families", built.family_path, "styles-compositional"))
+    items = sample_generations(exact, per_owner)
+    stage(f"generations ({len(items)})")
+    owners = exact.owners
+    tables = {"exact": share_table(exact, items), "compositional": share_table(comp, items),
+              "exact_content": share_table(exact, items, content_only=True),
+              "compositional_content": share_table(comp, items, content_only=True)}
+    stage("attribution: honest exact + compositional, conditioned + content-only")
+    figures: dict = {"generations": len(items), "per_owner": per_owner, "owners": list(owners),  # type: ignore[type-arg]
+                     "quality": {k: by_kind(t, comp.owners if "comp" in k else owners, items) for k, t in tables.items()},
+                     "agreement": {"conditioned": agreement(tables["exact"], tables["compositional"]),
+                                   "content_only": agreement(tables["exact_content"], tables["compositional_content"])},
+                     "false_merges": None, "clusters": "none: the LoRA kind has no cluster detection"}
+    assert list(comp.owners) == list(owners)
+
+    red = [g for g in items if g.owner == SOURCE]
+    twins = train_variant(root, built.base, built.source, "styles-twins",
+                          {SOURCE: (SOURCE, slice(None)), TWIN: (SOURCE, slice(None)), "owner-blue": ("owner-blue", slice(None))},
+                          plan=plan, seed=1)
+    stage("twin family (3 owners, 8 adapters)")
+    twin_family = load(twins)
+    figures["identical_owner_gap"] = identical_gap(share_table(twin_family, red), twin_family.owners, SOURCE, TWIN)
+    stage(f"attribution: twins on {len(red)} red generations")
+    del twin_family
+
+    attacks_out = []
+    if attacks:
+        honest = {"exact": (tables["exact"], owners), "compositional": (tables["compositional"], owners)}
+        half = int(build.get("per_owner", 48)) // 2
+        for data, parts in (("disjoint", (slice(None, half), slice(half, None))), ("duplicated", (slice(None),) * 2)):
+            holdings = {SHELLS[0]: (SOURCE, parts[0]), SHELLS[1]: (SOURCE, parts[1]),
+                        "owner-blue": ("owner-blue", slice(None)), "owner-green": ("owner-green", slice(None))}
+            path = train_variant(root, built.base, built.source, f"styles-shells-{data}", holdings, plan=plan, seed=2)
+            stage(f"shell family, {data} data (4 owners, 16 adapters)")
+            attacked = {"exact": load(path), "compositional": load(derive_compositional(
+                root / "families", path, f"styles-shells-{data}-compositional"))}
+            row: dict = {"k": 2, "data": data}  # type: ignore[type-arg]
+            for mode, fam in attacked.items():
+                table = share_table(fam, items)
+                on_red = [i for i, g in enumerate(items) if g.owner == SOURCE]
+                elsewhere = [i for i, g in enumerate(items) if g.owner != SOURCE]
+                t, o = honest[mode]
+                row[mode] = {**split_gain(t[on_red], o, table[on_red], fam.owners, SOURCE, SHELLS),
+                             "elsewhere": split_gain(t[elsewhere], o, table[elsewhere], fam.owners, SOURCE, SHELLS)}
+            attacks_out.append(row)
+            log(json.dumps(row))
+            stage(f"attribution: shells ({data}), exact + compositional, on {len(items)} generations")
+            del attacked
+    figures["attacks"] = attacks_out
+    figures["seconds"] = seconds
+    return figures
