@@ -25,11 +25,15 @@ from royalflow.training.styles import STYLES
 
 pytestmark = pytest.mark.integration
 
-# Measured on this test's data (the line printed below): 75% of 36 generations (prompt 13/18,
-# prompt-only 14/18); 83% of 24 with 8 generations per owner. The bar sits two misses under
-# the measurement. The issue's aim of 90% needs adapters trained longer than CI affords (see
-# conftest.py for what was measured with other settings).
-TOP_SHARE_BAR = 0.7
+# Measured by this test (recipe in conftest.py: base UNet pre-trained 2000 steps, adapters 300):
+# image-to-image edits 100% of 36 (with prompt 18/18, prompt-only 18/18); text-to-image drawings
+# 78% of 36 (with prompt 17/18, prompt-only 11/18). Prompt-only drawings are the weak cell: a
+# drawing made WITH classifier-free guidance is scored under the empty prompt, and the adapters'
+# unconditional path (caption dropout 0.15) knows the styles less well; dropout 0.3 measured
+# 75% overall (with prompt 14/18, prompt-only 13/18), no better. Bars sit two to three misses under
+# the measurement, for other CPUs' float rounding in training.
+EDIT_BAR = 0.9
+DRAWING_BAR = 0.69
 
 
 async def test_generations_settle_and_the_style_owner_wins(tiny_lora: TinyLora, settings: Settings, tmp_path: Path,
@@ -37,16 +41,17 @@ async def test_generations_settle_and_the_style_owner_wins(tiny_lora: TinyLora, 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     shutil.copytree(tiny_lora.family_path, Path(settings.families_dir) / FAMILY[0] / FAMILY[1])
     await ensure_topics(settings)
-    events, style = [], {}
-    for owner, images in sorted(tiny_lora.generations.items()):
+    events, style, kind = [], {}, {}
+    for owner in sorted(tiny_lora.generations):
         caption = STYLES[owner][3]
-        for i, pixels in enumerate(images):
-            # Every other event is prompt-only content: no prompt, no label (the empty-prompt embedding).
-            event = generation_event(event_id=f"{owner}-{i}", family_id=FAMILY[0], family_version=FAMILY[1],
-                                     revenue_amount=10_000 + i, currency="USD", content=png(pixels),
-                                     prompt=caption if i % 2 == 0 else None)
-            events.append(event)
-            style[event.event_id] = owner
+        for source, images in (("edit", tiny_lora.generations[owner]), ("drawing", tiny_lora.drawings[owner])):
+            for i, pixels in enumerate(images):
+                # Every other event is prompt-only content: no prompt, no label (the empty-prompt embedding).
+                event = generation_event(event_id=f"{owner}-{source}-{i}", family_id=FAMILY[0], family_version=FAMILY[1],
+                                         revenue_amount=10_000 + i, currency="USD", content=png(pixels),
+                                         prompt=caption if i % 2 == 0 else None)
+                events.append(event)
+                style[event.event_id], kind[event.event_id] = owner, source
     labelled = generation_event(event_id="with-a-label", family_id=FAMILY[0], family_version=FAMILY[1],
                                 revenue_amount=100, currency="USD", content=png(tiny_lora.generations["owner-red"][0]),
                                 class_label=3)
@@ -58,7 +63,7 @@ async def test_generations_settle_and_the_style_owner_wins(tiny_lora: TinyLora, 
             async with Publisher(settings) as publisher:
                 await publisher.publish([*events, labelled])
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 240
+            deadline = loop.time() + 360
             while await queries.settled_generation_count(pool) < len(events):
                 supervisor.check_alive()
                 assert loop.time() < deadline, "generations did not settle in time"
@@ -67,7 +72,7 @@ async def test_generations_settle_and_the_style_owner_wins(tiny_lora: TinyLora, 
     finally:
         await pool.close()
 
-    hits = {"prompt": 0, "prompt-only": 0}
+    hits = {(source, prompted): 0 for source in ("edit", "drawing") for prompted in (True, False)}
     for event in events:
         audit = audits[event.event_id]
         assert audit is not None and audit["complete"] and not audit["inconsistent"]
@@ -75,12 +80,13 @@ async def test_generations_settle_and_the_style_owner_wins(tiny_lora: TinyLora, 
         assert sum(p["amount"] for p in audit["parts"]) == audit["pool_amount"]
         assert audit["attribution"]["mode"] == "exact" and audit["attribution"]["fairness"]["control"] == "shuffled_captions"
         top = max(audit["parts"], key=lambda p: (p["amount"], float(p["shapley_value"])))
-        hits["prompt" if event.conditioning.prompt else "prompt-only"] += top["owner_id"] == style[event.event_id]
-    half = len(events) // 2
-    rate = sum(hits.values()) / len(events)
-    print(f"\nstyle owner wins the top share: {rate:.0%} of {len(events)} "
-          f"(with prompt {hits['prompt']}/{half}, prompt-only {hits['prompt-only']}/{half})")
-    assert rate >= TOP_SHARE_BAR
+        hits[kind[event.event_id], event.conditioning.prompt is not None] += top["owner_id"] == style[event.event_id]
+    quarter = len(events) // 4
+    rates = {source: (hits[source, True] + hits[source, False]) / (2 * quarter) for source in ("edit", "drawing")}
+    print("\nstyle owner wins the top share: " + "; ".join(
+        f"{source}s {rates[source]:.0%} of {2 * quarter} (with prompt {hits[source, True]}/{quarter}, "
+        f"prompt-only {hits[source, False]}/{quarter})" for source in rates))
+    assert rates["edit"] >= EDIT_BAR and rates["drawing"] >= DRAWING_BAR, rates
 
     letters = await read_dead_letters(settings, timeout_seconds=10)
     assert [(letter.reason, "class_label" in letter.detail) for letter in letters] == [("bad_content", True)]

@@ -208,8 +208,8 @@ class StyleFamily:
 
 
 # The recipe of the LoRA tests and benchmarks (measured: see tests/training/conftest.py).
-STYLE_PRETRAIN = {"vae_steps": 300, "unet_steps": 300}
-STYLE_PLAN = {"steps": 120, "batch": 8, "learning_rate": 1e-2, "samples": 16}
+STYLE_PRETRAIN = {"vae_steps": 300, "unet_steps": 2000}
+STYLE_PLAN = {"steps": 300, "batch": 8, "learning_rate": 1e-2, "samples": 16}
 
 
 def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = "1", *, per_owner: int = 48,
