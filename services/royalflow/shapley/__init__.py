@@ -17,15 +17,18 @@ A game has n players 0..n-1 and a utility v over coalitions, given either as
 standard errors and a stopping rule. Both return a frozen ``ShapleyResult``.
 """
 
+from royalflow.shapley.batch_means import BATCH_MEANS_GROUPS, batch_means_std_errors
 from royalflow.shapley.exact import EXACT_MAX_PLAYERS, Utility, coalition_matrix, exact_shapley
 from royalflow.shapley.result import ShapleyResult, efficiency_gap
 from royalflow.shapley.sampling import SAMPLE_MAX_PLAYERS, sample_shapley
 
 __all__ = [
+    "BATCH_MEANS_GROUPS",
     "EXACT_MAX_PLAYERS",
     "SAMPLE_MAX_PLAYERS",
     "ShapleyResult",
     "Utility",
+    "batch_means_std_errors",
     "coalition_matrix",
     "efficiency_gap",
     "exact_shapley",

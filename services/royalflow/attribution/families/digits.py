@@ -34,11 +34,10 @@ from royalflow.attribution.diffusion.unet import (
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import AttributionError, ConfigurationError, ContractError
-from royalflow.shapley import exact_shapley, sample_shapley
+from royalflow.shapley import batch_means_std_errors, exact_shapley, sample_shapley
 from royalflow.shapley.quotient import membership, quotient_coalitions, quotient_masks, split_matrix
 
 EXACT_SHAPLEY_MAX_OWNERS = 14  # compositional families above this use permutation sampling
-BATCH_MEANS_GROUPS = 4  # Monte-Carlo SE of nonlinear utilities: batch means over sample groups
 
 
 def weight_file(mask: int) -> str:
@@ -229,10 +228,7 @@ class DiffusionFamily:
         k = component.shape[1]
         means = component.mean(axis=1)
         result = self._shapley(means, seed)
-        # Monte-Carlo SE of a nonlinear utility: batch means over G groups of samples.
-        groups = np.array_split(np.arange(k), min(BATCH_MEANS_GROUPS, k))
-        group_phi = np.stack([self._shapley(component[:, g].mean(axis=1), seed).values for g in groups])
-        mc_se = group_phi.std(axis=0, ddof=1) / np.sqrt(len(groups))
+        mc_se = batch_means_std_errors(lambda m: self._shapley(m, seed), component)  # nonlinear utility
         total_se = self.split @ np.sqrt(mc_se**2 + result.std_errors**2)
         names = ["component:_base", *[f"component:{o}" for o in self.owners]]
         se = component.std(axis=1, ddof=1) / np.sqrt(k)

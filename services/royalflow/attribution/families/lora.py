@@ -40,10 +40,9 @@ from royalflow.attribution.families.multilora import AdapterBank
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import AttributionError, ConfigurationError, ContractError
-from royalflow.shapley import exact_shapley, sample_shapley
+from royalflow.shapley import batch_means_std_errors, exact_shapley, sample_shapley
 
 EXACT_SHAPLEY_MAX_OWNERS = 14  # compositional families above this use permutation sampling
-BATCH_MEANS_GROUPS = 4  # Monte-Carlo SE of the nonlinear mixture utility: batch means
 MAX_CACHED_PROMPTS = 1024  # bound on the prompt-embedding cache
 
 
@@ -211,9 +210,7 @@ class LoraFamily:
         k = component.shape[1]
         means = component.mean(axis=1)
         result = self._mixture_shapley(means, seed)
-        groups = np.array_split(np.arange(k), min(BATCH_MEANS_GROUPS, k))
-        group_phi = np.stack([self._mixture_shapley(component[:, g].mean(axis=1), seed).values for g in groups])
-        mc_se = group_phi.std(axis=0, ddof=1) / np.sqrt(len(groups))
+        mc_se = batch_means_std_errors(lambda m: self._mixture_shapley(m, seed), component)  # nonlinear utility
         names = ["component:_base", *[f"component:{o}" for o in self.owners]]
         return Attribution(
             owners=self.owners, shapley_values=result.values,
