@@ -6,7 +6,7 @@ import typer
 
 from royalflow.api.cli import app as api_app
 from royalflow.attribution.cli import app as attribution_app
-from royalflow.attribution.cli import families_app
+from royalflow.training.cli import families_app
 from royalflow.ledger.cli import app as ledger_app
 from royalflow.platform.cli import app as platform_app
 from royalflow.demo import demo

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from royalflow.attribution.cli import suspected_clusters
+from royalflow.training.cli import suspected_clusters
 from royalflow.attribution.families.digits import DiffusionFamily
 from royalflow.errors import AttributionError, ContractError
 from royalflow.training.clusters import average_hash, duplicate_fraction

@@ -1,5 +1,5 @@
 """The work behind ``royalflow families train --kind lora`` and ``royalflow families import``
-(the typer commands in attribution/cli.py stay thin and import this lazily)."""
+(the typer commands in training/cli.py stay thin and import this lazily)."""
 
 from __future__ import annotations
 

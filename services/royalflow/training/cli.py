@@ -1,0 +1,157 @@
+"""``royalflow families ...`` commands: train, import, list, show and evaluate model families
+(offline work: the agent only loads what these write)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+families_app = typer.Typer(help="Model families: train, list and inspect the versioned registry.", no_args_is_help=True)
+
+
+@families_app.command("train")
+def train(
+    source: str = typer.Option("digits", help="'digits' (built-in demo corpus) or a folder: <folder>/<owner>/[<class>/]*.png, <folder>/_public for the base."),
+    family_id: str = typer.Option("digits-diffusion", "--id", help="Family id."),
+    version: str = typer.Option("1", help="Family version."),
+    mode: str = typer.Option("exact", help="exact (2^n coalition models) or compositional (base + one per owner)."),
+    pool_fraction: str = typer.Option("3/10", help="Share of revenue paid to owners, as a fraction."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    kind: str = typer.Option("diffusion", help="diffusion (the digits demo kind) or lora (adapters over --base)."),
+    base: Path = typer.Option(None, help="lora: a local diffusers text-to-image pipeline folder (never downloaded)."),
+    rank: int = typer.Option(8, min=1, max=1024, help="lora: adapter rank."),
+    resolution: int = typer.Option(None, min=8, max=4096, help="lora: image size (default: the VAE's sample_size)."),
+    steps: int = typer.Option(400, min=1, max=1_000_000, help="lora: fine-tune steps per adapter (the same for every adapter)."),
+) -> None:
+    """Train a model family into ROYALFLOW_FAMILIES_DIR, with progress bars. Resumable: rerun
+    the same command after an interruption and finished models are kept."""
+    from royalflow.training.digits import DEMO_HOLDINGS, digits_corpus, folder_corpus, train_family
+    from royalflow.config import get_settings
+
+    if kind == "lora":
+        _train_lora(base, source, family_id, version, mode, rank, resolution, steps, pool_fraction, device)
+        return
+    if kind != "diffusion":
+        raise typer.BadParameter(f"--kind must be diffusion or lora, got {kind!r}")
+
+    public, owners = digits_corpus(DEMO_HOLDINGS) if source == "digits" else folder_corpus(Path(source))
+    if not owners:
+        raise typer.BadParameter(f"no owner folders under {source}")
+    path = train_family(Path(get_settings().families_dir), family_id, version, public, owners, mode=mode,
+                        pool_fraction=pool_fraction, device=device)
+    typer.echo(f"family written to {path}")
+
+
+def _train_lora(base: Path | None, source: str, family_id: str, version: str, mode: str, rank: int,
+                resolution: int | None, steps: int, pool_fraction: str, device: str) -> None:
+    from royalflow.config import get_settings
+    from royalflow.errors import ConfigurationError
+    from royalflow.training.commands import train_lora
+
+    if base is None or source == "digits":
+        raise typer.BadParameter("--kind lora needs --base <pipeline folder> and --source <image folder>")
+    try:
+        path = train_lora(Path(get_settings().families_dir), base=base, source=Path(source), family_id=family_id,
+                          version=version, mode=mode, rank=rank, resolution=resolution, steps=steps,
+                          pool_fraction=pool_fraction, device=device)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"family written to {path}")
+
+
+@families_app.command("import")
+def import_family(
+    base: Path = typer.Option(..., help="The local diffusers pipeline folder the adapters were trained on."),
+    family_id: str = typer.Option(..., "--id", help="Family id."),
+    version: str = typer.Option("1", help="Family version."),
+    mode: str = typer.Option("exact", help="exact (a file per coalition mask) or compositional (a file per owner)."),
+    owner: list[str] = typer.Option(..., help="Owner ids in player order (bit i of a mask is the i-th --owner)."),
+    adapter: list[str] = typer.Option(..., help="KEY=FILE: KEY a hex mask (0x5), an owner id (compositional) or _control (v(∅))."),
+    data_size: list[str] = typer.Option([], help="NAME=COUNT images per owner and _base (compositional weights)."),
+    resolution: int = typer.Option(None, min=8, max=4096, help="Image size (default: the VAE's sample_size)."),
+    pool_fraction: str = typer.Option("3/10", help="Share of revenue paid to owners, as a fraction."),
+) -> None:
+    """Register LoRA files trained elsewhere (e.g. pytorch_lora_weights.safetensors) as a lora
+    family: each file is checked against the base, copied, and checksummed in the manifest."""
+    from royalflow.config import get_settings
+    from royalflow.errors import ConfigurationError
+    from royalflow.training.commands import import_lora
+
+    try:
+        path = import_lora(Path(get_settings().families_dir), base=base, family_id=family_id, version=version,
+                           mode=mode, owners=owner, adapters=adapter, data_sizes=data_size, resolution=resolution,
+                           pool_fraction=pool_fraction)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"family written to {path}")
+
+
+@families_app.command("list")
+def list_families() -> None:
+    """List the families in the registry."""
+    from royalflow.attribution.registry import DiskFamilyRegistry
+    from royalflow.config import get_settings
+
+    for family in DiskFamilyRegistry(Path(get_settings().families_dir)).list():
+        typer.echo(f"{family['family_id']} v{family['version']}: {family['kind']} {family.get('mode') or ''} "
+                   f"owners={','.join(family['owners'])} pool={family['pool_fraction']}")
+
+
+@families_app.command("show")
+def show_family(
+    family_id: str = typer.Argument(..., help="Family id."),
+    version: str = typer.Argument(..., help="Family version."),
+) -> None:
+    """Show a family's manifest: owners, pool fraction, mode, estimator settings, data sizes,
+    weight checksums and training provenance."""
+    import json
+
+    from royalflow.attribution.registry import DiskFamilyRegistry, read_manifest
+    from royalflow.config import get_settings
+
+    path = DiskFamilyRegistry(Path(get_settings().families_dir)).path(family_id, version)
+    if not (path / "manifest.json").is_file():
+        typer.echo(f"no family {family_id!r} version {version!r} under {path.parent.parent}", err=True)
+        raise typer.Exit(1)
+    manifest = read_manifest(path)
+    proposal = manifest.get("estimator", {}).pop("timestep_proposal", None)
+    if proposal is not None:  # 99 numbers: summarise
+        manifest["estimator"]["timestep_proposal"] = f"{len(proposal)} probabilities (max {max(proposal):.4f})"
+    evidence = manifest.pop("cluster_evidence", None) or []
+    typer.echo(f"{path}")
+    typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+    typer.echo(suspected_clusters(manifest.get("clusters") or [], evidence))
+
+
+def suspected_clusters(clusters: list[list[str]], evidence: list[dict]) -> str:  # type: ignore[type-arg]
+    """Clusters of owners paid as one player (same-source evidence found at training time), for
+    human review: a wrong merge pays honest owners by data size instead of by contribution."""
+    merged = [c for c in clusters if len(c) > 1]
+    if not merged:
+        return "suspected clusters: none (every owner is paid as its own player)"
+    lines = [f"suspected clusters ({len(merged)}), paid as one player each and split by data size; review them:"]
+    for cluster in merged:
+        lines.append(f"  {' + '.join(cluster)}")
+        for row in evidence:
+            if row.get("merged") and set(row["owners"]) <= set(cluster):
+                detail = ", ".join(f"{k} {row[k]}" for k in ("duplicate_fraction", "profile_distance", "pair_distance") if k in row)
+                lines.append(f"    {row['owners'][0]} ~ {row['owners'][1]}: {', '.join(row['reasons'])} ({detail})")
+    return "\n".join(lines)
+
+
+@families_app.command("evaluate")
+def evaluate_family(per_class: int = typer.Option(10, min=1, max=1000, help="Generations per digit class.")) -> None:
+    """Measure attribution quality on the demo family (trains it if needed)."""
+    from royalflow.training.quality import derive_compositional, evaluate
+    from royalflow.attribution.registry import DiskFamilyRegistry
+    from royalflow.training.digits import DEMO_HOLDINGS, ensure_demo_family
+    from royalflow.config import get_settings
+
+    root = Path(get_settings().families_dir)
+    family_id, version = ensure_demo_family(root)
+    derive_compositional(root, family_id, version, "digits-compositional")
+    registry = DiskFamilyRegistry(root, device=get_settings().device)
+    typer.echo(evaluate(registry.get(family_id, version), registry.get("digits-compositional", version), DEMO_HOLDINGS, per_class=per_class))
