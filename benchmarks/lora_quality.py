@@ -12,9 +12,10 @@ What it trains, from nothing, on CPU (one thread):
   * unless --quick, two split attacks: owner-red as 2 shells holding disjoint halves of its
     pictures, and as 2 shells each holding all of them (duplicated), each with owner-blue and
     owner-green (4 owners, 16 adapters each).
-Every family shares the one base and the same public pictures. On a 2-core shared host:
-about 5 minutes for the base and the honest family, 2-3 for the twins, 5-8 per shell family,
-plus the attributions (--quick: about 10-15 minutes in all; full: about 25-35).
+Every family shares the one base and the same public pictures. Measured on a 2-core shared
+host: about 4 minutes for the base and the honest family, 1.5 for the twins, 3 per shell family,
+plus the attributions (1.5 minutes for the 144 honest generations, 1.5 per shell family);
+--quick about 7 minutes in all, the full default about 17.
 
 Generations: per owner, N "drawings" (text-to-image by the honest grand coalition with the
 owner's caption, guidance 3) and N "edits" (img2img at strength 0.3 of held-out pictures in the
@@ -29,7 +30,8 @@ Columns of the table (exact family | compositional family):
   identical-owner gap          mean (max) |share_red - share_twin| on owner-red's generations
   gain k=2 disjoint/duplicated the shells' summed mean share / owner-red's honest mean share on
                                owner-red's generations (in brackets: on the other owners'); the
-                               LoRA kind has NO cluster defence, so this is plain Shapley
+                               LoRA kind has NO cluster defence, so this is plain Shapley;
+                               "ceiling" = 1 / owner-red's honest share there (shares sum to 1)
   honest owners merged         n/a: no clusters are detected for this kind
 
 Writes bench-results/lora_quality.json.
@@ -112,8 +114,11 @@ def table(f: dict) -> str:  # type: ignore[type-arg]
         def fmt(mode: str) -> str:
             r = row[mode]
             return f"{r['gain']:.2f} ({r['elsewhere']['gain']:.2f})"
+        # Shares sum to 1: on owner-red's generations the gain cannot exceed 1 / its honest share.
+        ceiling = " ".join(f"{1 / row[m]['honest_share']:.2f}" if row[m]["honest_share"] > 0 else "inf"
+                           for m in ("exact", "compositional"))
         lines.append(f"{'gain k=%d %s (plain, no clusters)' % (row['k'], row['data']):<52}{fmt('exact'):>14}"
-                     f"{fmt('compositional'):>16}")
+                     f"{fmt('compositional'):>16}  ceiling {ceiling}")
     if not f["attacks"]:
         lines.append(f"{'gain of split attacks':<52}{'not run (--quick)':>30}")
     lines.append(f"{'honest owners merged':<52}{'n/a (no clusters)':>30}")
