@@ -145,3 +145,24 @@ def test_cli_import_and_train_errors(tiny_lora: TinyLora, tmp_path: Path, monkey
         assert manifest["training"]["fairness"]["control"] == "shuffled_captions"
     finally:
         get_settings.cache_clear()
+
+
+def test_identical_data_train_identical_adapters(tmp_path: Path) -> None:
+    """The fair schedule includes the initialisation: a twin owner's adapter equals its original's."""
+    from royalflow.attribution.families.base import load_base
+    from royalflow.training.images import read_image_folders
+    from royalflow.training.lora import LoraPlan, encode_set, train_adapter
+    from royalflow.training.styles import write_folders
+    from royalflow.training.tiny import RESOLUTION, build_tiny_pipeline
+
+    build_tiny_pipeline(tmp_path / "base")
+    base = load_base(tmp_path / "base", device=torch.device("cpu"))
+    _, owners = read_image_folders(write_folders(tmp_path / "images", per_owner=4, public=2), RESOLUTION)
+    data = encode_set(base, owners["owner-red"])
+    empty = base.encode_prompts([""]).float()[0]
+    plan = LoraPlan(steps=2, batch=4)
+    first = train_adapter(base, data, None, empty, "first", plan, public_mix=0.0)
+    torch.rand(7)  # the global generator moves between the two: the adapters must not notice
+    second = train_adapter(base, data, None, empty, "second", plan, public_mix=0.0)
+    assert first.keys() == second.keys() and len(first) > 0
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -9,6 +9,8 @@ same seeded noise/timestep draws), and they differ only in data:
                    pathway is tuned without any owner's pairing of words and pictures;
   * coalition S  : the union of S's images and captions, with a fraction ``public_mix`` of every
                    batch drawn from the same shuffled public data;
+  * every adapter starts from the same seeded initialisation, so identical data train
+    identical adapters (a twin is paid exactly what its original is);
   * every fine-tune replaces the caption by the empty prompt with probability
     ``caption_dropout``, so p_S(x | "") models S's images: prompt-less events use it.
 Without ``_public`` images the control is the plain base (recorded as control "base").
@@ -91,8 +93,11 @@ def train_adapter(base: BasePipeline, data: Encoded, public: Encoded | None, emp
 
     unet = base.unet
     scheduler = ddpm_scheduler(base.scheduler_config)
-    with warnings.catch_warnings():  # see adapters.load_adapter_file: several adapters is the point
+    # The same initial A matrices for every adapter (peft draws them from torch's global RNG):
+    # owners with identical data then train identical adapters and are paid identical shares.
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.filterwarnings("ignore", message="Already found a `peft_config`", category=UserWarning)
+        torch.manual_seed(plan.seed)
         unet.add_adapter(LoraConfig(r=plan.rank, lora_alpha=plan.rank, init_lora_weights="gaussian",
                                     target_modules=list(TARGET_MODULES)), adapter_name=name)
     unet.set_adapter(name)
