@@ -73,7 +73,7 @@ def test_workers(rest: list[str]) -> list[str]:
            for a in rest):
         return []
     workers = max(1, min(MAX_TEST_WORKERS, os.cpu_count() or 1))
-    return ["-n", str(workers), "--dist", "loadgroup"]
+    return ["-n", str(workers)]  # the scheduler: tests/conftest.py
 
 
 def main(argv: list[str]) -> int:

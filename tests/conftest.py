@@ -60,38 +60,37 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"royalflow tests; CI={os.environ.get('CI', '')!r}"
 
 
-# -- running on several workers (pytest-xdist, ``-n 2 --dist loadgroup``: see dev.py) -------
-# Each worker starts its own broker and PostgreSQL. A costly module- or session-scoped fixture
-# (a trained family, the hostile corpus's one run) must be built by ONE worker, so every test
-# that uses one is grouped by it; the costliest groups go first so that they do not end the run.
-SHARED = {"state_dir", "broker", "postgres", "event_loop_policy", "tmp_path_factory", "worker_id",
-          "testrun_uid", "monkeypatch", "_session_event_loop"}
-FIRST = ("families", "tiny_lora", "hostile_outcome", "restart_outcome")  # longest setups, longest first
+# -- running on several workers (pytest-xdist: ``-n 2``, see dev.py) --------------------------
+# Each worker starts its own broker and PostgreSQL. Tests are sent to workers a MODULE at a time
+# (module-scoped fixtures are built once), and modules that share a costly session fixture form
+# one unit (SHARED_UNITS), so the fixture is built by one worker only. The costliest units go
+# first (FIRST), so that they do not end the run. (xdist's own ``loadgroup`` marks do not reach
+# the scheduler under pytest 9, which reads node ids from another attribute.)
+SHARED_UNITS = {  # module -> unit: modules that use one costly session fixture
+    "tests/training/test_lora_end_to_end.py": "tiny_lora",
+    "tests/training/test_lora_family.py": "tiny_lora",
+}
+FIRST = ("tests/training/test_quality.py", "tiny_lora", "tests/hostile/test_corpus.py",
+         "tests/hostile/test_restart_conflicts.py")  # longest setups, longest first
 
 
-def _group(item: pytest.Item) -> str | None:
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    for name in [*FIRST, *info.names_closure]:
-        if name in SHARED or name not in info.name2fixturedefs:
-            continue
-        scope = info.name2fixturedefs[name][-1].scope
-        if scope == "session":
-            return name
-        if scope in ("module", "package"):
-            return f"{item.nodeid.split('::')[0]}:{name}"
-    return None
+def work_unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return SHARED_UNITS.get(module, module)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into node ids
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep FIRST's order (see pytest_collection_modifyitems)
+    return UnitScheduling(config, log)  # type: ignore[arg-type]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    rank = {}
-    for item in items:
-        group = _group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-        rank[item.nodeid] = FIRST.index(group) if group in FIRST else len(FIRST)
-    items.sort(key=lambda item: rank[item.nodeid])  # stable: collection order within a rank
+    rank = {unit: i for i, unit in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(FIRST)))  # stable otherwise
