@@ -10,8 +10,8 @@ a generation on the same Monte-Carlo draws.
 
 Variant families (a twin owner, owner-red as two shells) use the honest family's base and
 public images, and copies of its owners' image files, so they differ from it only in who holds
-what. Every adapter is trained anew: the LoRA init draws from torch's global generator (seeded
-here before each family), so equal data do not give bit-equal adapters, as in production.
+what. Every adapter is trained anew, from the same seeded initialisation (``training/lora.py``),
+so equal data give bit-equal adapters.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from royalflow.attribution.families import load_family
 from royalflow.attribution.families.adapters import LORA_FILE
@@ -168,7 +167,7 @@ def write_variant(source: Path, target: Path, holdings: dict[str, tuple[str, sli
 
 
 def train_variant(root: Path, base: Path, source: Path, family_id: str, holdings: dict[str, tuple[str, slice]],
-                  *, plan: dict | None = None, seed: int = 0) -> Path:  # type: ignore[type-arg]
+                  *, plan: dict | None = None) -> Path:  # type: ignore[type-arg]
     """An exact family on the honest family's base: folders by ``write_variant``, then every
     adapter trained (the recipe of ``tiny.build_style_family``)."""
     from royalflow.training.images import read_image_folders
@@ -177,7 +176,6 @@ def train_variant(root: Path, base: Path, source: Path, family_id: str, holdings
 
     folders = write_variant(source, root / "variants" / family_id, holdings)
     public, owners = read_image_folders(folders, RESOLUTION)
-    torch.manual_seed(seed)  # the adapters' init draws from the global generator
     return train_lora_family(root / "families", family_id, "1", base, public, owners, mode="exact",
                              resolution=RESOLUTION, plan=LoraPlan(**{**STYLE_PLAN, **(plan or {})}), device="cpu",
                              show_progress=False)
@@ -229,7 +227,7 @@ def evaluate(root: Path, *, per_owner: int, attacks: bool, build: dict | None = 
     red = [g for g in items if g.owner == SOURCE]
     twins = train_variant(root, built.base, built.source, "styles-twins",
                           {SOURCE: (SOURCE, slice(None)), TWIN: (SOURCE, slice(None)), "owner-blue": ("owner-blue", slice(None))},
-                          plan=plan, seed=1)
+                          plan=plan)
     stage("twin family (3 owners, 8 adapters)")
     twin_family = load(twins)
     figures["identical_owner_gap"] = identical_gap(share_table(twin_family, red), twin_family.owners, SOURCE, TWIN)
@@ -243,7 +241,7 @@ def evaluate(root: Path, *, per_owner: int, attacks: bool, build: dict | None = 
         for data, parts in (("disjoint", (slice(None, half), slice(half, None))), ("duplicated", (slice(None),) * 2)):
             holdings = {SHELLS[0]: (SOURCE, parts[0]), SHELLS[1]: (SOURCE, parts[1]),
                         "owner-blue": ("owner-blue", slice(None)), "owner-green": ("owner-green", slice(None))}
-            path = train_variant(root, built.base, built.source, f"styles-shells-{data}", holdings, plan=plan, seed=2)
+            path = train_variant(root, built.base, built.source, f"styles-shells-{data}", holdings, plan=plan)
             stage(f"shell family, {data} data (4 owners, 16 adapters)")
             attacked = {"exact": load(path), "compositional": load(derive_compositional(
                 root / "families", path, f"styles-shells-{data}-compositional"))}
