@@ -40,15 +40,15 @@ Writes bench-results/lora_quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-OUT = Path(__file__).resolve().parents[1] / "bench-results" / "lora_quality.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import print_table_and_save  # noqa: E402
 
 
 def main() -> None:
@@ -86,10 +86,7 @@ def main() -> None:
             print(f"kept {out}")
     figures["quick"] = args.quick
     figures["total_seconds"] = round(time.perf_counter() - started, 1)
-    print(table(figures))
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(figures, indent=2))
-    print(f"wrote {OUT}")
+    print_table_and_save("lora_quality", table(figures), figures)
 
 
 def table(f: dict) -> str:  # type: ignore[type-arg]

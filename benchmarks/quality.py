@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,9 @@ from royalflow.training.quality import (
     derive_compositional, evaluate, generations, identical_owner_gap, manipulation_gain, shell_owners,
 )
 
-OUT = Path(__file__).resolve().parents[1] / "bench-results" / "quality.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import print_table_and_save  # noqa: E402
+
 
 
 def main() -> None:
@@ -75,10 +78,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     figures["attacks"] = attacks
     figures["evaluation_seconds"] = round(time.perf_counter() - started, 1)
-    print(table(figures))
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(figures, indent=2))
-    print(f"wrote {OUT}")
+    print_table_and_save("quality", table(figures), figures)
 
 
 def table(f: dict) -> str:  # type: ignore[type-arg]

@@ -22,3 +22,13 @@ def print_and_save(name: str, title: str, figures: dict[str, object]) -> Path:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     return out
+
+
+def print_table_and_save(name: str, text: str, figures: dict[str, object]) -> Path:
+    """For benchmarks that lay out their own table: print ``text``, write bench-results/<name>.json."""
+    print(text)
+    out = RESULTS / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
