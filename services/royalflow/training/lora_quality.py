@@ -27,9 +27,10 @@ import numpy as np
 from royalflow.attribution.families import load_family
 from royalflow.attribution.families.adapters import LORA_FILE
 from royalflow.attribution.families.content import png
-from royalflow.attribution.family import Attribution, Prepared
+from royalflow.attribution.family import Prepared
 from royalflow.attribution.registry import read_manifest
 from royalflow.producer.events import generation_event
+from royalflow.training.quality import ratio, shares  # the digits harness's share rule and gain ratio
 from royalflow.training.styles import STYLES, owner_image
 
 GUIDANCE = 3.0  # classifier-free guidance of the sampler (as the tests)
@@ -71,11 +72,6 @@ def prepare(family, items: Sequence[Generation], *, content_only: bool = False) 
         currency="USD", content=png(g.pixels), prompt=None if content_only else STYLES[g.owner][3])) for g in items]
 
 
-def shares(attribution: Attribution) -> np.ndarray:
-    positive = np.clip(np.asarray(attribution.shapley_values, dtype=float), 0, None)
-    return positive / positive.sum() if positive.sum() > 0 else positive
-
-
 def share_table(family, items: Sequence[Generation], *, content_only: bool = False,  # type: ignore[no-untyped-def]
                 batch: int = 16) -> np.ndarray:
     """(items, owners) shares, in ``family.owners`` order."""
@@ -114,13 +110,6 @@ def identical_gap(table: np.ndarray, owners: Sequence[str], a: str, b: str) -> d
     """Mean and max |share_a - share_b| over the items."""
     gap = np.abs(table[:, list(owners).index(a)] - table[:, list(owners).index(b)])
     return {"mean": float(gap.mean()), "max": float(gap.max())}
-
-
-def ratio(got: float, was: float) -> float:
-    """got / was; 1.0 when both are 0 (nothing paid before or after)."""
-    if was > 0:
-        return float(got / was)
-    return 1.0 if got == 0 else float("inf")
 
 
 def split_gain(honest: np.ndarray, honest_owners: Sequence[str], attacked: np.ndarray, attacked_owners: Sequence[str],
@@ -213,18 +202,21 @@ def evaluate(root: Path, *, per_owner: int, attacks: bool, build: dict | None = 
     items = sample_generations(exact, per_owner)
     stage(f"generations ({len(items)})")
     owners = exact.owners
+    if tuple(comp.owners) != tuple(owners):  # every share table below is read in this order
+        raise RuntimeError(f"compositional owners {comp.owners} differ from exact {owners}")
     tables = {"exact": share_table(exact, items), "compositional": share_table(comp, items),
               "exact_content": share_table(exact, items, content_only=True),
               "compositional_content": share_table(comp, items, content_only=True)}
     stage("attribution: honest exact + compositional, conditioned + content-only")
     figures: dict = {"generations": len(items), "per_owner": per_owner, "owners": list(owners),  # type: ignore[type-arg]
-                     "quality": {k: by_kind(t, comp.owners if "comp" in k else owners, items) for k, t in tables.items()},
+                     "quality": {k: by_kind(t, owners, items) for k, t in tables.items()},
                      "agreement": {"conditioned": agreement(tables["exact"], tables["compositional"]),
                                    "content_only": agreement(tables["exact_content"], tables["compositional_content"])},
                      "false_merges": None, "clusters": "none: the LoRA kind has no cluster detection"}
-    assert list(comp.owners) == list(owners)
 
-    red = [g for g in items if g.owner == SOURCE]
+    on_red = [i for i, g in enumerate(items) if g.owner == SOURCE]
+    elsewhere = [i for i, g in enumerate(items) if g.owner != SOURCE]
+    red = [items[i] for i in on_red]
     twins = train_variant(root, built.base, built.source, "styles-twins",
                           {SOURCE: (SOURCE, slice(None)), TWIN: (SOURCE, slice(None)), "owner-blue": ("owner-blue", slice(None))},
                           plan=plan)
@@ -248,8 +240,6 @@ def evaluate(root: Path, *, per_owner: int, attacks: bool, build: dict | None = 
             row: dict = {"k": 2, "data": data}  # type: ignore[type-arg]
             for mode, fam in attacked.items():
                 table = share_table(fam, items)
-                on_red = [i for i, g in enumerate(items) if g.owner == SOURCE]
-                elsewhere = [i for i, g in enumerate(items) if g.owner != SOURCE]
                 t, o = honest[mode]
                 row[mode] = {**split_gain(t[on_red], o, table[on_red], fam.owners, SOURCE, SHELLS),
                              "elsewhere": split_gain(t[elsewhere], o, table[elsewhere], fam.owners, SOURCE, SHELLS)}

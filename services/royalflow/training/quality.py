@@ -157,11 +157,11 @@ def manipulation_gain(honest: DiffusionFamily, attacked: DiffusionFamily, source
     elsewhere = np.array([int(p.item[1]) not in source_classes for p in items])
     got, was = attacked_shares[:, shells].sum(axis=1), honest_shares[:, mine]
     merged = any(set(attacked.owners[i] for i in shells) <= set(c) for c in attacked.clusters)
-    return AttackReport(_ratio(got.mean(), was.mean()), _ratio(got[elsewhere].mean(), was[elsewhere].mean()), merged,
+    return AttackReport(ratio(got.mean(), was.mean()), ratio(got[elsewhere].mean(), was[elsewhere].mean()), merged,
                         false_merges(attacked.clusters, [attacked.owners[i] for i in shells]))
 
 
-def _ratio(got: float, was: float) -> float:
+def ratio(got: float, was: float) -> float:
     """got / was; 1.0 when both are 0 (nothing paid before or after, e.g. on others' classes)."""
     if was > 0:
         return float(got / was)

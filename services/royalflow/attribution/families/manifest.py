@@ -20,6 +20,13 @@ HEX_MASK = re.compile(r"^0x[0-9a-f]+$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def _check_data_sizes(owners: list[str], sizes: dict[str, int]) -> None:
+    """Mixture weights: a positive count for every owner and for the base (``_base``)."""
+    for owner in [*owners, "_base"]:
+        if sizes.get(owner, 0) <= 0:
+            raise ValueError(f"data_sizes[{owner!r}] must be a positive count")
+
+
 class _Common(BaseModel):
     model_config = ConfigDict(coerce_numbers_to_str=True)
 
@@ -97,9 +104,7 @@ class DiffusionManifest(_Common):
                 raise ValueError(f"weights entry {key!r}: keys are hex masks, values sha256 hex digests")
         if self.clusters is not None and sorted(o for c in self.clusters for o in c) != sorted(self.owners):
             raise ValueError("clusters must partition the owners")
-        for owner in [*self.owners, "_base"]:
-            if self.data_sizes.get(owner, 0) <= 0:
-                raise ValueError(f"data_sizes[{owner!r}] must be a positive count")
+        _check_data_sizes(self.owners, self.data_sizes)
         return self
 
 
@@ -165,9 +170,7 @@ class LoraManifest(_Common):
             extra = sorted(masks - wanted - {0})
             raise ValueError(f"{self.mode} mode adapters: missing masks {[hex(m) for m in missing]}, "
                              f"unexpected {[hex(m) for m in extra]}")
-        for owner in [*self.owners, "_base"]:
-            if self.data_sizes.get(owner, 0) <= 0:
-                raise ValueError(f"data_sizes[{owner!r}] must be a positive image count")
+        _check_data_sizes(self.owners, self.data_sizes)
         return self
 
 
