@@ -214,9 +214,13 @@ class LoraFamily:
                  for i in range(b)]
         slots = torch.tensor([1 + owner for chosen, _ in plans for owner in chosen], dtype=torch.int64)
         items = torch.tensor([i for i, (chosen, _) in enumerate(plans) for _ in chosen], dtype=torch.int64)
-        with torch.inference_mode():
-            refined = pair_log_likelihood_samples(self.estimator, self._batched, z0, text, draws, slots, items,
-                                                  max_rows=self.manifest.estimator.max_rows_per_forward).numpy()
+        parts = []
+        with torch.inference_mode():  # at most `capacity` pairs per call: their adapters all fit the pool
+            for first in range(0, slots.numel(), self.pool.capacity):
+                parts.append(pair_log_likelihood_samples(
+                    self.estimator, self._batched, z0, text, draws, slots[first:first + self.pool.capacity],
+                    items[first:first + self.pool.capacity], max_rows=self.manifest.estimator.max_rows_per_forward))
+        refined = torch.cat(parts).numpy() if parts else np.zeros((0, k))
         out, start = [], 0
         for i, (chosen, remainder) in enumerate(plans):
             rows = refined[start:start + len(chosen)]
