@@ -196,7 +196,7 @@ class LoraFamily:
         try:
             with torch.enable_grad():
                 base_samples = pair_log_likelihood_samples(
-                    self.estimator, self._forward, z0.detach().requires_grad_(True), text, draws,
+                    self.estimator, self._forward, z0, text, draws,
                     torch.zeros(b, dtype=torch.int64), torch.arange(b), max_rows=b * (k + 1))
                 base_samples.mean(dim=1).sum().backward()
             gradients = event_gradients(self.bank.captured, b)

@@ -117,7 +117,10 @@ class AdapterBank:
                 idx = self.index.to(a.device)
                 delta = torch.bmm(torch.bmm(flat, a[idx].transpose(1, 2)), b[idx].transpose(1, 2))
             out = output + delta.reshape(output.shape)
-            if self.captured is not None and out.requires_grad:
+            if self.captured is not None and torch.is_grad_enabled():
+                if not out.requires_grad:
+                    # The first adapted layer starts the graph: the backward stops here, not at the input.
+                    out = out.detach().requires_grad_(True)
                 entry = [x.detach(), None]
                 self.captured.setdefault(name, []).append(entry)
                 out.register_hook(lambda grad: entry.__setitem__(1, grad.detach()))
