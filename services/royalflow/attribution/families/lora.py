@@ -49,6 +49,7 @@ from royalflow.errors import ConfigurationError, ContractError
 from royalflow.attribution.families.valuation import compositional_attribution, exact_attribution, mixture_shapley
 
 MAX_CACHED_PROMPTS = 1024  # bound on the prompt-embedding cache
+MAX_REPORTED_PROBLEMS = 10  # bad adapter files named in one load error
 
 
 def base_folder(manifest: LoraManifest, path: Path) -> Path:
@@ -117,9 +118,19 @@ class LoraFamily:
         target = pick_device(device)
         base = load_base(base_folder(manifest, Path(path)), device=target, dtype=inference_dtype(target))
         shapes = linear_shapes(base.unet)
-        # Every file read and checked now: a bad one among thousands fails the load, by name.
-        factors = [None if entry is None else read_factors(Path(path) / entry.file, sha256=entry.sha256, expected=shapes)
-                   for entry in slot_files(manifest)]
+        # Every file read and checked now: bad ones among thousands fail the load, each by name.
+        factors: list[Factors | None] = []
+        problems: list[str] = []
+        for entry in slot_files(manifest):
+            try:
+                factors.append(None if entry is None else
+                               read_factors(Path(path) / entry.file, sha256=entry.sha256, expected=shapes))
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+        if problems:
+            shown = "; ".join(problems[:MAX_REPORTED_PROBLEMS])
+            more = f" (and {len(problems) - MAX_REPORTED_PROBLEMS} more)" if len(problems) > MAX_REPORTED_PROBLEMS else ""
+            raise ConfigurationError(f"family at {path}: {len(problems)} bad adapter file(s): {shown}{more}")
         torch.nn.Module.to(base.unet, device=target, dtype=inference_dtype(target))
         return cls(manifest, base, target, factors)
 
