@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from royalflow.errors import AttributionError
 from royalflow.shapley import exact_shapley
 from royalflow.shapley import log_sum as log_sum_module
 from royalflow.shapley.log_sum import log_sum_shapley
 
 
 def enumerated(beta: np.ndarray) -> np.ndarray:
-    b = np.exp(beta)
-    return exact_shapley(len(beta), lambda c: np.log1p(c.astype(float) @ b)).values
+    """Exact Shapley values of g, each g(S) a log-sum-exp (b may overflow a float)."""
+    def g(coalitions: np.ndarray) -> np.ndarray:
+        terms = np.where(coalitions, beta, -np.inf)
+        return np.logaddexp(0.0, np.logaddexp.reduce(terms, axis=1))
+    return exact_shapley(len(beta), g).values
 
 
 @pytest.mark.parametrize("beta", [
@@ -53,3 +57,11 @@ def test_series_polynomials_reproduce_the_functions() -> None:
     d = -np.expm1(-x)
     np.testing.assert_allclose(c @ powers, np.log1p(-t * d), rtol=0, atol=1e-13)
     np.testing.assert_allclose(f @ powers, d / (1 - t * d), rtol=0, atol=1e-13)
+
+
+def test_extreme_ranges_are_valued_or_refused() -> None:
+    beta = np.array([2000.0, 1997.0, 5.0, 0.0, -3.0])  # an owner e^2000 times likelier than the base
+    phi, error = log_sum_shapley(beta)
+    assert np.all(np.abs(phi - enumerated(beta)) <= error)
+    with pytest.raises(AttributionError, match="beyond"):
+        log_sum_shapley(np.array([6000.0, 0.0]))

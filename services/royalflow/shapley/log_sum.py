@@ -48,6 +48,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from royalflow.errors import AttributionError
+
 STEP_U = 0.5  # h of the trapezoid rule in u = log s
 S_MAX = 36.0  # right end: int_{S_MAX}^inf e^{-s} ds/s < e^{-36}/36 ~ 6e-18
 TAIL_EPS = 1e-7  # left end s_lo = TAIL_EPS / (1 + B); model error of the closed-form tail <= TAIL_EPS^2
@@ -55,6 +57,7 @@ GAUSS_NODES = 24  # Gauss-Legendre nodes in the mapped t variable
 MAP_SOFTENING = 4.0  # t = (e^{yL} - 1) / (e^L - 1), L = log(1 + R / 4): measured best of 1, 4, 16
 X_LIGHT = 0.5  # x = s b below this: power series (|x| / radius pi <= 0.16)
 X_SATURATED = 38.0  # x above this: 1 - e^{-x} == 1.0 in float64
+MAX_LOG_TOTAL = 5000.0  # nats of g(N): ~2 g(N) / STEP_U nodes, (nodes, G, K) arrays of 70 MB at the limit
 ROUNDING_ULPS = 1e4  # rounding floor of the error estimate, in ulps of max(1, g(N))
 PAIR_BLOCK = 4096  # intermediate (player, node) pairs per block: 4096 x 24 doubles = 0.8 MB
 SERIES_TERMS = 18  # remainder <= 12 (0.5 / 2.5)^19 / 0.8 = 7.9e-13 per unit, see _series_remainder
@@ -123,6 +126,8 @@ def log_sum_shapley(beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # 3. u nodes, descending from log S_MAX; an odd count so the 2h grid shares the last node.
     log_b = float(np.logaddexp.reduce(bs))  # log B, B = sum_j b_j
     log_total = float(np.logaddexp(0.0, log_b))  # log(1 + B) = g(N)
+    if log_total > MAX_LOG_TOTAL:
+        raise AttributionError(f"g(N) = {log_total:.0f} nats over the base is beyond this method's {MAX_LOG_TOTAL:.0f}")
     u_hi = math.log(S_MAX)
     u_lo = math.log(TAIL_EPS) - log_total
     count = int(math.ceil((u_hi - u_lo) / STEP_U)) + 1
@@ -217,7 +222,7 @@ def log_sum_shapley(beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     #     part of that node.
     node_total = (np.bincount(pair_node, pair_value, minlength=count) + sat_value * saturated
                   + np.einsum("kr,kr->k", light_value, light_power))
-    node_exact = STEP_U * np.exp(-s) * -np.expm1(-np.exp(u + log_b))
+    node_exact = STEP_U * np.exp(-s) * -np.expm1(-np.exp(np.minimum(u + log_b, 700.0)))  # e^{-e^700} = 0
     share = np.abs(node_total - node_exact) / np.maximum(node_total, 1e-300)
     t_error = phi_for(share, 0.0)
     # 6c. Tails, series remainders (in Lambda, relative through e^Lambda; in each marginal) and

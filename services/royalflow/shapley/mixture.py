@@ -136,7 +136,8 @@ def mixture_shapley(
     ``log_weights`` = log w_0..w_n and ``component_ll`` = l_0..l_n (index 0: base/control).
     Players <= ``exact_max_players`` (at most 25): exact enumeration, method "exact". More:
     method "mixture", deterministic, ``std_errors`` = the stated error estimate (log_sum step 6).
-    Raises AttributionError for non-finite inputs, shapes that disagree, bad clusters.
+    Raises AttributionError for non-finite inputs, shapes that disagree, bad clusters, and (fast
+    path) a grand mixture over 5,000 nats likelier than the base (log_sum.MAX_LOG_TOTAL).
     """
     lw, ll = _checked(log_weights, component_ll)
     n = lw.shape[0] - 1
