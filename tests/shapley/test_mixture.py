@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import doctest
+
 import numpy as np
 import pytest
 
+import royalflow.shapley.mixture
 from royalflow.errors import AttributionError
 from royalflow.shapley import exact_shapley, mixture_shapley, mixture_utility, sample_shapley
 from royalflow.shapley.quotient import quotient_coalitions
@@ -176,3 +179,8 @@ def test_limits_are_checked() -> None:
         mixture_shapley(np.zeros(16_386), np.zeros(16_386))
     with pytest.raises(AttributionError, match="bool matrix"):
         mixture_utility(log_w, ll)(np.zeros((2, 4), dtype=bool))
+
+
+def test_module_examples_run() -> None:
+    outcome = doctest.testmod(royalflow.shapley.mixture, raise_on_error=False)
+    assert outcome.attempted >= 4 and outcome.failed == 0
