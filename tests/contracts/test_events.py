@@ -218,3 +218,21 @@ def test_attribution_clusters_and_fairness_are_optional_and_checked_by_both() ->
         except ValidationError:
             model_ok = False
         assert schema_ok is False and model_ok is False, bad
+
+
+@pytest.mark.parametrize(("name", "methods"), [
+    ("attribution-record.v1", ("exact", "permutation", "mixture")),
+    ("contribution-event.v1", ("exact", "permutation", "mixture", "unattributed")),
+])
+def test_every_shapley_method_is_accepted_and_no_other_by_both(name: str, methods: tuple[str, ...]) -> None:
+    """The method enum is one list in the schema and one Literal in the model: they must agree
+    (royalflow.shapley's "mixture" quadrature included), and an unknown method is refused by both."""
+    for method, expected in [*((m, True) for m in methods), ("sampling", False), ("unattributed-ish", False)]:
+        doc = {**copy.deepcopy(VALID[name]), "method": method}
+        schema_ok = _validator(name).is_valid(doc)
+        try:
+            MODELS[name].model_validate(doc, context=WIRE)
+            model_ok = True
+        except ValidationError:
+            model_ok = False
+        assert schema_ok is model_ok is expected, (name, method)

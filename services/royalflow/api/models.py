@@ -58,7 +58,7 @@ class Contribution(BaseModel):
     generation_id: str
     family_id: str
     family_version: str
-    method: str = Field(description="Shapley method: exact or permutation.")
+    method: str = Field(description="Shapley method: exact, permutation or mixture.")
     shapley_value: float = Field(description="phi_i in nats (informational; money is `amount`).")
     std_error: float = Field(description="Standard error of phi_i in nats (0 for exact).")
     share: float = Field(description="phi_i / sum(phi) used for the split (informational).")

@@ -44,7 +44,7 @@ class Attribution:
     owners: tuple[str, ...]
     shapley_values: np.ndarray  # phi_i in nats, shape (n,)
     std_errors: np.ndarray  # shape (n,), >= 0
-    method: Literal["exact", "permutation"]
+    method: Literal["exact", "permutation", "mixture"]
     mode: Literal["exact", "compositional", "categorical"]
     coalition_utilities: dict[str, float]
     utility_std_errors: dict[str, float] = field(default_factory=dict)

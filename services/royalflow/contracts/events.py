@@ -109,7 +109,7 @@ class ContributionEvent(_Record):
     occurred_at: Timestamp
     family_id: str
     family_version: str
-    method: Literal["exact", "permutation", "unattributed"]
+    method: Literal["exact", "permutation", "mixture", "unattributed"]
     shapley_value: Number
     std_error: float = Field(ge=0, strict=True)
     share: float = Field(ge=0, le=1, strict=True)
@@ -153,7 +153,7 @@ class AttributionRecord(_Record):
     occurred_at: Timestamp
     family_id: str
     family_version: str
-    method: Literal["exact", "permutation"]
+    method: Literal["exact", "permutation", "mixture"]
     mode: Literal["exact", "compositional", "categorical"]
     owners: list[str]
     shapley_values: list[Number]

@@ -5,7 +5,8 @@ Efficiency is the axiom that makes Shapley values a split of the whole game:
     sum_i phi_i = v(N) - v(empty)                                                    (E)
 
 Exact enumeration satisfies (E) up to rounding; permutation sampling does too, because the
-marginal contributions along one permutation telescope to v(N) - v(empty).
+marginal contributions along one permutation telescope to v(N) - v(empty); the mixture
+quadrature up to its stated error (royalflow.shapley.log_sum).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from royalflow.errors import AttributionError
 
-Method = Literal["exact", "permutation"]
+Method = Literal["exact", "permutation", "mixture"]
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value: compare fields explicitly
@@ -26,10 +27,11 @@ class ShapleyResult:
 
     values         float64 (n,), the Shapley values phi_i (in the utility's units, e.g. nats)
     std_errors     float64 (n,), standard error of each value; zeros for exact enumeration
-    method         "exact" or "permutation"
+    method         "exact", "permutation", or "mixture" (royalflow.shapley.mixture's quadrature;
+                   std_errors are then its error estimate, not a sampling error)
     n_evaluations  utility evaluations used (coalitions handed to the utility)
     n_permutations permutations sampled; 0 for exact
-    converged      exact: True. permutation: True only if a target standard error was given and
+    converged      exact, mixture: True. permutation: True only if a target standard error was given and
                    every player reached it before the budget ran out.
 
     The arrays are copied and made read-only, so a result really is frozen. Results compare by
@@ -49,7 +51,7 @@ class ShapleyResult:
         std_errors = np.array(self.std_errors, dtype=np.float64)
         if values.ndim != 1 or std_errors.shape != values.shape:
             raise AttributionError(f"values {values.shape} and std_errors {std_errors.shape} must both be (n,)")
-        if self.method not in ("exact", "permutation"):
+        if self.method not in ("exact", "permutation", "mixture"):
             raise AttributionError(f"unknown Shapley method {self.method!r}")
         values.flags.writeable = False
         std_errors.flags.writeable = False

@@ -98,10 +98,10 @@ def test_compositional_mode_uses_the_data_weighted_mixture() -> None:
     assert np.all(a.std_errors > 0)
 
 
-def test_many_owners_use_permutation_sampling_with_error_bars() -> None:
+def test_many_owners_use_the_mixture_quadrature_with_error_bars() -> None:
     family = random_family(16, "compositional", samples=2)
     a = family.attribute([family.prepare(event(family, "gen-many", digit_png(4)))])[0]
-    assert a.method == "permutation"
+    assert a.method == "mixture"
     assert len(a.shapley_values) == 16 and np.all(a.std_errors > 0)
     v_full = mixture_utility({k.split(":", 1)[1]: u for k, u in a.coalition_utilities.items()},
                              family.manifest["data_sizes"], list(family.owners), list(family.owners))

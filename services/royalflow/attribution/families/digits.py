@@ -4,7 +4,8 @@ family served to the agent, all its models resident on one device.
 exact mode:          one UNet per coalition S (2^n), v(S) = ELBO of model S.
 compositional mode:  base + one component per owner (n+1 UNets); with data sizes w_j,
     v(S) = log( (w_0 p_0(x) + sum_{i in S} w_i p_i(x)) / (w_0 + sum_{i in S} w_i) )       (1)
-computed from the n+1 component log-likelihoods with log-sum-exp.
+computed from the n+1 component log-likelihoods by royalflow.shapley.mixture (the one
+definition of (1)): exact Shapley values up to 14 players, its deterministic quadrature above.
 
 Players are the manifest's clusters of owners (quotient game, royalflow.shapley.quotient):
 Shapley values over clusters, split within a cluster by data size. Without clusters every
@@ -34,10 +35,10 @@ from royalflow.attribution.diffusion.unet import (
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import AttributionError, ConfigurationError, ContractError
-from royalflow.shapley import batch_means_std_errors, exact_shapley, sample_shapley
-from royalflow.shapley.quotient import membership, quotient_coalitions, quotient_masks, split_matrix
+from royalflow.shapley import ShapleyResult, batch_means_std_errors, exact_shapley, mixture_shapley
+from royalflow.shapley.quotient import membership, quotient_masks, split_matrix
 
-EXACT_SHAPLEY_MAX_OWNERS = 14  # compositional families above this use permutation sampling
+EXACT_SHAPLEY_MAX_OWNERS = 14  # compositional families above this use the mixture quadrature
 
 
 def weight_file(mask: int) -> str:
@@ -100,6 +101,7 @@ class DiffusionFamily:
             raise ConfigurationError(f"family {self.family_id}: unknown content_only rule {self.content_rule!r}")
         self.clusters = tuple(tuple(c) for c in manifest.get("clusters") or [[o] for o in self.owners])
         self.members = membership(self.owners, self.clusters)
+        self.cluster_indices = [np.flatnonzero(row).tolist() for row in self.members]
         self.split = split_matrix(self.members, np.exp(self.log_weights[1:]))
         if manifest.get("cluster_data_sizes"):  # mixture weights: a cluster's duplicates count once
             distinct = np.array(manifest["cluster_data_sizes"], dtype=np.float64)
@@ -164,7 +166,7 @@ class DiffusionFamily:
         evaluations = [len(masks) * (self.estimator.samples + 1) * len(r) for r in rows]
         if self.mode == "exact":
             return [self._exact(masks, per_item[b].numpy(), evaluations[b]) for b in range(len(batch))]
-        return [self._compositional(masks, per_item[b].numpy(), evaluations[b], p.seed) for b, p in enumerate(batch)]
+        return [self._compositional(masks, per_item[b].numpy(), evaluations[b]) for b in range(len(batch))]
 
     # -- internals ---------------------------------------------------------------------
     def _exact(self, masks: list[int], per_sample: np.ndarray, evaluations: int) -> Attribution:
@@ -191,34 +193,13 @@ class DiffusionFamily:
             fairness=self.fairness,
         )
 
-    def _mixture_utility(self, component_ll: np.ndarray):  # type: ignore[no-untyped-def]
-        """v(S) of (1) for a bool coalition matrix, from component log-likelihoods (n+1,)."""
-        terms = self.log_weights + component_ll
+    def _shapley(self, component_ll: np.ndarray) -> ShapleyResult:
+        """Shapley values of the clusters: the quotient of the mixture (1) over the clusters,
+        exact up to 14, royalflow.shapley.mixture's quadrature above."""
+        return mixture_shapley(self.log_weights, component_ll, clusters=self.cluster_indices,
+                               exact_max_players=EXACT_SHAPLEY_MAX_OWNERS)
 
-        def v(coalitions: np.ndarray) -> np.ndarray:
-            member = np.concatenate([np.ones((coalitions.shape[0], 1), bool), coalitions.astype(bool)], axis=1)
-            masked = np.where(member, terms, -np.inf)
-            top = masked.max(axis=1, keepdims=True)
-            log_num = top[:, 0] + np.log(np.exp(masked - top).sum(axis=1))
-            log_den = np.log(np.where(member, np.exp(self.log_weights), 0.0).sum(axis=1))
-            return log_num - log_den
-
-        return v
-
-    def _shapley(self, component_ll: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
-        """Shapley values of the clusters (quotient game over the mixture utility)."""
-        k = len(self.clusters)
-        owner_v = self._mixture_utility(component_ll)
-        v = lambda coalitions: owner_v(quotient_coalitions(self.members, coalitions))  # noqa: E731
-        if k <= EXACT_SHAPLEY_MAX_OWNERS:
-            return exact_shapley(k, v)
-        settings = self.manifest["estimator"]
-        return sample_shapley(
-            k, v, seed=seed, target_std_error=float(settings.get("target_std_error", 0.01)),
-            max_permutations=int(settings.get("max_permutations", 2000)),
-        )
-
-    def _compositional(self, masks: list[int], per_sample: np.ndarray, evaluations: int, seed: int) -> Attribution:
+    def _compositional(self, masks: list[int], per_sample: np.ndarray, evaluations: int) -> Attribution:
         n = len(self.owners)
         expected = [0, *[1 << i for i in range(n)]]
         if masks != sorted(expected):
@@ -227,8 +208,8 @@ class DiffusionFamily:
         component = per_sample[order]  # (n+1, K)
         k = component.shape[1]
         means = component.mean(axis=1)
-        result = self._shapley(means, seed)
-        mc_se = batch_means_std_errors(lambda m: self._shapley(m, seed), component)  # nonlinear utility
+        result = self._shapley(means)
+        mc_se = batch_means_std_errors(self._shapley, component)  # nonlinear utility
         total_se = self.split @ np.sqrt(mc_se**2 + result.std_errors**2)
         names = ["component:_base", *[f"component:{o}" for o in self.owners]]
         se = component.std(axis=1, ddof=1) / np.sqrt(k)
