@@ -47,7 +47,7 @@ def shares(values: np.ndarray) -> np.ndarray:
 
 
 def cost_rows(ns: list[int], full_max: int, device: torch.device, base: Path) -> list[dict]:  # type: ignore[type-arg]
-    from royalflow.attribution.families.valuation import mixture_shapley
+    from royalflow.shapley import mixture_shapley
 
     rows = []
     for n in ns:
@@ -71,7 +71,7 @@ def cost_rows(ns: list[int], full_max: int, device: torch.device, base: Path) ->
         ll = np.array(list(out[0].coalition_utilities.values()))
         started = time.perf_counter()
         for _ in range(5):
-            mixture_shapley(family.log_weights, ll, seed=1)
+            mixture_shapley(family.log_weights, ll)
         row["shapley_seconds"] = (time.perf_counter() - started) / 5
         rows.append(row)
         print(f"n={n:>5}  screened {row['screened_attributions_per_second']:6.2f}/s  "

@@ -46,7 +46,8 @@ from royalflow.attribution.families.screen import FirstOrderScreen, ScreenSettin
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import ConfigurationError, ContractError
-from royalflow.attribution.families.valuation import compositional_attribution, exact_attribution, mixture_shapley
+from royalflow.attribution.families.valuation import EXACT_SHAPLEY_MAX_OWNERS, compositional_attribution, exact_attribution
+from royalflow.shapley import mixture_shapley
 
 MAX_CACHED_PROMPTS = 1024  # bound on the prompt-embedding cache
 MAX_REPORTED_PROBLEMS = 10  # bad adapter files named in one load error
@@ -153,8 +154,7 @@ class LoraFamily:
         if path == "screen" or (path == "auto" and self.screened):
             return self._screened(batch)
         samples = self.utility_samples(batch)  # (n+1, B, K)
-        return [compositional_attribution(self, samples[:, b, :].numpy(), len(self.masks) * k1, p.seed)
-                for b, p in enumerate(batch)]
+        return [compositional_attribution(self, samples[:, b, :].numpy(), len(self.masks) * k1) for b in range(len(batch))]
 
     # -- utilities ---------------------------------------------------------------------
     def _inputs(self, batch: Sequence[Prepared]):  # type: ignore[no-untyped-def]
@@ -221,7 +221,7 @@ class LoraFamily:
         # 3. What each event must refine (3), then those pairs' full forwards in one batch.
         settings = self.screen_settings
         plans = [refine_order(self.log_weights, float(base_ll[i]), base_ll[i] + gains[i], settings.bound_nats, settings,
-                              lambda ll, seed=batch[i].seed: mixture_shapley(self.log_weights, ll, seed=seed).values)
+                              lambda ll: mixture_shapley(self.log_weights, ll, exact_max_players=EXACT_SHAPLEY_MAX_OWNERS).values)
                  for i in range(b)]
         slots = torch.tensor([1 + owner for chosen, _ in plans for owner in chosen], dtype=torch.int64)
         items = torch.tensor([i for i, (chosen, _) in enumerate(plans) for _ in chosen], dtype=torch.int64)
@@ -244,5 +244,5 @@ class LoraFamily:
             passes = (k + 1) * (3 + len(chosen))  # forward + backward (counted twice) + refined forwards
             screen = {"refined": [self.owners[o] for o in chosen], "tolerance": settings.tolerance,
                       "bound_nats": bound, "remainder": remainder, "unet_passes": passes}
-            out.append(compositional_attribution(self, component, passes, batch[i].seed, screened=chosen, screen=screen))
+            out.append(compositional_attribution(self, component, passes, screened=chosen, screen=screen))
         return out

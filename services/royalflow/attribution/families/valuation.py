@@ -18,24 +18,9 @@ import numpy as np
 
 from royalflow.attribution.family import Attribution
 from royalflow.errors import AttributionError
-from royalflow.shapley import ShapleyResult, batch_means_std_errors, exact_shapley, sample_shapley
+from royalflow.shapley import ShapleyResult, batch_means_std_errors, exact_shapley, mixture_shapley
 
-
-def mixture_shapley(log_weights: np.ndarray, component_ll: np.ndarray, *, seed: int) -> ShapleyResult:
-    """Shapley values over the mixture utility (exact up to 14 owners, then sampling)."""
-    terms = log_weights + component_ll
-    weights = np.exp(log_weights)
-
-    def v(coalitions: np.ndarray) -> np.ndarray:
-        member = np.concatenate([np.ones((coalitions.shape[0], 1), bool), coalitions.astype(bool)], axis=1)
-        masked = np.where(member, terms, -np.inf)
-        top = masked.max(axis=1, keepdims=True)
-        return top[:, 0] + np.log(np.exp(masked - top).sum(axis=1)) - np.log(np.where(member, weights, 0.0).sum(axis=1))
-
-    n = len(component_ll) - 1
-    if n <= 14:
-        return exact_shapley(n, v)
-    return sample_shapley(n, v, seed=seed, target_std_error=0.01, max_permutations=200)
+EXACT_SHAPLEY_MAX_OWNERS = 14  # compositional families above this use the mixture quadrature (shapley.mixture)
 
 
 def exact_attribution(family: Any, per_sample: np.ndarray, evaluations: int) -> Attribution:
@@ -55,7 +40,7 @@ def exact_attribution(family: Any, per_sample: np.ndarray, evaluations: int) -> 
     )
 
 
-def compositional_attribution(family: Any, component: np.ndarray, evaluations: int, seed: int, *,
+def compositional_attribution(family: Any, component: np.ndarray, evaluations: int, *,
                               screened: Sequence[int] | None = None, screen: dict[str, Any] | None = None) -> Attribution:
     """``component``: (n+1, K) samples, rows base/control then owners. ``screened``: the owners
     (0-based) that were REFINED when the family screened; every other owner is at its screened
@@ -66,7 +51,7 @@ def compositional_attribution(family: Any, component: np.ndarray, evaluations: i
     means = component.mean(axis=1)
 
     def shapley_of(m: np.ndarray) -> ShapleyResult:
-        return mixture_shapley(family.log_weights, m, seed=seed)
+        return mixture_shapley(family.log_weights, m, exact_max_players=EXACT_SHAPLEY_MAX_OWNERS)
 
     result = shapley_of(means)
     mc_se = batch_means_std_errors(shapley_of, component)  # nonlinear utility
