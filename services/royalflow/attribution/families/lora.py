@@ -42,7 +42,7 @@ from royalflow.attribution.families.latent import latent_log_likelihood_samples,
 from royalflow.attribution.families.manifest import LoraManifest, parse_manifest
 from royalflow.attribution.families.multilora import AdapterBank, FactorStack
 from royalflow.attribution.families.resident import DEFAULT_CAPACITY, ResidentPool
-from royalflow.attribution.families.screen import FirstOrderScreen, ScreenSettings, event_gradients, refine_order
+from royalflow.attribution.families.screen import FirstOrderScreen, ScreenSettings, calibrated, event_gradients, refine_more
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import ConfigurationError, ContractError
@@ -218,31 +218,51 @@ class LoraFamily:
         inner = self.screen.inner_products(gradients)
         gains = (inner[:, 1:] - inner[:, :1]).numpy()  # (B, n)
         base_ll = base_samples.mean(dim=1).numpy()
-        # 3. What each event must refine (3), then those pairs' full forwards in one batch.
+        base = base_samples.numpy()
+        # 3. Rounds: the screen's top owners, then whoever can still move a share ((3)-(5)).
         settings = self.screen_settings
-        plans = [refine_order(self.log_weights, float(base_ll[i]), base_ll[i] + gains[i], settings.bound_nats, settings,
-                              lambda ll: mixture_shapley(self.log_weights, ll, exact_max_players=EXACT_SHAPLEY_MAX_OWNERS).values)
-                 for i in range(b)]
-        slots = torch.tensor([1 + owner for chosen, _ in plans for owner in chosen], dtype=torch.int64)
-        items = torch.tensor([i for i, (chosen, _) in enumerate(plans) for _ in chosen], dtype=torch.int64)
+        first = np.argsort(-(self.log_weights[1:] + gains), axis=1, kind="stable")[:, : settings.min_refined]
+        todo = [[int(o) for o in row] for row in first]
+        refined: list[dict[int, np.ndarray]] = [{} for _ in range(b)]
+        remainders, bounds = [0.0] * b, [settings.bound_nats] * b
+        while any(todo):
+            samples = self._refine(z0, text, draws, todo)
+            for i, owners in enumerate(todo):
+                refined[i].update(zip(owners, samples[i]))
+            todo = [[] for _ in range(b)]
+            for i in range(b):
+                tuned, error = calibrated(gains[i], {o: float(v.mean() - base_ll[i]) for o, v in refined[i].items()})
+                bounds[i] = max(settings.bound_nats, error)
+                todo[i], remainders[i] = refine_more(
+                    self.log_weights, float(base_ll[i]), tuned, bounds[i], set(refined[i]), settings,
+                    lambda ll: mixture_shapley(self.log_weights, ll, exact_max_players=EXACT_SHAPLEY_MAX_OWNERS).values)
+        out = []
+        for i in range(b):
+            tuned, _ = calibrated(gains[i], {o: float(v.mean() - base_ll[i]) for o, v in refined[i].items()})
+            component = base[i][None] + np.concatenate([[0.0], tuned])[:, None]  # screened: control's samples + gain
+            for owner, rows in refined[i].items():
+                component[1 + owner] = rows
+            chosen = sorted(refined[i])
+            passes = (k + 1) * (3 + len(chosen))  # forward + backward (counted twice) + refined forwards
+            screen = {"refined": [self.owners[o] for o in chosen], "tolerance": settings.tolerance,
+                      "bound_nats": bounds[i], "remainder": remainders[i], "unet_passes": passes}
+            out.append(compositional_attribution(self, component, passes, screened=chosen, screen=screen))
+        return out
+
+    def _refine(self, z0: torch.Tensor, text: torch.Tensor, draws: Any, todo: list[list[int]]) -> list[np.ndarray]:
+        """Full likelihood samples (K,) of each event's listed owners, all pairs batched."""
+        k = draws.timesteps.shape[1]
+        slots = torch.tensor([1 + owner for owners in todo for owner in owners], dtype=torch.int64)
+        items = torch.tensor([i for i, owners in enumerate(todo) for _ in owners], dtype=torch.int64)
         parts = []
         with torch.inference_mode():  # at most `capacity` pairs per call: their adapters all fit the pool
             for first in range(0, slots.numel(), self.pool.capacity):
                 parts.append(pair_log_likelihood_samples(
                     self.estimator, self._batched, z0, text, draws, slots[first:first + self.pool.capacity],
                     items[first:first + self.pool.capacity], max_rows=self.manifest.estimator.max_rows_per_forward))
-        refined = torch.cat(parts).numpy() if parts else np.zeros((0, k))
+        rows = torch.cat(parts).numpy() if parts else np.zeros((0, k))
         out, start = [], 0
-        for i, (chosen, remainder) in enumerate(plans):
-            rows = refined[start:start + len(chosen)]
-            start += len(chosen)
-            component = np.repeat(base_samples[i].numpy()[None], len(self.owners) + 1, axis=0)
-            component[1:] += gains[i][:, None]  # screened: the control's samples shifted by the gain
-            component[[1 + o for o in chosen]] = rows
-            residual = np.abs(rows.mean(axis=1) - (base_ll[i] + gains[i][chosen])) if chosen else np.zeros(0)
-            bound = max(settings.bound_nats, float(residual.max(initial=0.0)))
-            passes = (k + 1) * (3 + len(chosen))  # forward + backward (counted twice) + refined forwards
-            screen = {"refined": [self.owners[o] for o in chosen], "tolerance": settings.tolerance,
-                      "bound_nats": bound, "remainder": remainder, "unet_passes": passes}
-            out.append(compositional_attribution(self, component, passes, screened=chosen, screen=screen))
+        for owners in todo:
+            out.append(rows[start:start + len(owners)])
+            start += len(owners)
         return out

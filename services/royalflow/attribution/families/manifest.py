@@ -134,7 +134,7 @@ class Screen(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_owners: int = Field(default=16, ge=1, le=1_000_000)  # fewer owners: every likelihood in full
     tolerance: float = Field(default=0.02, gt=0, le=1)  # rule (3): what the unrefined may hold together
-    min_refined: int = Field(default=1, ge=0, le=256)
+    min_refined: int = Field(default=2, ge=1, le=256)  # the first round, which calibrates the screen
     max_refined: int = Field(default=4, ge=1, le=256)  # owners refined per event, at most
     bound_nats: float = Field(default=0.5, ge=0, le=1000)  # the screen's stated error bound
 
