@@ -181,6 +181,8 @@ def main() -> None:
                         help="where the trained 64-owner family is kept between runs")
     parser.add_argument("--events", type=int, default=50, help="events compared with the full path at n = 1,024")
     parser.add_argument("--skip-accuracy", action="store_true", help="cost rows only (no training)")
+    parser.add_argument("--skip-cost", action="store_true", help="accuracy rows only")
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the figures (JSON)")
     args = parser.parse_args()
     import tempfile
 
@@ -192,10 +194,11 @@ def main() -> None:
     results: dict = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),  # type: ignore[type-arg]
                      "samples_k": SAMPLES_K, "batch_events": BATCH}
     print(f"device {device}, K = {SAMPLES_K}, batch {BATCH}, threads {torch.get_num_threads()}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        build_tiny_pipeline(Path(tmp) / "base")
-        ns = [16, 64, 256] if args.quick else [16, 64, 256, 1024]
-        results["cost"] = cost_rows(ns, 1024, device, Path(tmp) / "base")
+    if not args.skip_cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            build_tiny_pipeline(Path(tmp) / "base")
+            ns = [16, 64, 256] if args.quick else [16, 64, 256, 1024]
+            results["cost"] = cost_rows(ns, 1024, device, Path(tmp) / "base")
     if not args.skip_accuracy:
         path = trained_catalogue(args.cache)
         results["accuracy"] = []
@@ -208,9 +211,9 @@ def main() -> None:
         pick = np.random.default_rng(0).permutation(len(every))[: (10 if args.quick else args.events)]
         events = [every[i] for i in sorted(pick)]
         results["accuracy"].append(accuracy_row(family, events, "64 trained + 960 synthetic"))
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2))
-    print(f"wrote {OUT}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -80,3 +80,25 @@ def test_small_compositional_families_keep_the_full_path(tmp_path: Path) -> None
     (attribution,) = family.attribute(items(1))
     assert attribution.screen is None
     assert attribution.model_evaluations == 4 * (family.estimator.samples + 1)
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_memory_stays_bounded_with_a_thousand_owners(tmp_path: Path) -> None:
+    from royalflow.attribution.families.resident import DEFAULT_CAPACITY
+
+    before = rss_bytes()
+    family = small_family(tmp_path / "base", 1024)
+    assert family.screened  # 1,024 >= min_owners: the agent's path is screen + refine
+    results = family.attribute(items(2))
+    assert all(r.screen is not None and r.model_evaluations <= 7 * (family.estimator.samples + 1) for r in results)
+    # The device holds a bounded pool, not the family; the host holds the factors once.
+    assert family.pool.capacity == DEFAULT_CAPACITY < 1025
+    per_adapter = family.pool.host.nbytes() // 1025
+    assert family.pool.stack.nbytes() == DEFAULT_CAPACITY * per_adapter
+    assert rss_bytes() - before < 1.5 * 2**30
