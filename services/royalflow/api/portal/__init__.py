@@ -12,11 +12,13 @@ from royalflow.config import Settings
 
 def install(app: FastAPI, settings: Settings) -> None:
     from royalflow.api.portal import admin, owner, pages, signin
+    from royalflow.api.portal.cache import TtlCache
     from royalflow.api.portal.data import DeadLetterCounts
 
     app.state.settings = settings
     app.state.portal_dead_letters = DeadLetterCounts()
-    app.middleware("http")(pages.add_security_headers)
+    app.state.portal_cache = TtlCache(settings.portal_cache_seconds)
+    app.add_middleware(pages.SecurityHeaders)
 
     @app.exception_handler(HTTPException)  # Starlette's: also the router's own 404 and 405
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -25,22 +25,39 @@ Y_TICKS = 4
 LABEL_EVERY_DAYS = 5
 
 
+CAP_PIXELS = 5.0
+
+
+def _px(value: float) -> str:
+    """Pixel coordinates as text once, here, not in the template (a page draws hundreds)."""
+    return f"{value:.1f}"
+
+
 @dataclass(frozen=True)
 class Rect:
-    x: float
-    y: float
-    width: float
-    height: float
+    x: str
+    y: str
+    width: str
+    height: str
     fill: str
     title: str  # the tooltip: an accessible name for the shape
+
+    @classmethod
+    def at(cls, x: float, y: float, width: float, height: float, fill: str, title: str) -> "Rect":
+        return cls(_px(x), _px(y), _px(width), _px(height), fill, title)
 
 
 @dataclass(frozen=True)
 class Whisker:
-    x: float
-    top: float
-    bottom: float
-    cap: float = 5.0
+    x: str
+    left: str
+    right: str
+    top: str
+    bottom: str
+
+    @classmethod
+    def at(cls, x: float, top: float, bottom: float) -> "Whisker":
+        return cls(_px(x), _px(x - CAP_PIXELS), _px(x + CAP_PIXELS), _px(top), _px(bottom))
 
 
 @dataclass
@@ -50,16 +67,21 @@ class Chart:
     height: int = HEIGHT
     bars: list[Rect] = field(default_factory=list)
     whiskers: list[Whisker] = field(default_factory=list)
-    x_labels: list[tuple[float, str]] = field(default_factory=list)
-    y_ticks: list[tuple[float, str]] = field(default_factory=list)
+    x_labels: list[tuple[str, str]] = field(default_factory=list)  # (x, text)
+    y_ticks: list[tuple[str, str, str]] = field(default_factory=list)  # (y of the line, y of its label, text)
     legend: list[tuple[str, str]] = field(default_factory=list)  # (colour, name)
-    axis_y: float = HEIGHT - MARGIN_BOTTOM
-    axis_x: float = MARGIN_LEFT
+    axis_y: int = HEIGHT - MARGIN_BOTTOM
+    axis_x: int = MARGIN_LEFT
+    axis_right: int = WIDTH - 16
 
 
 def _y(value: float, top: float) -> float:
     """Pixel row of ``value`` on a 0..top axis."""
     return MARGIN_TOP + PLOT_HEIGHT * (1.0 - (value / top if top > 0 else 0.0))
+
+
+def _tick(y: float, text: str) -> tuple[str, str, str]:
+    return _px(y), _px(y + 4), text
 
 
 def family_colours(families: list[str], totals: dict[str, int]) -> dict[str, tuple[str, str]]:
@@ -88,11 +110,11 @@ def earnings(days: list[date], families: list[str], cells: dict[tuple[date, str]
                 continue
             value = units / 10**scale
             y_top, y_bottom = _y(stacked + value, top), _y(stacked, top)
-            chart.bars.append(Rect(x, y_top, slot * 0.8, max(y_bottom - y_top, 0.5), colours[f][0], f"{d} {f}"))
+            chart.bars.append(Rect.at(x, y_top, slot * 0.8, max(y_bottom - y_top, 0.5), colours[f][0], f"{d} {f}"))
             stacked += value
         if i % LABEL_EVERY_DAYS == 0 or i == len(days) - 1:
-            chart.x_labels.append((x + slot * 0.4, d.strftime("%m-%d")))
-    chart.y_ticks = [(_y(top * k / Y_TICKS, top), f"{top * k / Y_TICKS:.4g}") for k in range(Y_TICKS + 1)]
+            chart.x_labels.append((_px(x + slot * 0.4), d.strftime("%m-%d")))
+    chart.y_ticks = [_tick(_y(top * k / Y_TICKS, top), f"{top * k / Y_TICKS:.4g}") for k in range(Y_TICKS + 1)]
     seen: dict[str, str] = {}
     for colour, name in colours.values():
         seen.setdefault(name, colour)
@@ -111,8 +133,8 @@ def shares(parts: list[dict[str, Any]]) -> Chart:
         error = float(p["std_error"]) / positive_total if positive_total > 0 else 0.0
         x = MARGIN_LEFT + i * slot + slot * 0.2
         y = _y(min(share, 1.0), 1.0)
-        chart.bars.append(Rect(x, y, slot * 0.6, max(_y(0.0, 1.0) - y, 0.5), PALETTE[0], f"{p['owner_id']}: {share:.1%}"))
-        chart.whiskers.append(Whisker(x + slot * 0.3, _y(min(share + error, 1.0), 1.0), _y(max(share - error, 0.0), 1.0)))
-        chart.x_labels.append((x + slot * 0.3, str(p["owner_id"])))
-    chart.y_ticks = [(_y(k / Y_TICKS, 1.0), f"{k / Y_TICKS:.0%}") for k in range(Y_TICKS + 1)]
+        chart.bars.append(Rect.at(x, y, slot * 0.6, max(_y(0.0, 1.0) - y, 0.5), PALETTE[0], f"{p['owner_id']}: {share:.1%}"))
+        chart.whiskers.append(Whisker.at(x + slot * 0.3, _y(min(share + error, 1.0), 1.0), _y(max(share - error, 0.0), 1.0)))
+        chart.x_labels.append((_px(x + slot * 0.3), str(p["owner_id"])))
+    chart.y_ticks = [_tick(_y(k / Y_TICKS, 1.0), f"{k / Y_TICKS:.0%}") for k in range(Y_TICKS + 1)]
     return chart

@@ -48,12 +48,19 @@ async def owner_page(owner_id: str, session: SignedIn, request: Request) -> Resp
     who = session.principal
     balances = await owner_routes.balances(owner_id, who, request)  # 403 for another owner, as the API
     pool = request.app.state.pool
+
+    async def figures() -> tuple[dict, list]:  # type: ignore[type-arg]
+        return await data.earnings_by_day(pool, owner_id), await data.top_generations(pool, owner_id)
+
+    series_by_currency, top = await request.app.state.portal_cache.get(owner_id, figures)
     earnings = []
-    for currency, series in (await data.earnings_by_day(pool, owner_id)).items():
-        scale = currency_for(currency).asset_scale
-        earnings.append({"currency": currency, "series": series,
-                         "chart": charts.earnings(series["days"], series["families"], series["cells"], scale, currency)})
-    top = await data.top_generations(pool, owner_id)
+    for currency, series in series_by_currency.items():
+        money = currency_for(currency)
+        cells, families = series["cells"], series["families"]
+        rows = [(d.isoformat(), [money.format(cells.get((d, f), 0)) for f in families])  # newest first, days with earnings
+                for d in reversed(series["days"]) if any((d, f) in cells for f in families)]
+        earnings.append({"currency": currency, "families": families, "rows": rows,
+                         "chart": charts.earnings(series["days"], families, cells, money.asset_scale, currency)})
     shown = who.is_admin or request.app.state.settings.portal_show_content_to_owners
     return render(request, "owner.html", {
         "session": session, "owner_id": owner_id, "balances": balances.balances, "earnings": earnings, "top": top,
