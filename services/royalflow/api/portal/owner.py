@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from royalflow.api.portal import charts, data
+from royalflow.api.portal import charts, data, pages
 from royalflow.api.portal.pages import render
 from royalflow.api.portal.sessions import Session, current
 from royalflow.api.routes import audit as audit_routes
@@ -55,12 +55,12 @@ async def owner_page(owner_id: str, session: SignedIn, request: Request) -> Resp
     series_by_currency, top = await request.app.state.portal_cache.get(owner_id, figures)
     earnings = []
     for currency, series in series_by_currency.items():
-        money = currency_for(currency)
+        spec = currency_for(currency)
         cells, families = series["cells"], series["families"]
-        rows = [(d.isoformat(), [money.format(cells.get((d, f), 0)) for f in families])  # newest first, days with earnings
+        rows = [(d.isoformat(), [pages.money(cells.get((d, f), 0), currency) for f in families])  # newest first, days with earnings
                 for d in reversed(series["days"]) if any((d, f) in cells for f in families)]
         earnings.append({"currency": currency, "families": families, "rows": rows,
-                         "chart": charts.earnings(series["days"], families, cells, money.asset_scale, currency)})
+                         "chart": charts.earnings(series["days"], families, cells, spec.asset_scale, currency)})
     shown = who.is_admin or request.app.state.settings.portal_show_content_to_owners
     return render(request, "owner.html", {
         "session": session, "owner_id": owner_id, "balances": balances.balances, "earnings": earnings, "top": top,

@@ -31,8 +31,9 @@ SECURITY_HEADERS = {
 
 
 def money(units: int, currency: str) -> str:
-    """Exact decimal text of integer units, e.g. 12500000 USD -> '0.012500000'."""
-    return currency_for(currency).format(units)
+    """Exact decimal text of integer units, e.g. 12500000 USD -> '0.012500000' (the API's
+    ``Amount.decimal``: the currency's own rendering without its code)."""
+    return currency_for(currency).format(units).rsplit(" ", 1)[0]
 
 
 ENV = Environment(
