@@ -138,12 +138,31 @@ async def browse(client: httpx.AsyncClient, path: str, pages: int, latencies: li
             raise RuntimeError(f"{path}: {response.status_code}")
 
 
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU time (user + system) used so far by each process (Linux /proc): the API and the
+    database backends, so the figure per page does not depend on what else shares the host."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+async def serving_pids(api: ServiceProcess, pool) -> list[int]:  # type: ignore[no-untyped-def]
+    rows = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = current_database()")
+    return [api.process.pid if api.process else 0, *(int(r["pid"]) for r in rows)]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def bench(count: int, pages: int, cache_seconds: float) -> dict[str, object]:
+async def bench(count: int, pages: int, cache_seconds: float, sessions: int = SESSIONS) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="royalflow-bench-") as tmp:
         state = Path(tmp)
         postgres = EmbeddedPostgres(state / "postgres") if not os.environ.get("DATABASE_URL") else None
@@ -154,7 +173,7 @@ async def bench(count: int, pages: int, cache_seconds: float) -> dict[str, objec
             await migrate(pool)
             records = generations(count, seed=1, first=datetime.now(UTC) - timedelta(days=30))
             load_seconds = await load(pool, records)
-            owners = ["owner-hot", *OWNERS[: SESSIONS - 1]]
+            owners = ["owner-hot", *OWNERS[: sessions - 1]]
             tokens = [(await create_token(pool, role="owner", owner_id=o))[1] for o in owners]
             hot_rows = await pool.fetchval("SELECT count(*) FROM contributions WHERE owner_id = 'owner-hot'")
             # The API needs no broker; a placeholder satisfies the settings check and is never dialled.
@@ -168,9 +187,11 @@ async def bench(count: int, pages: int, cache_seconds: float) -> dict[str, objec
                 latencies: list[float] = []
                 hot: list[float] = []
                 started = time.perf_counter()
+                cpu_before = cpu_seconds(await serving_pids(api, pool))
                 await asyncio.gather(*(browse(c, f"/portal/owners/{o}", pages, hot if o == "owner-hot" else latencies)
                                        for c, o in zip(clients, owners)))
                 wall = time.perf_counter() - started
+                cpu = sum(cpu_seconds(await serving_pids(api, pool)).values()) - sum(cpu_before.values())
                 for c in clients:
                     await c.aclose()
             finally:
@@ -183,13 +204,14 @@ async def bench(count: int, pages: int, cache_seconds: float) -> dict[str, objec
     return {
         "contributions": len(records),
         "hot_owner_contributions": int(hot_rows),
-        "sessions": SESSIONS,
+        "sessions": sessions,
         "pages": len(every),
         "p50_ms": round(statistics.median(every) * 1000, 1),
         "p95_ms": round(percentile(every, 0.95) * 1000, 1),
         "p99_ms": round(percentile(every, 0.99) * 1000, 1),
         "max_ms": round(max(every) * 1000, 1),
         "hot_owner_p99_ms": round(percentile(hot, 0.99) * 1000, 1),
+        "cpu_seconds_per_page": round(cpu / len(every), 4),
         "pages_per_second": round(len(every) / wall, 1),
         "target_p99_ms": 200,
         "portal_cache_seconds": cache_seconds,
@@ -203,10 +225,11 @@ async def bench(count: int, pages: int, cache_seconds: float) -> dict[str, objec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20,000 contributions, 30 pages per session")
+    parser.add_argument("--sessions", type=int, default=SESSIONS, help="concurrent signed-in sessions")
     parser.add_argument("--cache-seconds", type=float, default=Settings().portal_cache_seconds,
                         help="ROYALFLOW_PORTAL_CACHE_SECONDS of the server; 0 = every view queries everything")
     args = parser.parse_args()
-    figures = asyncio.run(bench(20_000 if args.quick else 100_000, 30 if args.quick else 100, args.cache_seconds))
+    figures = asyncio.run(bench(20_000 if args.quick else 100_000, 30 if args.quick else 100, args.cache_seconds, args.sessions))
     print_and_save("portal", "Owner portal: owner page at 16 concurrent sessions", figures)
 
 

@@ -9,10 +9,11 @@ numbers."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
+from markupsafe import Markup
 
 from royalflow.api.portal import charts, data, pages
 from royalflow.api.portal.pages import render
@@ -49,21 +50,22 @@ async def owner_page(owner_id: str, session: SignedIn, request: Request) -> Resp
     balances = await owner_routes.balances(owner_id, who, request)  # 403 for another owner, as the API
     pool = request.app.state.pool
 
-    async def figures() -> tuple[dict, list]:  # type: ignore[type-arg]
-        return await data.earnings_by_day(pool, owner_id), await data.top_generations(pool, owner_id)
+    async def figures() -> tuple[Markup, list[dict[str, Any]]]:
+        # The earnings section is rendered here, once per cache period, not on every view.
+        earnings = []
+        for currency, series in (await data.earnings_by_day(pool, owner_id)).items():
+            spec = currency_for(currency)
+            cells, families = series["cells"], series["families"]
+            rows = [(d.isoformat(), [pages.money(cells.get((d, f), 0), currency) for f in families])  # newest first
+                    for d in reversed(series["days"]) if any((d, f) in cells for f in families)]
+            earnings.append({"currency": currency, "families": families, "rows": rows,
+                             "chart": charts.earnings(series["days"], families, cells, spec.asset_scale, currency)})
+        return Markup(pages.ENV.get_template("_earnings.html").render(earnings=earnings)), await data.top_generations(pool, owner_id)
 
-    series_by_currency, top = await request.app.state.portal_cache.get(owner_id, figures)
-    earnings = []
-    for currency, series in series_by_currency.items():
-        spec = currency_for(currency)
-        cells, families = series["cells"], series["families"]
-        rows = [(d.isoformat(), [pages.money(cells.get((d, f), 0), currency) for f in families])  # newest first, days with earnings
-                for d in reversed(series["days"]) if any((d, f) in cells for f in families)]
-        earnings.append({"currency": currency, "families": families, "rows": rows,
-                         "chart": charts.earnings(series["days"], families, cells, spec.asset_scale, currency)})
+    earnings_html, top = await request.app.state.portal_cache.get(owner_id, figures)
     shown = who.is_admin or request.app.state.settings.portal_show_content_to_owners
     return render(request, "owner.html", {
-        "session": session, "owner_id": owner_id, "balances": balances.balances, "earnings": earnings, "top": top,
+        "session": session, "owner_id": owner_id, "balances": balances.balances, "earnings_html": earnings_html, "top": top,
         "pictures": await data.pictures(pool, [t["generation_id"] for t in top]) if shown else {},
         "periods": await owner_routes.statements(owner_id, who, request),
     })
