@@ -4,8 +4,10 @@ bad sessions), and the session rules (fresh ids, logout, revocation, expiry)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -34,8 +36,10 @@ async def portal(pool: asyncpg.Pool) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def _client(pool: asyncpg.Pool, *, show_content: bool = False, https: bool = False) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url="postgresql://unused", portal_show_content_to_owners=show_content), pool=pool)
+async def _client(pool: asyncpg.Pool, *, show_content: bool = False, https: bool = False,
+                  families_dir: Path = Path("no-families")) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(database_url="postgresql://unused", portal_show_content_to_owners=show_content, families_dir=families_dir)
+    app = create_app(settings, pool=pool)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://api" if https else "http://api") as c:
             yield c
@@ -59,9 +63,14 @@ def _xss_findings(response: httpx.Response) -> list[str]:
     return [f"{response.request.url.path}: raw {p[:20]!r}" for p in PAYLOADS if p in response.text]
 
 
-async def test_scripted_probe_finds_nothing(pool: asyncpg.Pool, portal: str, tokens) -> None:  # type: ignore[no-untyped-def]
+async def test_scripted_probe_finds_nothing(pool: asyncpg.Pool, portal: str, tokens, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     findings: list[str] = []
-    async with _client(pool, show_content=True) as owner, _client(pool) as admin, _client(pool) as anon:
+    hostile = tmp_path / "x" / "1"  # a family whose manifest carries markup in every name
+    hostile.mkdir(parents=True)
+    hostile.joinpath("manifest.json").write_text(json.dumps({
+        "family_id": HOSTILE_FAMILY, "version": "<img src=x>", "kind": "<script", "mode": "exact",
+        "owners": [HOSTILE_GENERATION, "owner-b"], "clusters": [[HOSTILE_GENERATION, "owner-b"]]}))
+    async with _client(pool, show_content=True) as owner, _client(pool, families_dir=tmp_path) as admin, _client(pool) as anon:
         # 1. Every page, as the owner (content shown to owners) and as the admin.
         assert (await sign_in(owner, bare(tokens["owner"]))).status_code == 303
         assert (await sign_in(admin, bare(tokens["admin"]))).status_code == 303
@@ -73,6 +82,7 @@ async def test_scripted_probe_finds_nothing(pool: asyncpg.Pool, portal: str, tok
         assert all(p.status_code == 200 for p in pages), [(p.request.url.path, p.status_code) for p in pages]
         assert "pwned" in pages[1].text and "pwned" in pages[6].text  # the prompt is there, as text
         assert HOSTILE_FAMILY.replace("<", "&lt;").replace(">", "&gt;") in pages[0].text
+        assert pages[4].text.count(HOSTILE_FAMILY.replace("<", "&lt;").replace(">", "&gt;")) == 2  # the registry and the ledger
         for page in pages:
             findings += _header_findings(page) + (_xss_findings(page) if "html" in page.headers["content-type"] else [])
 
