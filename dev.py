@@ -2,7 +2,7 @@
 """One entry point for a fresh machine with only Python 3.11+: set up, then run.
 
     python3 dev.py demo     # create .venv, install, run the main job on the embedded platform
-    python3 dev.py test     # create .venv, install (+ promtool where possible), run the whole suite
+    python3 dev.py test     # create .venv, install (+ promtool, chromium where possible), run the whole suite
                             # on one pytest-xdist worker per core (extra arguments go to pytest)
     python3 dev.py bench    # create .venv, install, run every benchmark in benchmarks/
     python3 dev.py up       # create .venv, install, run the local platform until Ctrl-C
@@ -63,6 +63,20 @@ def ensure_promtool() -> None:
         print("note: promtool not available (Debian package 'prometheus'); infra tests will skip", flush=True)
 
 
+def ensure_chromium() -> None:
+    """Debian's chromium for the portal's browser tests (playwright drives it; nothing is
+    downloaded: never `playwright install`)."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        sh("apt-get", "update", "-qq", check=False, env=env, stdout=subprocess.DEVNULL)
+        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", check=False, env=env,
+           stdout=subprocess.DEVNULL)
+    if not shutil.which("chromium"):
+        print("note: chromium not available (Debian package 'chromium'); the portal's browser tests will skip", flush=True)
+
+
 MAX_TEST_WORKERS = 4  # each worker starts its own broker and PostgreSQL
 
 
@@ -89,6 +103,7 @@ def main(argv: list[str]) -> int:
         return sh(str(VENV / "bin" / "royalflow"), "platform", "up", *rest, check=False, env=env)
     if command == "test":
         ensure_promtool()
+        ensure_chromium()
         return sh(str(PY), "-m", "pytest", *test_workers(rest), *rest, check=False, env=env)
     if command == "bench":
         return sh(str(PY), "benchmarks/run.py", *rest, check=False, env=env)

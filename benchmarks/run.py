@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("shapley", "attribution", "lora", "ledger", "settlement", "quality", "lora_quality")
+ORDER = ("shapley", "attribution", "lora", "ledger", "settlement", "portal", "quality", "lora_quality")
 
 
 def main(argv: list[str]) -> int:

@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     api_port: int = 8080
     api_host: str = "127.0.0.1"
 
+    # --- owner portal (pages under /portal of the API process) ------------------------------
+    portal_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86_400)  # absolute session lifetime
+    # The owner page's chart and top generations may lag settlement by this much (0 = always
+    # fresh); the balance is always read live.
+    portal_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # The API withholds a generation's content and prompt from owners (the end customer's
+    # output); a platform whose customers agreed to show them to the owners who are paid for
+    # them sets this, and the portal then shows owners the picture and the prompt.
+    portal_show_content_to_owners: bool = False
+
     @property
     def embedded_kafka(self) -> bool:
         return not self.kafka_bootstrap_servers

@@ -39,15 +39,20 @@ def attribution(parts) -> AttributionRecord:  # type: ignore[no-untyped-def]
     )
 
 
-@pytest.fixture
-async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_database, max_size=4)
+async def seed_ledger(pool: asyncpg.Pool) -> None:
+    """Migrate, then settle the fixture's generations (also used by the portal's live tests)."""
     await migrate(pool)
     parts = [p for g in range(GENERATIONS) for p in generation_parts(f"gen-{g}", seed=g)]
     parts += generation_parts("gen-cd", seed=99, owners=("owner-c", "owner-d"))
     audits = [attribution([p for p in parts if p.generation_id == "gen-1"])]
     async with pool.acquire() as conn, conn.transaction():
         await apply_batch(conn, parts, audits, {("t", 0): len(parts)}, group_id="g", shard=0)
+
+
+@pytest.fixture
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(fresh_database, max_size=4)
+    await seed_ledger(pool)
     yield pool
     await pool.close()
 

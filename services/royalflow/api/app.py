@@ -16,6 +16,7 @@ from fastapi.exception_handlers import http_exception_handler, request_validatio
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from royalflow.api import portal
 from royalflow.api.auth import authenticate, bearer
 from royalflow.api.routes import admin, audit, owners, probes
 from royalflow.config import Settings
@@ -116,4 +117,5 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
 
     for module in (owners, audit, admin, probes):
         app.include_router(module.router)
+    portal.install(app, settings)  # the owner portal's pages under /portal (royalflow.api.portal)
     return app

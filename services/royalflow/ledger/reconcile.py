@@ -11,6 +11,7 @@ A record forged with a valid key but not computed by the agent shows up here, by
 
 from __future__ import annotations
 
+import json
 import time
 
 import asyncpg
@@ -201,3 +202,25 @@ async def reconcile(pool: asyncpg.Pool, *, attribution_grace_seconds: float | No
     metrics.RECONCILIATION_PROBLEMS.set(len(problems))
     metrics.RECONCILIATION_TIMESTAMP.set(time.time())
     return problems
+
+
+RUN_SOURCES = ("ledger", "api", "portal")
+RUNS_KEPT = 1000  # reconciliation_runs is a recent history, not an archive
+
+
+async def record_run(pool: asyncpg.Pool, source: str, problems: list[str]) -> None:
+    """Keep a run's outcome in reconciliation_runs (the portal shows the last one), trimming the
+    history to the newest RUNS_KEPT runs."""
+    if source not in RUN_SOURCES:
+        raise ValueError(f"reconciliation source must be one of {RUN_SOURCES}")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO reconciliation_runs (source, ok, problems) VALUES ($1, $2, $3::jsonb)",
+                           source, not problems, json.dumps(problems))
+        await conn.execute("DELETE FROM reconciliation_runs WHERE run_id <= (SELECT max(run_id) FROM reconciliation_runs) - $1",
+                           RUNS_KEPT)
+
+
+async def last_run(pool: asyncpg.Pool) -> dict[str, object] | None:
+    """The newest recorded run: source, finished_at, ok, problems; None before the first."""
+    row = await pool.fetchrow("SELECT source, finished_at, ok, problems FROM reconciliation_runs ORDER BY run_id DESC LIMIT 1")
+    return None if row is None else {**dict(row), "problems": json.loads(row["problems"])}

@@ -12,7 +12,7 @@ import logging
 import asyncpg
 
 from royalflow.config import Settings
-from royalflow.ledger.reconcile import reconcile
+from royalflow.ledger.reconcile import reconcile, record_run
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class Reconciler:
         problems = await asyncio.wait_for(reconcile(self.pool, attribution_grace_seconds=self.settings.attribution_grace_seconds),
                                         RUN_TIMEOUT_SECONDS)
         self.runs += 1
+        await record_run(self.pool, "ledger", problems)
         if problems:
             log.error("ledger: reconciliation found %d problem(s)", len(problems))
             for problem in problems[:PROBLEMS_LOGGED]:

@@ -11,7 +11,7 @@ from royalflow.api.models import Amount, ClosedPeriod, ClosePeriod, Error, Recon
 from royalflow.api.routes import AUTH_ERRORS
 from royalflow.errors import LedgerError
 from royalflow.ledger.payouts import close_period, list_periods, period_id
-from royalflow.ledger.reconcile import reconcile
+from royalflow.ledger.reconcile import reconcile, record_run
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=AUTH_ERRORS)
 Admin = Annotated[Principal, Depends(authenticate_admin)]
@@ -49,4 +49,5 @@ async def run_reconcile(who: Admin, request: Request) -> Reconciliation:
     request; the CLI `royalflow ledger reconcile` exits non-zero instead)."""
     who.require_admin()
     problems = await reconcile(request.app.state.pool)
+    await record_run(request.app.state.pool, "api", problems)
     return Reconciliation(ok=not problems, problems=problems)
