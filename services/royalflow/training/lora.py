@@ -208,7 +208,9 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
                     data, mix = public_encoded, 0.0
                 else:
                     data, mix = concat([encoded[o] for i, o in enumerate(names) if mask >> i & 1]), plan.public_mix
-                state = train_adapter(base, data, public_encoded, empty, f"coalition_0x{mask:x}", plan,
+                # compositional names by slot: a mask of 1,024 owners is 257 hex digits
+                name = f"coalition_0x{mask:x}" if mode == "exact" else f"component_{mask.bit_length():05d}"
+                state = train_adapter(base, data, public_encoded, empty, name, plan,
                                       progress if show_progress else None, public_mix=mix)
                 if mode == "exact":
                     save_adapter(state, file.parent)
