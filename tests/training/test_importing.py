@@ -129,11 +129,16 @@ def test_owner_problems_name_the_owner(base: Path, shapes: dict, tmp_path: Path)
     with pytest.raises(ConfigurationError, match="owner 'alice' appears twice"):
         import_lora_family(tmp_path / "f", "dup", "1", base, ["alice", "bob", "alice"], files, mode="compositional",
                            data_sizes=sizes)
+    with pytest.raises(ConfigurationError, match="pool fraction '3/2'"):
+        import_lora_folder(tmp_path / "f", "frac", "1", base, source, pool_fraction="3/2")
+    assert not (tmp_path / "f").exists()
     write_random_lora(source / "Bad Owner.safetensors", shapes)
+    write_random_lora(source / "_base.safetensors", shapes)
     write_random_lora(source / "carol.safetensors", shapes)
     with pytest.raises(ConfigurationError) as caught:
         import_lora_folder(tmp_path / "f", "bad", "1", base, source)
     assert "owner id 'Bad Owner' must match" in str(caught.value)
+    assert "owner id '_base' must match" in str(caught.value)
     assert "no image count for owner 'carol'" in str(caught.value)
     (source / "data_sizes.json").unlink()
     with pytest.raises(ConfigurationError, match="data_sizes.json is missing"):

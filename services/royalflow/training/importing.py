@@ -15,12 +15,13 @@ and EVERY bad file is named in one error. Files are copied into the family folde
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 from royalflow.attribution.families.adapters import LORA_FILE
 from royalflow.attribution.families.base import check_base_folder
 from royalflow.attribution.families.manifest import (
-    CONTROL, EXACT_MAX_OWNERS, MAX_OWNERS, check_owner_ids, component_file, owner_id_problem,
+    CONTROL, EXACT_MAX_OWNERS, Estimator, MAX_OWNERS, check_owner_ids, component_file, owner_id_problem,
 )
 from royalflow.attribution.registry import check_family_ref
 from royalflow.errors import ConfigurationError
@@ -95,7 +96,7 @@ def import_lora_folder(families_dir: Path, family_id: str, version: str, base_fo
         raise ConfigurationError(f"adapter folder {folder} does not exist")
     sizes = read_data_sizes(folder / DATA_SIZES_FILE)
     stems = {p.name[:-len(".safetensors")] for p in folder.glob("*.safetensors")}
-    names = sorted((stems | set(sizes)) - {CONTROL, "_base"})
+    names = sorted((stems - {CONTROL}) | (set(sizes) - {CONTROL, "_base"}))  # a _base.safetensors is refused
     problems = [f"{folder / (o + '.safetensors')}: {owner_id_problem(o)}" for o in names if owner_id_problem(o)]
     problems += [f"{DATA_SIZES_FILE} has no image count for owner {o!r} ({o}.safetensors)"
                  for o in names if o in stems and o not in sizes]
@@ -150,6 +151,15 @@ def _register(out: Path, family_id: str, version: str, base_folder: Path, owners
     from royalflow.training.lora import progress_bar, write_manifest
 
     check_base_folder(base_folder)
+    # The manifest's rules (checked again when it is written), before any file is copied.
+    try:
+        fraction: Fraction | None = Fraction(pool_fraction)
+        Estimator(samples=samples)
+    except (ValueError, ZeroDivisionError):  # pydantic's ValidationError is a ValueError
+        fraction = None
+    if fraction is None or not 0 <= fraction <= 1:
+        raise ConfigurationError(f"pool fraction {pool_fraction!r} must be a fraction within [0, 1], "
+                                 "and estimator samples within [2, 1024]")
     unsized = [name for name in ["_base", *owners] if not isinstance(data_sizes.get(name), int) or data_sizes[name] <= 0]
     if unsized:
         raise ConfigurationError(f"data sizes need a positive image count for {len(unsized)} of the owners and _base: "
