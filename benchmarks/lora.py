@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """LoRA families on the tiny text-to-image pipeline: one batched UNet forward with per-row
-adapter selection vs switching adapters per coalition (peft ``set_adapters``).
+adapter selection vs one adapter per forward (switching).
 
     python benchmarks/lora.py [--quick]
 
@@ -11,6 +11,7 @@ batched), and peak memory (CPU:
 peak RSS of the process, reset before each case through /proc/self/clear_refs; CUDA:
 torch.cuda.max_memory_allocated). Adapters are random (rank 8 on to_q/to_k/to_v/to_out.0):
 the cost of a forward does not depend on the weights. Writes bench-results/lora.json.
+"switching" runs one adapter per forward through the same hooks (the per-adapter baseline).
 """
 
 from __future__ import annotations
@@ -49,35 +50,30 @@ def peak_bytes(device: torch.device) -> int:
     return 0
 
 
-def make_family(folder: Path, n: int, mode: str, device: torch.device, samples: int):  # type: ignore[no-untyped-def]
-    from peft import LoraConfig
-
+def make_family(folder: Path, n: int, mode: str, device: torch.device, samples: int,
+                screen: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
+    """A family of random rank-8 adapters on the tiny pipeline (the cost of a forward does not
+    depend on what an adapter learned). ``screen``: the manifest's screen settings."""
     from royalflow.attribution.diffusion.unet import inference_dtype
     from royalflow.attribution.families.base import load_base
-    from royalflow.attribution.families.lora import LoraFamily, adapter_name
+    from royalflow.attribution.families.lora import LoraFamily
     from royalflow.attribution.families.manifest import LoraManifest
     from royalflow.training.lora import TARGET_MODULES
-
-    import warnings
+    from royalflow.training.tiny import random_factors
 
     base = load_base(folder, device=device, dtype=inference_dtype(device))
     masks = list(range(1 << n)) if mode == "exact" else [0, *[1 << i for i in range(n)]]
     owners = [f"o{i}" for i in range(n)]
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-        for m in masks:
-            base.unet.add_adapter(LoraConfig(r=8, lora_alpha=8, init_lora_weights=False,
-                                             target_modules=list(TARGET_MODULES)), adapter_name=adapter_name(m))
     torch.nn.Module.to(base.unet, device=device, dtype=inference_dtype(device))
     manifest = LoraManifest.model_validate({
         "kind": "lora", "family_id": f"bench-{mode}-{n}", "version": "1", "owners": owners, "pool_fraction": "3/10",
         "mode": mode, "base": str(folder), "resolution": 32, "rank": 8, "target_modules": list(TARGET_MODULES),
         "adapters": {hex(m): {"file": f"{m}.safetensors", "sha256": "0" * 64} for m in masks},
         "data_sizes": {"_base": 100, **{o: 10 + i for i, o in enumerate(owners)}},
-        "estimator": {"samples": samples, "max_permutations": 200, "target_std_error": 0.05},
+        "estimator": {"samples": samples, "max_permutations": 200, "target_std_error": 0.05,
+                      **({"screen": screen} if screen else {})},
     })
-    return LoraFamily(manifest, base, device)
+    return LoraFamily(manifest, base, device, random_factors(base.unet, len(masks), seed=n))
 
 
 def batch_of(family, size: int):  # type: ignore[no-untyped-def]

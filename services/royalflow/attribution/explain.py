@@ -11,20 +11,45 @@ import numpy as np
 
 from royalflow.contracts import AttributionRecord
 
+MAX_SHOWN_OWNERS = 20  # a catalogue family lists its top owners, then one line for the rest
+
+
+def shown_owners(record: AttributionRecord) -> list[int]:
+    """Indices of the owners to show: all of a small family; else the largest shares first
+    (then values), at most MAX_SHOWN_OWNERS."""
+    values = np.array(record.shapley_values)
+    if len(values) <= MAX_SHOWN_OWNERS:
+        return list(range(len(values)))
+    order = np.lexsort((-values, -np.clip(values, 0, None)))
+    return sorted(int(i) for i in order[:MAX_SHOWN_OWNERS])
+
 
 def table(record: AttributionRecord, amounts: dict[str, int] | None = None) -> str:
     values = np.array(record.shapley_values)
     positive = np.clip(values, 0, None)
     shares = positive / positive.sum() if positive.sum() > 0 else np.zeros_like(positive)
+    refined = set(record.screen.refined) if record.screen is not None else None
     lines = [
         f"generation {record.generation_id}  family {record.family_id} v{record.family_version} "
         f"({record.mode}, {record.method}, seed {record.seed})",
         f"pool {record.pool_amount} of revenue {record.revenue_amount} {record.currency} units (asset scale {record.asset_scale})",
-        f"{'owner':<16}{'phi (nats)':>12}{'+- SE':>10}{'share':>9}{'amount':>16}",
+        f"{'owner':<16}{'phi (nats)':>12}{'+- SE':>10}{'share':>9}{'amount':>16}" + ("  likelihood" if refined is not None else ""),
     ]
-    for i, owner in enumerate(record.owners):
+    shown = shown_owners(record)
+    for i in shown:
+        owner = record.owners[i]
         amount = "" if amounts is None else str(amounts.get(owner, 0))
-        lines.append(f"{owner:<16}{values[i]:>12.3f}{record.std_errors[i]:>10.3f}{shares[i]:>9.1%}{amount:>16}")
+        how = "" if refined is None else ("  full" if owner in refined else "  screened")
+        lines.append(f"{owner:<16}{values[i]:>12.3f}{record.std_errors[i]:>10.3f}{shares[i]:>9.1%}{amount:>16}{how}")
+    hidden = len(values) - len(shown)
+    if hidden:
+        rest = 1.0 - float(shares[shown].sum())
+        lines.append(f"... and {hidden} more owners, {rest:.1%} of the pool together")
+    if record.screen is not None:
+        sc = record.screen
+        lines.append(f"screened {len(values)} owners to first order; refined in full: {', '.join(sc.refined) or 'none'} "
+                     f"(tolerance {sc.tolerance:g}, screen bound {sc.bound_nats:.3f} nats in every screened owner's SE, "
+                     f"unrefined remainder {sc.remainder:.4f} nats, {sc.unet_passes} UNet passes)")
     if positive.sum() == 0:
         lines.append("no owner has a positive value: the pool went to _unattributed")
     for cluster in record.clusters or []:
@@ -54,6 +79,11 @@ def render(record: AttributionRecord, out_png: Path, amounts: dict[str, int] | N
     shares = positive / total if total > 0 else np.zeros_like(positive)
     # Share error bars: SE of phi scaled by the normaliser (first-order).
     share_errors = errors / total if total > 0 else np.zeros_like(errors)
+    shown = shown_owners(record)
+    owners = [record.owners[i] for i in shown]
+    shares, share_errors = shares[shown], share_errors[shown]
+    refined = set(record.screen.refined) if record.screen is not None else set(owners)
+    colours = ["#3b7dd8" if o in refined else "#a9c4ea" for o in owners]  # pale: screened, first order
 
     fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1, 2.2]})
     if record.content.data_base64 and record.content.media_type == "image/png":
@@ -64,7 +94,13 @@ def render(record: AttributionRecord, out_png: Path, amounts: dict[str, int] | N
     label = record.conditioning.class_label
     ax_img.set_title(f"generated ({'class ' + str(label) if label is not None else record.conditioning.prompt or ''})")
     ax_img.axis("off")
-    ax_bar.bar(record.owners, shares, yerr=share_errors, capsize=4, color="#3b7dd8")
+    ax_bar.bar(owners, shares, yerr=share_errors, capsize=4, color=colours)
+    if record.screen is not None:
+        ax_bar.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="#3b7dd8"), plt.Rectangle((0, 0), 1, 1, color="#a9c4ea")],
+                      labels=["likelihood in full", "screened (first order)"], fontsize=7, loc="upper right")
+    if len(shown) < len(record.owners):
+        ax_bar.set_xlabel(f"top {len(shown)} of {len(record.owners)} owners")
+        ax_bar.tick_params(axis="x", labelrotation=60, labelsize=6)
     ax_bar.set_ylim(0, 1)
     ax_bar.set_ylabel("royalty share")
     ax_bar.set_title(f"Shapley royalty shares ({record.mode}, ±1 SE)")

@@ -53,6 +53,9 @@ class Attribution:
     # family's fair-control rule. None: every owner its own player / no rule recorded.
     clusters: tuple[tuple[str, ...], ...] | None = None
     fairness: dict[str, Any] | None = None
+    # Screen + refine (families/screen.py): the owners refined, the tolerance, the screen's
+    # bound, the unrefined remainder R and the cost in UNet passes. None: every likelihood full.
+    screen: dict[str, Any] | None = None
 
 
 @runtime_checkable

@@ -116,5 +116,6 @@ def royalty_parts(
         content=event.content,
         clusters=[list(c) for c in attribution.clusters] if attribution.clusters else None,
         fairness=attribution.fairness,
+        screen=attribution.screen,
     )
     return parts, record

@@ -138,6 +138,19 @@ class FairnessRule(_Record):
     start: str = Field(max_length=64)  # coalition fine-tunes start from "control" or "base"
 
 
+class ScreenRecord(_Record):
+    """How a large compositional family screened its owners (attribution/families/screen.py):
+    the owners whose likelihoods were computed in full, the tolerance of rule (3), the screen's
+    error bound in nats (in every unrefined owner's standard error), the remainder R of (3) and
+    the cost in UNet passes (a backward counted as two)."""
+
+    refined: list[str] = Field(max_length=4096)
+    tolerance: Number = Field(gt=0, le=1)
+    bound_nats: Number = Field(ge=0)
+    remainder: Number = Field(ge=0)
+    unet_passes: int = Field(ge=0, strict=True)
+
+
 class AttributionRecord(_Record):
     schema_: Literal["royalflow.attribution.v1"] = Field(default="royalflow.attribution.v1", alias="schema")
     generation_id: str
@@ -165,6 +178,7 @@ class AttributionRecord(_Record):
     # and the family's fair-control rule (how v(∅) was trained).
     clusters: list[list[str]] | None = None
     fairness: FairnessRule | None = None
+    screen: ScreenRecord | None = None  # absent: every likelihood was computed in full
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

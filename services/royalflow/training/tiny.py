@@ -214,7 +214,8 @@ STYLE_PLAN = {"steps": 300, "batch": 8, "learning_rate": 1e-2, "samples": 16}
 
 def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = "1", *, per_owner: int = 48,
                        public: int = 192, owners: dict[str, str] | None = None, mode: str = "exact",
-                       pretrain: dict | None = None, plan: dict | None = None) -> StyleFamily:  # type: ignore[type-arg]
+                       pretrain: dict | None = None, plan: dict | None = None,  # type: ignore[type-arg]
+                       styles: dict | None = None) -> StyleFamily:  # type: ignore[type-arg]
     """Everything from nothing, on CPU: the synthetic style images (``styles.write_folders``),
     the tiny base (built, then pre-trained on the public images; its VAE on all images), and
     the family's adapters. ``owners`` renames/duplicates style owners: {new owner: style owner}
@@ -226,7 +227,7 @@ def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = 
     from royalflow.training.styles import write_folders
 
     root = Path(root)
-    source = write_folders(root / "images", per_owner=per_owner, public=public, owners=owners)
+    source = write_folders(root / "images", per_owner=per_owner, public=public, owners=owners, styles=styles)
     public_set, owner_sets = read_image_folders(source, RESOLUTION)
     base = root / "base"
     if not (base / "unet" / "config.json").is_file():
@@ -256,3 +257,21 @@ def write_random_lora(file: Path, shapes: dict[str, tuple[int, int]], *, rank: i
     Path(file).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(file), metadata={"format": "pt"})
     return Path(file)
+
+
+def random_factors(unet, count: int, *, rank: int = 8, scale: float = 0.05, seed: int = 0):  # type: ignore[no-untyped-def]
+    """``count`` random LoRA adapters (layer -> (A (r, in), B (out, r))) on the attention
+    projections of ``unet``, entries N(0, scale^2 / in) and N(0, scale^2 / r): synthetic owners for
+    cost benchmarks and tests, where what an adapter learned does not matter."""
+    from royalflow.attribution.families.adapters import linear_shapes
+    from royalflow.training.lora import TARGET_MODULES
+
+    shapes = {name: shape for name, shape in linear_shapes(unet).items()
+              if any(name.endswith("." + t) for t in TARGET_MODULES) and ".attn" in name}
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        out.append({name: (torch.randn((rank, fan_in), generator=gen) * scale / fan_in**0.5,
+                           torch.randn((fan_out, rank), generator=gen) * scale / rank**0.5)
+                    for name, (fan_out, fan_in) in sorted(shapes.items())})
+    return out

@@ -26,7 +26,7 @@ import torch
 
 from royalflow.attribution.diffusion.elbo import Draws, ElboEstimator
 
-MAX_ROWS_PER_FORWARD = 4096  # bound on one forward (memory); chunks hold whole adapter blocks
+MAX_ROWS_PER_FORWARD = 4096  # bound on one forward (memory); chunks hold whole (adapter, item) pairs
 
 # forward(latents (R,C,H,W), steps (R,), text (R,L,D), adapter slot (R,)) -> eps_hat (R,C,H,W)
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -38,40 +38,54 @@ def latent_log_likelihood_samples(
 ) -> torch.Tensor:
     """v_k per adapter, item and sample: (M, B, K) float64 nats, all adapters on the same draws."""
     batch, k = draws.timesteps.shape
+    slots = torch.arange(adapters).repeat_interleave(batch)  # adapter-major: the bank's no-gather path
+    items = torch.arange(batch).repeat(adapters)
+    return pair_log_likelihood_samples(estimator, forward, z0, text, draws, slots, items,
+                                       max_rows=max_rows).reshape(adapters, batch, k)
+
+
+def pair_log_likelihood_samples(
+    estimator: ElboEstimator, forward: Forward, z0: torch.Tensor, text: torch.Tensor, draws: Draws,
+    slots: torch.Tensor, items: torch.Tensor, *, max_rows: int = MAX_ROWS_PER_FORWARD,
+) -> torch.Tensor:
+    """v_k for every (adapter slot, item) pair: (P, K) float64 nats. Each pair runs its item's
+    K + 1 rows (the K sampled timesteps and s = 1) on the item's common random numbers, so
+    pairs of one item under different adapters differ only by the adapter. Differentiable: the
+    screen (``screen.py``) runs it with autograd on; the family otherwise under inference mode."""
+    batch, k = draws.timesteps.shape
     dims = tuple(range(1, z0.dim()))
-    view = (-1, *[1] * (z0.dim() - 1))
     z0d = z0.to(torch.float64)
     abar_T = estimator.abar[-1]
     prior = 0.5 * (abar_T * z0d**2 + (1 - abar_T) - 1 - torch.log(1 - abar_T)).sum(dim=dims)  # (2)
 
-    # Noised latents for the K sampled timesteps plus s = 1, per item: (B*(K+1), C, H, W).
-    s = draws.timesteps.reshape(-1)
-    eps = draws.noise.reshape(batch * k, *z0.shape[1:])
-    z_s = estimator.abar[s - 1].sqrt().float().view(view) * z0.repeat_interleave(k, 0) \
-        + (1 - estimator.abar[s - 1]).sqrt().float().view(view) * eps
+    # 1. Noised latents per item: its K sampled timesteps, then s = 1: (B, K+1, C, H, W).
+    s = draws.timesteps  # (B, K), paper index 2..T
+    eps = draws.noise  # (B, K, C, H, W)
+    a = estimator.abar[s - 1].float()
+    z_s = a.sqrt().view(batch, k, *[1] * (z0.dim() - 1)) * z0[:, None] \
+        + (1 - a).sqrt().view(batch, k, *[1] * (z0.dim() - 1)) * eps
     z_1 = estimator.abar[0].sqrt().float() * z0 + (1 - estimator.abar[0]).sqrt().float() * draws.noise_first
-    per_item = torch.cat([z_s, z_1])
-    steps = torch.cat([s - 1, torch.zeros(batch, dtype=torch.int64)])
-    item_of_row = torch.cat([torch.arange(batch).repeat_interleave(k), torch.arange(batch)])
-    rows = per_item.shape[0]
+    rows_of = torch.cat([z_s, z_1[:, None]], dim=1)
+    steps_of = torch.cat([s - 1, torch.zeros((batch, 1), dtype=torch.int64)], dim=1)
 
-    # Every adapter on the same rows (common random numbers), adapter-major, whole blocks per chunk.
-    per_chunk = max(1, max_rows // rows)
+    # 2. The pairs' rows through the forward, whole pairs per chunk (bounded rows per forward).
+    per_chunk = max(1, max_rows // (k + 1))
     outputs = []
-    for first in range(0, adapters, per_chunk):
-        count = min(per_chunk, adapters - first)
-        slots = torch.arange(first, first + count).repeat_interleave(rows)
-        out = forward(per_item.repeat(count, 1, 1, 1), steps.repeat(count), text[item_of_row].repeat(count, 1, 1), slots)
-        outputs.append(out.to(device="cpu", dtype=torch.float64).reshape(count, rows, *z0.shape[1:]))
-    eps_hat = torch.cat(outputs)  # (M, rows, C, H, W)
+    for first in range(0, slots.numel(), per_chunk):
+        pair_slots, pair_items = slots[first:first + per_chunk], items[first:first + per_chunk]
+        count = pair_slots.numel()
+        out = forward(rows_of[pair_items].reshape(count * (k + 1), *z0.shape[1:]), steps_of[pair_items].reshape(-1),
+                      text[pair_items].repeat_interleave(k + 1, 0), pair_slots.repeat_interleave(k + 1))
+        outputs.append(out.to(device="cpu", dtype=torch.float64).reshape(count, k + 1, *z0.shape[1:]))
+    eps_hat = torch.cat(outputs)  # (P, K+1, C, H, W)
 
-    # (3) sampled KL terms and (5) importance weights, as ElboEstimator.
-    sq_err = ((eps_hat[:, : batch * k] - eps.to(torch.float64)) ** 2).sum(dim=tuple(range(2, eps_hat.dim())))
-    kl = (estimator.weights[s - 1] * sq_err).reshape(adapters, batch, k)
+    # 3. (3) sampled KL terms with (5) importance weights, as ElboEstimator.
+    sq_err = ((eps_hat[:, :k] - eps[items].to(torch.float64)) ** 2).sum(dim=tuple(range(2, eps_hat.dim())))
+    kl = estimator.weights[s[items] - 1] * sq_err  # (P, K)
 
-    # (4) continuous Gaussian decoder around mu_theta(z_1, 1), variance beta_1.
+    # 4. (4) continuous Gaussian decoder around mu_theta(z_1, 1), variance beta_1.
     beta1, alpha1 = estimator.betas[0], estimator.alphas[0]
-    mu = (z_1.to(torch.float64) - beta1 / (1 - estimator.abar[0]).sqrt() * eps_hat[:, batch * k :]) / alpha1.sqrt()
-    decoder = 0.5 * ((z0d - mu) ** 2 / beta1 + math.log(2 * math.pi) + torch.log(beta1)).sum(dim=tuple(range(2, mu.dim())))
+    mu = (z_1[items].to(torch.float64) - beta1 / (1 - estimator.abar[0]).sqrt() * eps_hat[:, k]) / alpha1.sqrt()
+    decoder = 0.5 * ((z0d[items] - mu) ** 2 / beta1 + math.log(2 * math.pi) + torch.log(beta1)).sum(dim=dims)
 
-    return -(prior[None, :, None] + decoder[:, :, None] + kl / estimator.proposal[draws.timesteps - 2])
+    return -(prior[items, None] + decoder[:, None] + kl / estimator.proposal[s[items] - 2])

@@ -1,17 +1,21 @@
 """A LoRA family served to the agent: one pretrained latent text-to-image pipeline, resident
-once on its device, and LoRA adapters on its UNet.
+once on its device, and LoRA adapters on its UNet (applied by ``multilora``, no peft).
 
 exact mode:          one adapter per coalition mask S (2^n - 1, plus the control 0x0);
                      v(S) = ELBO of the image's latent under UNet + adapter_S.
-compositional mode:  one adapter per owner plus the control (0x0; absent: the plain base);
-                     with data sizes w_j, v(S) = log((w_0 p_0 + sum_{i in S} w_i p_i) / (w_0 +
-                     sum_{i in S} w_i)) from the n+1 likelihoods by log-sum-exp, as the digits
-                     family's compositional mode.
+compositional mode:  one adapter per owner plus the control (absent: the plain base); with
+                     data sizes w_j, v(S) = log((w_0 p_0 + sum_{i in S} w_i p_i) / (w_0 +
+                     sum_{i in S} w_i)) from the n+1 component likelihoods
+                     (``shapley.mixture``). Two paths to those likelihoods:
+  * full:            every component's batched forward, (n+1)(K+1) UNet rows per event;
+  * screen+refine:   (``screen.py``) one forward and one backward of the control screen every
+                     owner to first order, then the full forward only for the few owners that
+                     can change a share: (K+1)(3 + refined) row-equivalents, whatever n is.
+                     Used from ``estimator.screen.min_owners`` owners up (default 16).
 
-The utility is in ``latent.py`` (ELBO of the VAE posterior mean, text-conditioned). All
-adapters of a batch run in ONE batched UNet forward with per-row adapter selection
-(``multilora.AdapterBank``); ``strategy="switching"`` instead calls peft's ``set_adapters``
-once per adapter (the benchmark's baseline). bf16 on CUDA, fp32 on CPU.
+The utility is in ``latent.py`` (ELBO of the VAE posterior mean, text-conditioned). Every
+owner's factors are read and checked when the family loads (an error names the bad file); on
+the device only a bounded pool of adapters is resident (``resident.py``). bf16 on CUDA, fp32 on CPU.
 
 Events carry a prompt (``conditioning.prompt``) or nothing: no prompt means the empty prompt,
 the unconditional embedding that caption dropout trained. A class label is refused: this
@@ -31,23 +35,20 @@ import torch
 
 from royalflow.attribution.diffusion.elbo import ElboEstimator
 from royalflow.attribution.diffusion.unet import inference_dtype, limit_cpu_threads, pick_device
-from royalflow.attribution.families.adapters import load_adapter_file
+from royalflow.attribution.families.adapters import Factors, linear_shapes, read_factors
 from royalflow.attribution.families.base import BasePipeline, ddpm_scheduler, load_base
 from royalflow.attribution.families.content import decode_rgb, to_unit
-from royalflow.attribution.families.latent import latent_log_likelihood_samples
+from royalflow.attribution.families.latent import latent_log_likelihood_samples, pair_log_likelihood_samples
 from royalflow.attribution.families.manifest import LoraManifest, parse_manifest
-from royalflow.attribution.families.multilora import AdapterBank
+from royalflow.attribution.families.multilora import AdapterBank, FactorStack
+from royalflow.attribution.families.resident import DEFAULT_CAPACITY, ResidentPool
+from royalflow.attribution.families.screen import FirstOrderScreen, ScreenSettings, event_gradients, refine_order
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
-from royalflow.errors import AttributionError, ConfigurationError, ContractError
-from royalflow.shapley import batch_means_std_errors, exact_shapley, sample_shapley
+from royalflow.errors import ConfigurationError, ContractError
+from royalflow.attribution.families.valuation import compositional_attribution, exact_attribution, mixture_shapley
 
-EXACT_SHAPLEY_MAX_OWNERS = 14  # compositional families above this use permutation sampling
 MAX_CACHED_PROMPTS = 1024  # bound on the prompt-embedding cache
-
-
-def adapter_name(mask: int) -> str:
-    return f"coalition_0x{mask:x}"
 
 
 def base_folder(manifest: LoraManifest, path: Path) -> Path:
@@ -55,10 +56,21 @@ def base_folder(manifest: LoraManifest, path: Path) -> Path:
     return base if base.is_absolute() else (path / base)
 
 
+def slot_files(manifest: LoraManifest) -> list[Any]:
+    """The adapter file of every slot: exact, mask order 0..2^n-1; compositional, the control
+    then owners in order (None: no adapter, the plain base)."""
+    n = len(manifest.owners)
+    if hasattr(manifest, "slot_files"):
+        return manifest.slot_files()
+    masks = range(1 << n) if manifest.mode == "exact" else [0, *[1 << i for i in range(n)]]
+    return [manifest.adapters.get(hex(m)) for m in masks]
+
+
 class LoraFamily:
     kind = "lora"
 
-    def __init__(self, manifest: LoraManifest, base: BasePipeline, device: torch.device) -> None:
+    def __init__(self, manifest: LoraManifest, base: BasePipeline, device: torch.device,
+                 factors: Sequence[Factors | None]) -> None:
         self.manifest = manifest
         self.family_id = manifest.family_id
         self.version = manifest.version
@@ -71,16 +83,23 @@ class LoraFamily:
         self.dtype = inference_dtype(device)
         limit_cpu_threads(device)
         n = len(self.owners)
-        # Slots of the adapter bank: every coalition mask the mode needs, mask 0 first.
+        # Slots: every coalition mask the mode needs, mask 0 (the control) first.
         self.masks = list(range(1 << n)) if self.mode == "exact" else [0, *[1 << i for i in range(n)]]
-        names = [adapter_name(m) if hex(m) in manifest.adapters else None for m in self.masks]
-        self.bank = AdapterBank(base.unet, names)
-        self.names = names
+        if len(factors) != len(self.masks):
+            raise ConfigurationError(f"family {self.family_id}: {len(factors)} adapters for {len(self.masks)} slots")
+        host = FactorStack.build(factors, linear_shapes(base.unet))
+        settings = manifest.estimator
+        self.screen_settings = ScreenSettings(**settings.screen.model_dump(exclude={"min_owners"}))
+        self.screened = self.mode == "compositional" and n >= settings.screen.min_owners
+        capacity = DEFAULT_CAPACITY if self.screened else len(self.masks)
+        self.pool = ResidentPool(host, capacity, device=device, dtype=self.dtype)
+        self.bank = AdapterBank(base.unet, self.pool.stack)
+        self.screen = FirstOrderScreen(host, device) if self.screened else None
         scheduler = ddpm_scheduler(base.scheduler_config)
         if scheduler.config.prediction_type != "epsilon":
             raise ConfigurationError(f"base {base.folder} predicts {scheduler.config.prediction_type!r}; "
                                      "the ELBO utility needs an epsilon-prediction UNet")
-        self.estimator = ElboEstimator(scheduler, levels=256, samples=manifest.estimator.samples)
+        self.estimator = ElboEstimator(scheduler, levels=256, samples=settings.samples)
         sizes = manifest.data_sizes
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
         training = manifest.training or {}
@@ -97,10 +116,12 @@ class LoraFamily:
             raise ConfigurationError(f"family at {path} is not of kind 'lora'")
         target = pick_device(device)
         base = load_base(base_folder(manifest, Path(path)), device=target, dtype=inference_dtype(target))
-        for key, entry in sorted(manifest.adapters.items()):
-            load_adapter_file(base.unet, Path(path) / entry.file, adapter_name(int(key, 16)), sha256=entry.sha256)
+        shapes = linear_shapes(base.unet)
+        # Every file read and checked now: a bad one among thousands fails the load, by name.
+        factors = [None if entry is None else read_factors(Path(path) / entry.file, sha256=entry.sha256, expected=shapes)
+                   for entry in slot_files(manifest)]
         torch.nn.Module.to(base.unet, device=target, dtype=inference_dtype(target))
-        return cls(manifest, base, target)
+        return cls(manifest, base, target, factors)
 
     # -- Family protocol ---------------------------------------------------------------
     def prepare(self, event: GenerationEvent) -> Prepared:
@@ -110,32 +131,35 @@ class LoraFamily:
         pixels = decode_rgb(event.content, self.resolution)
         return Prepared(event=event, item=(pixels, event.conditioning.prompt or ""), seed=seed_for(event.event_id))
 
-    def attribute(self, batch: Sequence[Prepared]) -> list[Attribution]:
+    def attribute(self, batch: Sequence[Prepared], *, path: str = "auto") -> list[Attribution]:
+        """``path``: "auto" (screen+refine for large compositional families), "full" or "screen"."""
         if not batch:
             return []
-        samples = self.utility_samples(batch)  # (M, B, K)
-        evaluations = len(self.masks) * (self.estimator.samples + 1)
+        k1 = self.estimator.samples + 1
         if self.mode == "exact":
-            return [self._exact(samples[:, b, :].numpy(), evaluations) for b in range(len(batch))]
-        return [self._compositional(samples[:, b, :].numpy(), evaluations, p.seed) for b, p in enumerate(batch)]
+            samples = self.utility_samples(batch)
+            return [exact_attribution(self, samples[:, b, :].numpy(), len(self.masks) * k1) for b in range(len(batch))]
+        if path == "screen" or (path == "auto" and self.screened):
+            return self._screened(batch)
+        samples = self.utility_samples(batch)  # (n+1, B, K)
+        return [compositional_attribution(self, samples[:, b, :].numpy(), len(self.masks) * k1, p.seed)
+                for b, p in enumerate(batch)]
 
     # -- utilities ---------------------------------------------------------------------
-    def utility_samples(self, batch: Sequence[Prepared], *, strategy: str = "batched") -> torch.Tensor:
-        """v_k per slot (self.masks order), item and Monte-Carlo sample: (M, B, K) nats."""
+    def _inputs(self, batch: Sequence[Prepared]):  # type: ignore[no-untyped-def]
         x = torch.from_numpy(to_unit(np.stack([p.item[0] for p in batch])))
         z0 = self.base.encode_images(x)
         text = self.embed([p.item[1] for p in batch])
-        draws = self.estimator.draw([p.seed for p in batch], tuple(z0.shape[1:]))
-        if strategy == "batched":
-            return latent_log_likelihood_samples(self.estimator, self._batched, z0, text, draws, len(self.masks),
-                                                 max_rows=self.manifest.estimator.max_rows_per_forward)
-        if strategy == "switching":
-            try:  # one adapter per forward: max_rows=1 puts a single adapter block in each chunk
-                return latent_log_likelihood_samples(self.estimator, self._switching, z0, text, draws, len(self.masks),
-                                                     max_rows=1)
-            finally:
-                self.base.unet.disable_adapters()  # back to the bank's path
-        raise ValueError(f"unknown strategy {strategy!r}")
+        return z0, text, self.estimator.draw([p.seed for p in batch], tuple(z0.shape[1:]))
+
+    def utility_samples(self, batch: Sequence[Prepared], *, strategy: str = "batched") -> torch.Tensor:
+        """v_k per slot (self.masks order), item and Monte-Carlo sample: (M, B, K) nats, every
+        slot's full forward. ``strategy="switching"``: one adapter per forward (the baseline)."""
+        if strategy not in ("batched", "switching"):
+            raise ValueError(f"unknown strategy {strategy!r}")
+        z0, text, draws = self._inputs(batch)
+        rows = 1 if strategy == "switching" else self.manifest.estimator.max_rows_per_forward
+        return latent_log_likelihood_samples(self.estimator, self._batched, z0, text, draws, len(self.masks), max_rows=rows)
 
     def embed(self, prompts: list[str]) -> torch.Tensor:
         """Text embeddings on CPU (B, L, D), cached per prompt (bounded)."""
@@ -147,75 +171,67 @@ class LoraFamily:
                     self._prompts.popitem(last=False)
         return torch.stack([self._prompts[p] for p in prompts])
 
-    def _unet(self, latents: torch.Tensor, steps: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
+    def _forward(self, latents: torch.Tensor, steps: torch.Tensor, text: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """UNet with each row's adapter (host slot numbers), in the caller's grad mode."""
+        positions = torch.tensor(self.pool.positions(slots.tolist()), dtype=torch.int64)
+        self.bank.select(positions.to(self.device))
+        try:
             return self.base.unet(latents.to(self.device, self.dtype), steps.to(self.device),
                                   encoder_hidden_states=text.to(self.device, self.dtype)).sample
-
-    def _batched(self, latents: torch.Tensor, steps: torch.Tensor, text: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        self.bank.select(slots.to(self.device))
-        try:
-            return self._unet(latents, steps, text)
         finally:
             self.bank.index = None
 
-    def _switching(self, latents: torch.Tensor, steps: torch.Tensor, text: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        name = self.names[int(slots[0])]
-        if name is None:
-            self.base.unet.disable_adapters()
-        else:
-            self.base.unet.enable_adapters()
-            self.base.unet.set_adapters([name])
-        return self._unet(latents, steps, text)
+    def _batched(self, latents: torch.Tensor, steps: torch.Tensor, text: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._forward(latents, steps, text, slots)
 
-    # -- Shapley -----------------------------------------------------------------------
-    def _exact(self, per_sample: np.ndarray, evaluations: int) -> Attribution:
-        n = len(self.owners)
-        k = per_sample.shape[1]
-        utilities = per_sample.mean(axis=1)
-        result = exact_shapley(n, utilities)
-        # Standard error: Shapley values are linear in v, so phi per Monte-Carlo sample k.
-        phi_samples = np.stack([exact_shapley(n, per_sample[:, j]).values for j in range(k)])
-        keys = [hex(m) for m in self.masks]
-        return Attribution(
-            owners=self.owners, shapley_values=result.values,
-            std_errors=phi_samples.std(axis=0, ddof=1) / np.sqrt(k), method="exact", mode="exact",
-            coalition_utilities=dict(zip(keys, map(float, utilities))),
-            utility_std_errors=dict(zip(keys, map(float, per_sample.std(axis=1, ddof=1) / np.sqrt(k)))),
-            model_evaluations=evaluations, fairness=self.fairness,
-        )
-
-    def _mixture_shapley(self, component_ll: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
-        terms = self.log_weights + component_ll
-        weights = np.exp(self.log_weights)
-
-        def v(coalitions: np.ndarray) -> np.ndarray:
-            member = np.concatenate([np.ones((coalitions.shape[0], 1), bool), coalitions.astype(bool)], axis=1)
-            masked = np.where(member, terms, -np.inf)
-            top = masked.max(axis=1, keepdims=True)
-            log_num = top[:, 0] + np.log(np.exp(masked - top).sum(axis=1))
-            return log_num - np.log(np.where(member, weights, 0.0).sum(axis=1))
-
-        n = len(self.owners)
-        if n <= EXACT_SHAPLEY_MAX_OWNERS:
-            return exact_shapley(n, v)
-        settings = self.manifest.estimator
-        return sample_shapley(n, v, seed=seed, target_std_error=settings.target_std_error,
-                              max_permutations=settings.max_permutations)
-
-    def _compositional(self, component: np.ndarray, evaluations: int, seed: int) -> Attribution:
-        # Rows follow self.masks: base/control, owner 0, owner 1, ...
-        if not np.all(np.isfinite(component)):
-            raise AttributionError(f"family {self.family_id}: non-finite component likelihoods")
-        k = component.shape[1]
-        means = component.mean(axis=1)
-        result = self._mixture_shapley(means, seed)
-        mc_se = batch_means_std_errors(lambda m: self._mixture_shapley(m, seed), component)  # nonlinear utility
-        names = ["component:_base", *[f"component:{o}" for o in self.owners]]
-        return Attribution(
-            owners=self.owners, shapley_values=result.values,
-            std_errors=np.sqrt(mc_se**2 + result.std_errors**2), method=result.method, mode="compositional",
-            coalition_utilities=dict(zip(names, map(float, means))),
-            utility_std_errors=dict(zip(names, map(float, component.std(axis=1, ddof=1) / np.sqrt(k)))),
-            model_evaluations=evaluations, fairness=self.fairness,
-        )
+    # -- screen + refine ---------------------------------------------------------------
+    def _screened(self, batch: Sequence[Prepared]) -> list[Attribution]:
+        if self.screen is None:
+            self.screen = FirstOrderScreen(self.pool.host, self.device)
+        z0, text, draws = self._inputs(batch)
+        b, k = draws.timesteps.shape
+        # 1. One forward + backward of the control per item: l_0 samples and grad_W l (screen.py (1)).
+        self.bank.captured = {}
+        try:
+            with torch.enable_grad():
+                base_samples = pair_log_likelihood_samples(
+                    self.estimator, self._forward, z0, text, draws,
+                    torch.zeros(b, dtype=torch.int64), torch.arange(b), max_rows=b * (k + 1))
+                base_samples.mean(dim=1).sum().backward()
+            gradients = event_gradients(self.bank.captured, b)
+        finally:
+            self.bank.captured = None
+        base_samples = base_samples.detach()
+        # 2. Every slot's inner product (2); the owners' first-order gains relative to the control.
+        inner = self.screen.inner_products(gradients)
+        gains = (inner[:, 1:] - inner[:, :1]).numpy()  # (B, n)
+        base_ll = base_samples.mean(dim=1).numpy()
+        # 3. What each event must refine (3), then those pairs' full forwards in one batch.
+        settings = self.screen_settings
+        plans = [refine_order(self.log_weights, float(base_ll[i]), base_ll[i] + gains[i], settings.bound_nats, settings,
+                              lambda ll, seed=batch[i].seed: mixture_shapley(self.log_weights, ll, seed=seed).values)
+                 for i in range(b)]
+        slots = torch.tensor([1 + owner for chosen, _ in plans for owner in chosen], dtype=torch.int64)
+        items = torch.tensor([i for i, (chosen, _) in enumerate(plans) for _ in chosen], dtype=torch.int64)
+        parts = []
+        with torch.inference_mode():  # at most `capacity` pairs per call: their adapters all fit the pool
+            for first in range(0, slots.numel(), self.pool.capacity):
+                parts.append(pair_log_likelihood_samples(
+                    self.estimator, self._batched, z0, text, draws, slots[first:first + self.pool.capacity],
+                    items[first:first + self.pool.capacity], max_rows=self.manifest.estimator.max_rows_per_forward))
+        refined = torch.cat(parts).numpy() if parts else np.zeros((0, k))
+        out, start = [], 0
+        for i, (chosen, remainder) in enumerate(plans):
+            rows = refined[start:start + len(chosen)]
+            start += len(chosen)
+            component = np.repeat(base_samples[i].numpy()[None], len(self.owners) + 1, axis=0)
+            component[1:] += gains[i][:, None]  # screened: the control's samples shifted by the gain
+            component[[1 + o for o in chosen]] = rows
+            residual = np.abs(rows.mean(axis=1) - (base_ll[i] + gains[i][chosen])) if chosen else np.zeros(0)
+            bound = max(settings.bound_nats, float(residual.max(initial=0.0)))
+            passes = (k + 1) * (3 + len(chosen))  # forward + backward (counted twice) + refined forwards
+            screen = {"refined": [self.owners[o] for o in chosen], "tolerance": settings.tolerance,
+                      "bound_nats": bound, "remainder": remainder, "unet_passes": passes}
+            out.append(compositional_attribution(self, component, passes, batch[i].seed, screened=chosen, screen=screen))
+        return out

@@ -158,12 +158,30 @@ class AdapterFile(BaseModel):
         return value
 
 
+class Screen(BaseModel):
+    """Screen + refine for compositional LoRA families (attribution/families/screen.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_owners: int = Field(default=16, ge=1, le=1_000_000)  # fewer owners: every likelihood in full
+    tolerance: float = Field(default=0.02, gt=0, le=1)  # rule (3): what the unrefined may hold together
+    min_refined: int = Field(default=1, ge=0, le=256)
+    max_refined: int = Field(default=4, ge=1, le=256)  # owners refined per event, at most
+    bound_nats: float = Field(default=0.5, ge=0, le=1000)  # the screen's stated error bound
+
+    @model_validator(mode="after")
+    def _order(self) -> "Screen":
+        if self.min_refined > self.max_refined:
+            raise ValueError("min_refined must not exceed max_refined")
+        return self
+
+
 class Estimator(BaseModel):
     model_config = ConfigDict(extra="forbid")
     samples: int = Field(ge=2, le=1024)  # K Monte-Carlo timesteps per likelihood
     max_rows_per_forward: int = Field(default=4096, ge=1, le=1 << 20)
     target_std_error: float = Field(default=0.01, gt=0)  # permutation sampling (compositional, many owners)
     max_permutations: int = Field(default=2000, ge=1, le=1_000_000)
+    screen: Screen = Field(default_factory=Screen)
 
 
 class LoraManifest(_Common):

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Attribution at catalogue scale: screen + refine (the agent's path for compositional LoRA
+families of 16 owners and more) against the full compositional path, on the tiny pipeline.
+
+    python benchmarks/scale.py [--quick] [--cache DIR] [--events N] [--skip-accuracy]
+
+Cost (synthetic adapters: the cost of a forward does not depend on what an adapter learned),
+n in {16, 64, 256, 1024}: attributions/s of the screened path and of the full path, UNet
+passes per attribution (a backward counted as two), peak RSS of the process and the time of
+one Shapley computation over the mixture utility.
+
+Accuracy (trained adapters): a compositional family of 64 owners with pairwise distinct
+styles (``training.styles.catalogue``), trained once into --cache (about 30 min on 2 cores;
+kept for later runs). n = 16 is its control and first 16 owners, n = 64 all of them. Events are
+held-out pictures of every owner's style (never trained on), with their style's caption and
+without a prompt. Reported: the same top owner in both paths, the mean L1 distance between
+share vectors, the style owner's top-1 rate and mean share in each path. n = 1,024: the 64
+trained owners plus 960 synthetic distractors with the trained adapters' norms, on --events
+events (default 50; the full path costs 1,025 x (K+1) UNet rows per event).
+
+Writes bench-results/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lora import batch_of, make_family, peak_bytes, reset_peak  # noqa: E402  (the LoRA benchmark's helpers)
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench-results" / "scale.json"
+SAMPLES_K = 16  # as the families' default
+BATCH = 8
+
+
+def shares(values: np.ndarray) -> np.ndarray:
+    positive = np.clip(values, 0, None)
+    return positive / positive.sum() if positive.sum() > 0 else positive
+
+
+def cost_rows(ns: list[int], full_max: int, device: torch.device, base: Path) -> list[dict]:  # type: ignore[type-arg]
+    from royalflow.attribution.families.valuation import mixture_shapley
+
+    rows = []
+    for n in ns:
+        family = make_family(base, n, "compositional", device, SAMPLES_K)
+        batch = batch_of(family, BATCH)
+        family.attribute(batch[:2])  # warm-up: prompt cache, resident pool
+        reset_peak()
+        started = time.perf_counter()
+        out = family.attribute(batch, path="screen")
+        screened_s = time.perf_counter() - started
+        row = {"n": n, "screened_attributions_per_second": BATCH / screened_s,
+               "screened_unet_passes": float(np.mean([a.model_evaluations for a in out])),
+               "screened_refined_mean": float(np.mean([len(a.screen["refined"]) for a in out])),
+               "peak_rss_bytes": peak_bytes(device), "full_unet_passes": (n + 1) * (SAMPLES_K + 1)}
+        if n <= full_max:
+            count = BATCH if n <= 64 else 1
+            started = time.perf_counter()
+            family.attribute(batch[:count], path="full")
+            row["full_attributions_per_second"] = count / (time.perf_counter() - started)
+            row["speedup"] = row["screened_attributions_per_second"] / row["full_attributions_per_second"]
+        ll = np.array(list(out[0].coalition_utilities.values()))
+        started = time.perf_counter()
+        for _ in range(5):
+            mixture_shapley(family.log_weights, ll, seed=1)
+        row["shapley_seconds"] = (time.perf_counter() - started) / 5
+        rows.append(row)
+        print(f"n={n:>5}  screened {row['screened_attributions_per_second']:6.2f}/s  "
+              f"passes {row['screened_unet_passes']:7.1f} (full {row['full_unet_passes']})  "
+              f"refined {row['screened_refined_mean']:.2f}  full {row.get('full_attributions_per_second', float('nan')):6.2f}/s  "
+              f"x{row.get('speedup', float('nan')):5.1f}  peak RSS {row['peak_rss_bytes'] / 2**30:.2f} GiB  "
+              f"Shapley {row['shapley_seconds'] * 1000:.1f} ms", flush=True)
+        family.bank.close()
+        del family
+    return rows
+
+
+def trained_catalogue(cache: Path) -> Path:
+    """The 64-owner compositional family, trained once (resumable) into ``cache``."""
+    from royalflow.training.styles import catalogue
+    from royalflow.training.tiny import build_style_family
+
+    print(f"training (or reusing) the 64-owner catalogue family under {cache} ...", flush=True)
+    built = build_style_family(cache, "cat64", "1", styles=catalogue(64), mode="compositional", per_owner=32, public=192)
+    return built.family_path
+
+
+def family_from(path: Path, owners: int, device: torch.device, distractors: int = 0):  # type: ignore[no-untyped-def]
+    """A compositional LoraFamily over the first ``owners`` trained owners (+ random distractors
+    whose factors have the trained adapters' mean norms)."""
+    from royalflow.attribution.families.adapters import linear_shapes, read_factors
+    from royalflow.attribution.families.base import load_base
+    from royalflow.attribution.families.lora import LoraFamily, base_folder, slot_files
+    from royalflow.attribution.families.manifest import LoraManifest
+    from royalflow.training.tiny import random_factors
+
+    manifest = LoraManifest.model_validate(json.loads((path / "manifest.json").read_text()))
+    base = load_base(base_folder(manifest, path), device=device)
+    shapes = linear_shapes(base.unet)
+    files = slot_files(manifest)[: owners + 1]
+    factors = [read_factors(path / f.file, expected=shapes) for f in files]
+    names = list(manifest.owners[:owners])
+    if distractors:
+        fake = random_factors(base.unet, distractors, seed=7)
+        for layer in fake[0]:
+            a_norm = np.mean([float(f[layer][0].norm()) for f in factors[1:]])
+            b_norm = np.mean([float(f[layer][1].norm()) for f in factors[1:]])
+            for f in fake:
+                f[layer] = (f[layer][0] * a_norm / float(f[layer][0].norm()), f[layer][1] * b_norm / float(f[layer][1].norm()))
+        factors += fake
+        names += [f"distractor-{i:04d}" for i in range(distractors)]
+    sizes = {"_base": manifest.data_sizes["_base"], **{o: manifest.data_sizes.get(o, 32) for o in names}}
+    document = {"kind": "lora", "family_id": f"cat{len(names)}", "version": "1", "owners": names, "pool_fraction": "3/10",
+                "mode": "compositional", "base": str(base_folder(manifest, path)), "resolution": manifest.resolution,
+                "rank": manifest.rank, "target_modules": manifest.target_modules,
+                "adapters": {hex(m): {"file": "f", "sha256": "0" * 64} for m in [0, *[1 << i for i in range(len(names))]]},
+                "data_sizes": sizes, "estimator": {"samples": SAMPLES_K, "screen": {"min_owners": 1}}}
+    return LoraFamily(LoraManifest.model_validate(document), base, device, factors)
+
+
+def held_out(family, owners: int, per_owner: int, seed: int = 999):  # type: ignore[no-untyped-def]
+    """Held-out pictures of the first ``owners`` styles: (prepared event, style owner index, prompted)."""
+    from royalflow.attribution.families.content import png
+    from royalflow.producer.events import generation_event
+    from royalflow.training.styles import catalogue, owner_image
+
+    styles = catalogue(64)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, owner in enumerate(list(styles)[:owners]):
+        for j in range(per_owner):
+            pixels = np.asarray(owner_image(owner, rng, styles))
+            prompt = styles[owner][3] if j % 2 == 0 else None
+            event = generation_event(event_id=f"held-{owner}-{j}", family_id=family.family_id, family_version="1",
+                                     revenue_amount=1000, currency="USD", content=png(pixels), prompt=prompt)
+            out.append((family.prepare(event), i, prompt is not None))
+    return out
+
+
+def accuracy_row(family, events, label: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    prepared = [p for p, _, _ in events]
+    started = time.perf_counter()
+    screened = [a for i in range(0, len(prepared), BATCH) for a in family.attribute(prepared[i:i + BATCH], path="screen")]
+    screened_s = time.perf_counter() - started
+    started = time.perf_counter()
+    full = [a for i in range(0, len(prepared), BATCH) for a in family.attribute(prepared[i:i + BATCH], path="full")]
+    full_s = time.perf_counter() - started
+    s_sh = np.stack([shares(a.shapley_values) for a in screened])
+    f_sh = np.stack([shares(a.shapley_values) for a in full])
+    owner = np.array([o for _, o, _ in events])
+    row = {"family": label, "events": len(events), "same_top": float(np.mean(s_sh.argmax(1) == f_sh.argmax(1))),
+           "mean_l1": float(np.abs(s_sh - f_sh).sum(1).mean()),
+           "style_top1_screened": float(np.mean(s_sh.argmax(1) == owner)),
+           "style_top1_full": float(np.mean(f_sh.argmax(1) == owner)),
+           "style_share_screened": float(s_sh[np.arange(len(owner)), owner].mean()),
+           "style_share_full": float(f_sh[np.arange(len(owner)), owner].mean()),
+           "screened_attributions_per_second": len(events) / screened_s, "full_attributions_per_second": len(events) / full_s,
+           "screened_unet_passes": float(np.mean([a.model_evaluations for a in screened])),
+           "refined_mean": float(np.mean([len(a.screen["refined"]) for a in screened]))}
+    print(f"{label:>22}: {row['events']} events, same top {row['same_top']:.1%}, mean L1 {row['mean_l1']:.4f}, "
+          f"style top-1 {row['style_top1_screened']:.1%} vs {row['style_top1_full']:.1%}, "
+          f"style share {row['style_share_screened']:.3f} vs {row['style_share_full']:.3f}, "
+          f"{row['screened_attributions_per_second']:.2f}/s vs {row['full_attributions_per_second']:.2f}/s, "
+          f"passes {row['screened_unet_passes']:.0f}, refined {row['refined_mean']:.2f}", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="n up to 256, fewer events (a smoke run)")
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench-results" / "scale-cache",
+                        help="where the trained 64-owner family is kept between runs")
+    parser.add_argument("--events", type=int, default=50, help="events compared with the full path at n = 1,024")
+    parser.add_argument("--skip-accuracy", action="store_true", help="cost rows only (no training)")
+    args = parser.parse_args()
+    import tempfile
+
+    from royalflow.attribution.diffusion.unet import limit_cpu_threads, pick_device
+    from royalflow.training.tiny import build_tiny_pipeline
+
+    device = pick_device("auto")
+    limit_cpu_threads(device)
+    results: dict = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),  # type: ignore[type-arg]
+                     "samples_k": SAMPLES_K, "batch_events": BATCH}
+    print(f"device {device}, K = {SAMPLES_K}, batch {BATCH}, threads {torch.get_num_threads()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tiny_pipeline(Path(tmp) / "base")
+        ns = [16, 64, 256] if args.quick else [16, 64, 256, 1024]
+        results["cost"] = cost_rows(ns, 1024, device, Path(tmp) / "base")
+    if not args.skip_accuracy:
+        path = trained_catalogue(args.cache)
+        results["accuracy"] = []
+        per_owner = 2 if args.quick else 4
+        for owners in (16, 64):
+            family = family_from(path, owners, device)
+            results["accuracy"].append(accuracy_row(family, held_out(family, owners, per_owner), f"trained n={owners}"))
+        family = family_from(path, 64, device, distractors=960)
+        every = held_out(family, 64, 2)
+        pick = np.random.default_rng(0).permutation(len(every))[: (10 if args.quick else args.events)]
+        events = [every[i] for i in sorted(pick)]
+        results["accuracy"].append(accuracy_row(family, events, "64 trained + 960 synthetic"))
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2))
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
