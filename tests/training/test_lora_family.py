@@ -96,9 +96,6 @@ def test_import_compositional_family_and_refuse_files_that_do_not_fit(tiny_lora:
                            {**files, owners[0]: bad / LORA_FILE}, mode="compositional", data_sizes=sizes)
 
 
-@pytest.mark.xfail(reason="the runtime (families/lora.py) reads compositional files through "
-                          "LoraManifest.slot_files() in the rewrite that merges with this branch; "
-                          "remove this mark then", strict=False)
 def test_an_imported_compositional_family_attributes_and_checks_its_files(tiny_lora: TinyLora, tmp_path: Path) -> None:
     path, _, owners = _import_compositional(tiny_lora, tmp_path / "families")
     manifest = read_manifest(path)

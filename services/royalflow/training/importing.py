@@ -172,7 +172,7 @@ def _register(out: Path, family_id: str, version: str, base_folder: Path, owners
         for key, (source, _) in slots.items():
             found = inspect_lora_file(source, shapes)
             if isinstance(found, str):
-                problems.append(f"LoRA file {source} ({key}) {found}")
+                problems.append(f"{key}: {found}")
             else:
                 summaries[key] = found
             progress.advance(task)
