@@ -42,6 +42,18 @@ def test_unknown_family_or_version_is_refused(root: Path) -> None:
         assert caught.value.reason == "unknown_model_family"
 
 
+@pytest.mark.parametrize(("family_id", "version"), [
+    ("../../etc", "1"), ("BAD_ID", "1"), ("fam", ".."), ("fam", "a/b"), ("", "1"),
+])
+def test_ids_no_event_can_name_are_refused_before_any_path_is_built(root: Path, family_id: str,
+                                                                       version: str) -> None:
+    registry = DiskFamilyRegistry(root, device="cpu")
+    with pytest.raises(ConfigurationError, match="must match"):
+        registry.path(family_id, version)
+    with pytest.raises(UnknownFamilyError):  # from an event: a dead letter, never a crash
+        registry.get(family_id, version)
+
+
 def test_tampered_weights_are_refused(root: Path, tmp_path: Path) -> None:
     import shutil
 

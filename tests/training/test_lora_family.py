@@ -60,18 +60,25 @@ def test_attribution_carries_standard_errors_and_refuses_labels(family: LoraFami
         family.prepare(event)
 
 
-def test_import_compositional_family_and_refuse_files_that_do_not_fit(tiny_lora: TinyLora, tmp_path: Path) -> None:
+def _import_compositional(tiny_lora: TinyLora, root: Path) -> tuple[Path, dict, list[str]]:  # type: ignore[type-arg]
     adapters = tiny_lora.family_path / "adapters"
     owners = list(read_manifest(tiny_lora.family_path)["owners"])
     files = {"_control": adapters / "0x0" / LORA_FILE, **{o: adapters / hex(1 << i) / LORA_FILE for i, o in enumerate(owners)}}
     sizes = {"_base": 192, **{o: 48 for o in owners}}
-    path = import_lora_family(tmp_path / "families", "imported", "1", tiny_lora.base, owners, files,
-                              mode="compositional", data_sizes=sizes)
+    path = import_lora_family(root, "imported", "1", tiny_lora.base, owners, files, mode="compositional",
+                              data_sizes=sizes)
+    return path, files, owners
+
+
+def test_import_compositional_family_and_refuse_files_that_do_not_fit(tiny_lora: TinyLora, tmp_path: Path) -> None:
+    adapters = tiny_lora.family_path / "adapters"
+    path, files, owners = _import_compositional(tiny_lora, tmp_path / "families")
     manifest = read_manifest(path)
-    assert manifest["mode"] == "compositional" and sorted(manifest["adapters"]) == ["0x0", "0x1", "0x2", "0x4"]
-    composed = load_family(manifest, path, "cpu")
-    [result] = composed.attribute([_prepared(composed, tiny_lora.generations["owner-green"][0], "c", "a green dotted triangle")])
-    assert result.mode == "compositional" and np.all(np.isfinite(result.shapley_values))
+    assert manifest["mode"] == "compositional" and manifest["adapters"] == {}
+    assert {k: v["file"] for k, v in manifest["components"].items()} == {
+        "_control": "components/00000.safetensors",
+        **{o: f"components/{i + 1:05d}.safetensors" for i, o in enumerate(owners)}}
+    sizes = manifest["data_sizes"]
 
     # A file whose layers have other shapes than the base UNet's: refused, naming the file.
     state = load_file(str(adapters / "0x1" / LORA_FILE))
@@ -87,8 +94,17 @@ def test_import_compositional_family_and_refuse_files_that_do_not_fit(tiny_lora:
     with pytest.raises(ConfigurationError, match="does not fit"):
         import_lora_family(tmp_path / "families", "bad", "1", tiny_lora.base, owners,
                            {**files, owners[0]: bad / LORA_FILE}, mode="compositional", data_sizes=sizes)
+
+
+def test_an_imported_compositional_family_attributes_and_checks_its_files(tiny_lora: TinyLora, tmp_path: Path) -> None:
+    path, _, owners = _import_compositional(tiny_lora, tmp_path / "families")
+    manifest = read_manifest(path)
+    composed = load_family(manifest, path, "cpu")
+    [result] = composed.attribute([_prepared(composed, tiny_lora.generations["owner-green"][0], "c", "a green dotted triangle")])
+    assert result.mode == "compositional" and np.all(np.isfinite(result.shapley_values))
+    assert len(set(np.round(result.shapley_values, 6))) > 1  # the components are really loaded
     # A family whose file changed after import fails its checksum on load.
-    (path / "adapters" / "0x1" / LORA_FILE).write_bytes((adapters / "0x2" / LORA_FILE).read_bytes())
+    (path / manifest["components"][owners[0]]["file"]).write_bytes((path / manifest["components"][owners[1]]["file"]).read_bytes())
     with pytest.raises(ConfigurationError, match="checksum"):
         load_family(manifest, path, "cpu")
 
@@ -141,7 +157,10 @@ def test_cli_import_and_train_errors(tiny_lora: TinyLora, tmp_path: Path, monkey
                                     "--steps", "2", "--rank", "4", "--device", "cpu"])
         assert train.exit_code == 0, train.output
         manifest = read_manifest(tmp_path / "families" / "cli-trained" / "1")
-        assert manifest["rank"] == 4 and sorted(manifest["adapters"]) == ["0x0", "0x1", "0x2", "0x4"]
+        assert manifest["rank"] == 4 and manifest["adapters"] == {}
+        assert sorted(manifest["components"]) == ["_control", *sorted(manifest["owners"])]
+        assert [manifest["components"][k]["file"] for k in ["_control", *manifest["owners"]]] == [
+            f"components/{i:05d}.safetensors" for i in range(4)]
         assert manifest["training"]["fairness"]["control"] == "shuffled_captions"
     finally:
         get_settings.cache_clear()

@@ -9,14 +9,38 @@ stay resident (on their device) for the process.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
 from royalflow.attribution.family import Family
-from royalflow.errors import UnknownFamilyError
+from royalflow.contracts.events import FAMILY_ID_PATTERN, FAMILY_VERSION_PATTERN
+from royalflow.errors import ConfigurationError, UnknownFamilyError
 
 MAX_RESIDENT_FAMILIES = 16  # bound on memory: families are large on a GPU
+_FAMILY_ID = re.compile(FAMILY_ID_PATTERN)
+_FAMILY_VERSION = re.compile(FAMILY_VERSION_PATTERN)
+
+
+def family_ref_problem(family_id: str, version: str) -> str | None:
+    """Why ``(family_id, version)`` cannot name a family folder, or None. The event contract's
+    patterns: a family no event can name is useless, and ``..`` or ``/`` would leave the
+    registry's folder. The version pattern admits ``.`` and ``..``: refused here too."""
+    if not _FAMILY_ID.fullmatch(family_id):
+        return (f"family id {family_id!r} must match {FAMILY_ID_PATTERN} "
+                "(lowercase letters, digits and '-', as in generation events' model_family.id)")
+    if not _FAMILY_VERSION.fullmatch(version) or not version.strip("."):
+        return (f"family version {version!r} must match {FAMILY_VERSION_PATTERN} "
+                "(as in generation events' model_family.version) and not be '.' or '..'")
+    return None
+
+
+def check_family_ref(family_id: str, version: str) -> None:
+    """ConfigurationError when ``(family_id, version)`` cannot name a family (family_ref_problem)."""
+    problem = family_ref_problem(family_id, version)
+    if problem is not None:
+        raise ConfigurationError(problem)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -31,6 +55,8 @@ class DiskFamilyRegistry:
         self._lock = threading.Lock()  # the agent's worker thread and the event loop both look up
 
     def path(self, family_id: str, version: str) -> Path:
+        """The family's folder; ConfigurationError for an id or version no event can name."""
+        check_family_ref(family_id, version)
         return self.families_dir / family_id / version
 
     def list(self) -> list[dict[str, Any]]:
@@ -46,6 +72,8 @@ class DiskFamilyRegistry:
             family = self._resident.get(key)
             if family is not None:
                 return family
+            if family_ref_problem(family_id, version) is not None:
+                raise UnknownFamilyError(family_id, version)  # a contract error: dead-lettered, never a crash
             path = self.path(family_id, version)
             if not (path / "manifest.json").is_file():
                 raise UnknownFamilyError(family_id, version)

@@ -11,7 +11,11 @@ UNATTRIBUTED_OWNER = "_unattributed"
 MAX_REVENUE_AMOUNT = 10**15
 
 _EVENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
-_OWNER_ID = r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}$"
+OWNER_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}$"
+# model_family.id / .version (schemas/generation-event.v1.json); the registry, the training and
+# import commands check family ids against these too, so no family exists that no event can name.
+FAMILY_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+FAMILY_VERSION_PATTERN = r"^[A-Za-z0-9._-]{1,32}$"
 _CURRENCY = r"^[A-Z]{3}$"
 
 
@@ -60,8 +64,8 @@ class _Record(BaseModel):
 
 
 class ModelFamilyRef(_Record):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
-    version: str = Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    id: str = Field(pattern=FAMILY_ID_PATTERN)
+    version: str = Field(pattern=FAMILY_VERSION_PATTERN)
 
 
 class Conditioning(_Record):
@@ -105,7 +109,7 @@ class ContributionEvent(_Record):
     schema_: Literal["royalflow.contribution.v1"] = Field(default="royalflow.contribution.v1", alias="schema")
     contribution_id: str = Field(min_length=1, max_length=300)
     generation_id: str = Field(min_length=1, max_length=128)
-    owner_id: str = Field(pattern=_OWNER_ID)
+    owner_id: str = Field(pattern=OWNER_ID_PATTERN)
     occurred_at: Timestamp
     family_id: str
     family_version: str

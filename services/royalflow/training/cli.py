@@ -8,6 +8,20 @@ from pathlib import Path
 import typer
 
 families_app = typer.Typer(help="Model families: train, list and inspect the versioned registry.", no_args_is_help=True)
+SHOWN_OWNERS = 10  # `families show`: the largest owners by data size; --json for all of them
+
+
+@families_app.callback()
+def _families() -> None:
+    # Model libraries' warnings and progress bars are not for our users (training/quiet.py).
+    from royalflow.training.quiet import quiet_libraries
+
+    quiet_libraries()
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @families_app.command("train")
@@ -26,8 +40,16 @@ def train(
 ) -> None:
     """Train a model family into ROYALFLOW_FAMILIES_DIR, with progress bars. Resumable: rerun
     the same command after an interruption and finished models are kept."""
-    from royalflow.training.digits import DEMO_HOLDINGS, digits_corpus, folder_corpus, train_family
+    from royalflow.attribution.registry import family_ref_problem
     from royalflow.config import get_settings
+
+    problem = family_ref_problem(family_id, version)
+    if problem is not None:
+        _fail(problem)
+    from royalflow.training.quiet import quiet_libraries
+
+    quiet_libraries(import_them=True)
+    from royalflow.training.digits import DEMO_HOLDINGS, digits_corpus, folder_corpus, train_family
 
     if kind == "lora":
         _train_lora(base, source, family_id, version, mode, rank, resolution, steps, pool_fraction, device)
@@ -56,74 +78,129 @@ def _train_lora(base: Path | None, source: str, family_id: str, version: str, mo
                           version=version, mode=mode, rank=rank, resolution=resolution, steps=steps,
                           pool_fraction=pool_fraction, device=device)
     except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     typer.echo(f"family written to {path}")
 
 
 @families_app.command("import")
 def import_family(
     base: Path = typer.Option(..., help="The local diffusers pipeline folder the adapters were trained on."),
-    family_id: str = typer.Option(..., "--id", help="Family id."),
+    family_id: str = typer.Option(..., "--id", help="Family id (lowercase letters, digits and '-', as in events)."),
     version: str = typer.Option("1", help="Family version."),
-    mode: str = typer.Option("exact", help="exact (a file per coalition mask) or compositional (a file per owner)."),
-    owner: list[str] = typer.Option(..., help="Owner ids in player order (bit i of a mask is the i-th --owner)."),
-    adapter: list[str] = typer.Option(..., help="KEY=FILE: KEY a hex mask (0x5), an owner id (compositional) or _control (v(∅))."),
+    from_folder: Path = typer.Option(None, "--from-folder", help="A folder of <owner_id>.safetensors (one per owner), optional _control.safetensors and data_sizes.json {\"_base\": N, \"<owner>\": N}: a compositional family, owners in sorted order."),
+    mode: str = typer.Option("exact", help="exact (a file per coalition mask) or compositional (a file per owner); --from-folder is compositional."),
+    owner: list[str] = typer.Option([], help="Owner ids in player order (bit i of a mask is the i-th --owner)."),
+    adapter: list[str] = typer.Option([], help="KEY=FILE: KEY a hex mask (0x5), an owner id (compositional) or _control (v(∅))."),
     data_size: list[str] = typer.Option([], help="NAME=COUNT images per owner and _base (compositional weights)."),
     resolution: int = typer.Option(None, min=8, max=4096, help="Image size (default: the VAE's sample_size)."),
     pool_fraction: str = typer.Option("3/10", help="Share of revenue paid to owners, as a fraction."),
 ) -> None:
-    """Register LoRA files trained elsewhere (e.g. pytorch_lora_weights.safetensors) as a lora
-    family: each file is checked against the base, copied, and checksummed in the manifest."""
+    """Register LoRA files trained elsewhere (diffusers LoRA format, e.g. what
+    save_lora_weights writes) as a lora family: every file is checked against the base UNet
+    (all bad files named), copied, and checksummed in the manifest. Two forms: --from-folder DIR,
+    or repeated --owner / --adapter KEY=FILE / --data-size NAME=COUNT."""
     from royalflow.config import get_settings
     from royalflow.errors import ConfigurationError
-    from royalflow.training.commands import import_lora
+    from royalflow.training.quiet import quiet_libraries
 
+    quiet_libraries(import_them=True)
+    from royalflow.training.commands import import_lora, import_lora_folder
+
+    root = Path(get_settings().families_dir)
     try:
-        path = import_lora(Path(get_settings().families_dir), base=base, family_id=family_id, version=version,
-                           mode=mode, owners=owner, adapters=adapter, data_sizes=data_size, resolution=resolution,
-                           pool_fraction=pool_fraction)
+        if from_folder is not None:
+            if owner or adapter or data_size:
+                raise ConfigurationError("--from-folder takes the owners, files and data sizes from the folder: "
+                                         "leave out --owner, --adapter and --data-size")
+            path = import_lora_folder(root, base=base, family_id=family_id, version=version, folder=from_folder,
+                                      resolution=resolution, pool_fraction=pool_fraction)
+        else:
+            if not owner or not adapter:
+                raise ConfigurationError("give --from-folder DIR, or --owner (repeated) and --adapter KEY=FILE (repeated)")
+            path = import_lora(root, base=base, family_id=family_id, version=version, mode=mode, owners=owner,
+                               adapters=adapter, data_sizes=data_size, resolution=resolution,
+                               pool_fraction=pool_fraction)
     except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     typer.echo(f"family written to {path}")
 
 
 @families_app.command("list")
 def list_families() -> None:
-    """List the families in the registry."""
+    """List the families in the registry: id, version, kind, mode, owner count, pool fraction."""
     from royalflow.attribution.registry import DiskFamilyRegistry
     from royalflow.config import get_settings
 
     for family in DiskFamilyRegistry(Path(get_settings().families_dir)).list():
+        owners = family["owners"] or []
+        shown = ",".join(owners) if len(owners) <= 3 else f"{','.join(owners[:3])},..."
         typer.echo(f"{family['family_id']} v{family['version']}: {family['kind']} {family.get('mode') or ''} "
-                   f"owners={','.join(family['owners'])} pool={family['pool_fraction']}")
+                   f"owners={len(owners)} ({shown}) pool={family['pool_fraction']}")
 
 
 @families_app.command("show")
 def show_family(
     family_id: str = typer.Argument(..., help="Family id."),
     version: str = typer.Argument(..., help="Family version."),
+    as_json: bool = typer.Option(False, "--json", help="The whole manifest as JSON (every owner, file and checksum)."),
 ) -> None:
-    """Show a family's manifest: owners, pool fraction, mode, estimator settings, data sizes,
-    weight checksums and training provenance."""
+    """Show a family: kind, mode, owner count, the largest owners by data size, files,
+    estimator settings, training provenance and suspected clusters (--json: the whole manifest)."""
     import json
 
     from royalflow.attribution.registry import DiskFamilyRegistry, read_manifest
     from royalflow.config import get_settings
+    from royalflow.errors import ConfigurationError
 
-    path = DiskFamilyRegistry(Path(get_settings().families_dir)).path(family_id, version)
+    try:
+        path = DiskFamilyRegistry(Path(get_settings().families_dir)).path(family_id, version)
+    except ConfigurationError as exc:
+        _fail(str(exc))
     if not (path / "manifest.json").is_file():
         typer.echo(f"no family {family_id!r} version {version!r} under {path.parent.parent}", err=True)
         raise typer.Exit(1)
     manifest = read_manifest(path)
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+        return
     proposal = manifest.get("estimator", {}).pop("timestep_proposal", None)
     if proposal is not None:  # 99 numbers: summarise
         manifest["estimator"]["timestep_proposal"] = f"{len(proposal)} probabilities (max {max(proposal):.4f})"
     evidence = manifest.pop("cluster_evidence", None) or []
     typer.echo(f"{path}")
-    typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+    typer.echo(summary(manifest))
     typer.echo(suspected_clusters(manifest.get("clusters") or [], evidence))
+
+
+def summary(manifest: dict) -> str:  # type: ignore[type-arg]
+    """A family's manifest for a reader: counts and the largest owners, not one line per owner."""
+    import json
+
+    owners = list(manifest.get("owners") or [])
+    sizes = manifest.get("data_sizes") or {}
+    lines = [f"family {manifest.get('family_id')} v{manifest.get('version')}: kind {manifest.get('kind')}, "
+             f"mode {manifest.get('mode') or '-'}, {len(owners)} owners, pool fraction {manifest.get('pool_fraction')}"]
+    for key in ("base", "resolution", "rank", "target_modules", "levels", "null_class", "content_only"):
+        if manifest.get(key) is not None:
+            lines.append(f"{key}: {manifest[key] if not isinstance(manifest[key], list) else ', '.join(manifest[key])}")
+    files = {**(manifest.get("adapters") or {}), **(manifest.get("components") or {})}
+    if files:
+        control = "_control" in files or "0x0" in files
+        lines.append(f"adapter files: {len(files)} (control v(∅): {'trained' if control else 'the plain base'})")
+    if manifest.get("weights"):
+        lines.append(f"weight files: {len(manifest['weights'])}")
+    if sizes:
+        ranked = sorted(owners, key=lambda o: (-int(sizes.get(o, 0)), o))
+        total = sum(int(sizes.get(o, 0)) for o in owners)
+        lines.append(f"data sizes: base {sizes.get('_base')}, owners {total} in all; "
+                     f"largest {min(SHOWN_OWNERS, len(owners))} of {len(owners)}:")
+        lines += [f"  {o}: {sizes.get(o)}" for o in ranked[:SHOWN_OWNERS]]
+    else:
+        lines.append(f"owners: {', '.join(owners[:SHOWN_OWNERS])}{', ...' if len(owners) > SHOWN_OWNERS else ''}")
+    for key in ("estimator", "training"):
+        if manifest.get(key):
+            lines.append(f"{key}: {json.dumps(manifest[key], sort_keys=True)}"[:2000])
+    return "\n".join(lines)
 
 
 def suspected_clusters(clusters: list[list[str]], evidence: list[dict]) -> str:  # type: ignore[type-arg]

@@ -13,11 +13,14 @@ MAX_IMPORT_FILES = 4096  # exact mode with 12 owners
 def train_lora(families_dir: Path, *, base: Path, source: Path, family_id: str, version: str, mode: str, rank: int,
                resolution: int | None, steps: int, pool_fraction: str, device: str) -> Path:
     from royalflow.attribution.families.base import check_base_folder
+    from royalflow.attribution.registry import check_family_ref
     from royalflow.training.images import read_image_folders
+    from royalflow.training.importing import base_resolution
     from royalflow.training.lora import LoraPlan, train_lora_family
 
+    check_family_ref(family_id, version)  # before minutes of image loading
     check_base_folder(base)
-    size = resolution or _base_resolution(base)
+    size = resolution or base_resolution(base)
     public, owners = read_image_folders(source, size)
     if not owners:
         raise ConfigurationError(f"no owner folders under {source}")
@@ -28,8 +31,12 @@ def train_lora(families_dir: Path, *, base: Path, source: Path, family_id: str, 
 def import_lora(families_dir: Path, *, base: Path, family_id: str, version: str, mode: str, owners: list[str],
                 adapters: list[str], data_sizes: list[str], resolution: int | None, pool_fraction: str) -> Path:
     """``adapters``: KEY=FILE (KEY a hex mask, an owner id or _control); ``data_sizes``: NAME=COUNT."""
+    from royalflow.attribution.families.manifest import check_owner_ids
+    from royalflow.attribution.registry import check_family_ref
     from royalflow.training.importing import import_lora_family
 
+    check_family_ref(family_id, version)
+    check_owner_ids(owners)
     if len(adapters) > MAX_IMPORT_FILES:
         raise ConfigurationError(f"at most {MAX_IMPORT_FILES} adapter files")
     files = dict(_pair(a, "--adapter KEY=FILE") for a in adapters)
@@ -40,7 +47,17 @@ def import_lora(families_dir: Path, *, base: Path, family_id: str, version: str,
     if missing:
         raise ConfigurationError(f"--data-size needed for {missing} (image counts weigh the compositional mixture)")
     return import_lora_family(families_dir, family_id, version, base, owners, {k: Path(v) for k, v in files.items()},
-                              mode=mode, data_sizes=sizes, resolution=resolution, pool_fraction=pool_fraction)
+                              mode=mode, data_sizes=sizes, resolution=resolution, pool_fraction=pool_fraction,
+                              show_progress=True)
+
+
+def import_lora_folder(families_dir: Path, *, base: Path, family_id: str, version: str, folder: Path,
+                       resolution: int | None, pool_fraction: str) -> Path:
+    """``families import --from-folder``: a compositional family, one file per owner."""
+    from royalflow.training.importing import import_lora_folder as from_folder
+
+    return from_folder(families_dir, family_id, version, base, folder, resolution=resolution,
+                       pool_fraction=pool_fraction, show_progress=True)
 
 
 def _pair(text: str, form: str) -> tuple[str, str]:
@@ -54,9 +71,3 @@ def _count(text: str, name: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise ConfigurationError(f"data size of {name} must be a positive integer, got {text!r}")
     return int(text)
-
-
-def _base_resolution(base: Path) -> int:
-    import json
-
-    return int(json.loads((base / "vae" / "config.json").read_text())["sample_size"])

@@ -1,6 +1,7 @@
 """Training a LoRA family over a local pretrained pipeline: one adapter per coalition (exact)
 or per owner (compositional), through diffusers' peft integration (``unet.add_adapter``), saved
-with diffusers' own LoRA serialisation (``adapters/<mask>/pytorch_lora_weights.safetensors``).
+with diffusers' own LoRA serialisation: exact ``adapters/<mask>/pytorch_lora_weights.safetensors``,
+compositional ``components/<index>.safetensors`` (00000 the control, then the owners in order).
 
 The fair control (issue #9's rule, with prompts instead of class labels): every adapter that
 enters the game goes through the SAME fine-tune (steps, batch, learning rate, rank, and the
@@ -37,7 +38,10 @@ from royalflow.attribution.diffusion.unet import pick_device
 from royalflow.attribution.families.adapters import LORA_FILE, sha256_file
 from royalflow.attribution.families.base import BasePipeline, ddpm_scheduler, load_base
 from royalflow.attribution.families.content import to_unit
-from royalflow.attribution.families.manifest import parse_manifest
+from royalflow.attribution.families.manifest import (
+    CONTROL, EXACT_MAX_OWNERS, MAX_OWNERS, check_owner_ids, component_file, parse_manifest,
+)
+from royalflow.attribution.registry import check_family_ref
 from royalflow.errors import ConfigurationError
 from royalflow.training.images import ImageSet
 
@@ -148,9 +152,17 @@ def save_adapter(state: dict[str, torch.Tensor], folder: Path) -> Path:
     return folder / LORA_FILE
 
 
-def progress_bar() -> Progress:
+def save_component(state: dict[str, torch.Tensor], file: Path) -> Path:
+    """One compositional component as a single file (diffusers' serialisation, atomically)."""
+    written = save_adapter(state, file.with_name(file.stem + ".folder"))
+    os.replace(written, file)
+    shutil.rmtree(written.parent)
+    return file
+
+
+def progress_bar(*, disable: bool = False) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn())
+                    TimeRemainingColumn(), disable=disable)
 
 
 def train_lora_family(families_dir: Path, family_id: str, version: str, base_folder: Path, public: ImageSet,
@@ -162,10 +174,13 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
     if not 1 <= plan.steps <= MAX_STEPS:
         raise ConfigurationError(f"steps must be in [1, {MAX_STEPS}]")
     Fraction(pool_fraction)
+    check_family_ref(family_id, version)
     names = sorted(owners)
     n = len(names)
-    if n == 0 or (mode == "exact" and n > 12):
-        raise ConfigurationError(f"{mode} mode needs 1..12 owners (exact trains 2^n adapters), got {n}")
+    if n == 0 or n > (EXACT_MAX_OWNERS if mode == "exact" else MAX_OWNERS):
+        raise ConfigurationError(f"{mode} mode needs 1..{EXACT_MAX_OWNERS if mode == 'exact' else MAX_OWNERS} "
+                                 f"owners (exact trains 2^n adapters), got {n}")
+    check_owner_ids(names)
     target = pick_device(device)
     base = load_base(Path(base_folder), device=target)
     out = Path(families_dir) / family_id / version
@@ -181,25 +196,37 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
     masks = list(range(1 << n)) if mode == "exact" else [0, *[1 << i for i in range(n)]]
     if public_encoded is None:
         masks.remove(0)  # no public data: v(∅) is the plain base
-    adapters = {}
+    adapters, components = {}, {}
     with progress_bar() if show_progress else _NoProgress() as progress:
         for mask in masks:
-            folder = out / "adapters" / f"0x{mask:x}"
-            if not (folder / LORA_FILE).is_file():
+            if mode == "exact":
+                file = out / "adapters" / f"0x{mask:x}" / LORA_FILE
+            else:  # slot 0 the control, owner i slot i + 1 (mask 1 << i)
+                file = out / component_file(mask.bit_length())
+            if not file.is_file():
                 if mask == 0:
                     data, mix = public_encoded, 0.0
                 else:
                     data, mix = concat([encoded[o] for i, o in enumerate(names) if mask >> i & 1]), plan.public_mix
-                state = train_adapter(base, data, public_encoded, empty, f"coalition_0x{mask:x}", plan,
+                # compositional names by slot: a mask of 1,024 owners is 257 hex digits
+                name = f"coalition_0x{mask:x}" if mode == "exact" else f"component_{mask.bit_length():05d}"
+                state = train_adapter(base, data, public_encoded, empty, name, plan,
                                       progress if show_progress else None, public_mix=mix)
-                save_adapter(state, folder)
-            file = folder / LORA_FILE
-            adapters[hex(mask)] = {"file": str(file.relative_to(out)), "sha256": sha256_file(file)}
+                if mode == "exact":
+                    save_adapter(state, file.parent)
+                else:
+                    file.parent.mkdir(parents=True, exist_ok=True)
+                    save_component(state, file)
+            entry = {"file": str(file.relative_to(out)), "sha256": sha256_file(file)}
+            if mode == "exact":
+                adapters[hex(mask)] = entry
+            else:
+                components[CONTROL if mask == 0 else names[mask.bit_length() - 1]] = entry
 
     manifest = {
         "kind": "lora", "family_id": family_id, "version": version, "owners": names, "pool_fraction": pool_fraction,
         "mode": mode, "base": str(Path(base_folder).resolve()), "resolution": resolution, "rank": plan.rank,
-        "target_modules": list(TARGET_MODULES), "adapters": adapters,
+        "target_modules": list(TARGET_MODULES), "adapters": adapters, "components": components,
         "data_sizes": {"_base": max(1, len(public)), **{o: len(owners[o]) for o in names}},
         "estimator": {"samples": plan.samples},
         "training": {"plan": asdict(plan), "fairness": plan.fairness(public_encoded is not None)},

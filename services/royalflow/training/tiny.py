@@ -241,6 +241,24 @@ def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = 
     return StyleFamily(base, source, path)
 
 
+def write_random_lora(file: Path, shapes: dict[str, tuple[int, int]], *, rank: int = 8, seed: int = 0,
+                      targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")) -> Path:
+    """A random LoRA file in diffusers' format (the keys and metadata ``save_lora_weights``
+    writes) on every Linear layer of ``shapes`` (``lorafiles.base_linear_shapes``) named by
+    ``targets``: adapters for import and scale tests without training."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for layer, (out, inp) in sorted(shapes.items()):
+        if any(layer == t or layer.endswith("." + t) for t in targets):
+            state[f"unet.{layer}.lora.down.weight"] = torch.randn(rank, inp, generator=gen) / inp**0.5
+            state[f"unet.{layer}.lora.up.weight"] = torch.randn(out, rank, generator=gen) * 0.01
+    Path(file).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(file), metadata={"format": "pt"})
+    return Path(file)
+
+
 def random_factors(unet, count: int, *, rank: int = 8, scale: float = 0.05, seed: int = 0):  # type: ignore[no-untyped-def]
     """``count`` random LoRA adapters (layer -> (A (r, in), B (out, r))) on the attention
     projections of ``unet``, entries N(0, scale^2 / in) and N(0, scale^2 / r): synthetic owners for

@@ -9,7 +9,7 @@ import pytest
 from royalflow.attribution.families import LOADERS, load_family
 from royalflow.attribution.families.categorical import demo_manifest
 from royalflow.attribution.families.manifest import (
-    CategoricalManifest, DiffusionManifest, LoraManifest, parse_manifest,
+    MAX_OWNERS, AdapterFile, CategoricalManifest, DiffusionManifest, LoraManifest, component_file, parse_manifest,
 )
 from royalflow.errors import ConfigurationError
 
@@ -47,6 +47,69 @@ def test_kinds_are_one_discriminated_model() -> None:
     compositional = lora(mode="compositional", adapters={"0x1": {"file": "a", "sha256": DIGEST},
                                                           "0x2": {"file": "b", "sha256": DIGEST}})
     assert parse_manifest(compositional, "x").mode == "compositional"  # no control: v(∅) = base
+
+
+def composed(owners: list[str], *, control: bool = True, **changes: object) -> dict:  # type: ignore[type-arg]
+    keys = (["_control"] if control else []) + owners
+    return lora(mode="compositional", owners=owners, adapters={},
+                components={k: {"file": component_file(i + (not control)), "sha256": DIGEST} for i, k in enumerate(keys)},
+                data_sizes={"_base": 10, **{o: 1 + i for i, o in enumerate(owners)}}, **changes)
+
+
+def test_compositional_files_are_keyed_by_owner_and_slot_files_put_the_control_first() -> None:
+    manifest = parse_manifest(composed(["zed", "amy", "bob"]), "x")
+    assert isinstance(manifest, LoraManifest) and manifest.adapters == {}
+    slots = manifest.slot_files()
+    assert [s.file if s else None for s in slots] == [component_file(i) for i in range(4)]
+    assert component_file(0) == "components/00000.safetensors" and component_file(12) == "components/00012.safetensors"
+    without = parse_manifest(composed(["zed", "amy"], control=False), "x")
+    assert isinstance(without, LoraManifest) and without.slot_files()[0] is None  # v(∅) is the plain base
+    assert [s.file for s in without.slot_files()[1:] if s] == [component_file(1), component_file(2)]
+
+
+def test_legacy_compositional_masks_load_as_components() -> None:
+    legacy = lora(mode="compositional", owners=["a", "b", "c"], data_sizes={"_base": 1, "a": 1, "b": 1, "c": 1},
+                  adapters={m: {"file": f"adapters/{m}/w.safetensors", "sha256": DIGEST}
+                            for m in ("0x0", "0x1", "0x2", "0x4")})
+    manifest = parse_manifest(legacy, "x")
+    assert isinstance(manifest, LoraManifest) and manifest.adapters == {}
+    assert manifest.components == {k: AdapterFile(file=f"adapters/{m}/w.safetensors", sha256=DIGEST)
+                                   for k, m in (("_control", "0x0"), ("a", "0x1"), ("b", "0x2"), ("c", "0x4"))}
+    assert [s.file for s in manifest.slot_files() if s] == [f"adapters/{m}/w.safetensors"
+                                                            for m in ("0x0", "0x1", "0x2", "0x4")]
+    with pytest.raises(ConfigurationError, match="0x3.*unexpected"):
+        parse_manifest({**legacy, "adapters": {**legacy["adapters"], "0x3": {"file": "z", "sha256": DIGEST}}}, "x")
+
+
+def test_exact_slot_files_follow_the_masks() -> None:
+    manifest = parse_manifest(lora(), "x")
+    assert isinstance(manifest, LoraManifest)
+    assert [s.file for s in manifest.slot_files() if s] == [f"adapters/{m}.safetensors" for m in range(4)]
+    no_control = parse_manifest(lora(adapters={k: v for k, v in lora()["adapters"].items() if k != "0x0"}), "x")
+    assert isinstance(no_control, LoraManifest) and no_control.slot_files()[0] is None
+
+
+def test_thousands_of_owners_compositional_but_not_exact() -> None:
+    owners = [f"owner-{i:05d}" for i in range(MAX_OWNERS)]
+    manifest = parse_manifest(composed(owners), "x")
+    assert isinstance(manifest, LoraManifest) and len(manifest.slot_files()) == MAX_OWNERS + 1
+    with pytest.raises(ConfigurationError, match="at most 10000"):
+        parse_manifest({**composed(owners), "owners": [*owners, "one-more"]}, "x")
+    with pytest.raises(ConfigurationError, match="too many"):
+        parse_manifest(lora(owners=owners[:13], adapters={}), "x")
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"owners": ["a", "b", "a"]}, "owner 'a' appears twice"),
+    ({"owners": ["a", "b", "c"]}, r"missing for owners \['c'\]"),
+    ({"owners": ["a", "_base"]}, "owner id '_base'"),
+    ({"owners": ["a", "../x"]}, "owner id '../x'"),
+    ({"adapters": {"0x1": {"file": "a", "sha256": DIGEST}}}, "adapters must be empty"),
+])
+def test_bad_compositional_manifests_name_the_owner(changes: dict, message: str) -> None:  # type: ignore[type-arg]
+    doc = composed(["a", "b"])
+    with pytest.raises(ConfigurationError, match=message):
+        parse_manifest({**doc, **changes, "data_sizes": {"_base": 1, "a": 1, "b": 1, "c": 1}}, "x")
 
 
 @pytest.mark.parametrize(("changes", "message"), [

@@ -13,11 +13,38 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from royalflow.contracts.events import OWNER_ID_PATTERN
 from royalflow.errors import ConfigurationError
 
-MAX_OWNERS = 64
+MAX_OWNERS = 10_000  # compositional LoRA families: one component file per owner
+EXACT_MAX_OWNERS = 12  # exact LoRA families train 2^n adapters
+CONTROL = "_control"  # the components key of v(∅)'s adapter
 HEX_MASK = re.compile(r"^0x[0-9a-f]+$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_OWNER_ID = re.compile(OWNER_ID_PATTERN)
+
+
+def owner_id_problem(owner: str) -> str | None:
+    """Why ``owner`` cannot be a LoRA family's owner id, or None: the contribution contract's
+    pattern (its events carry the id), and no leading '_' (reserved: _base, _control,
+    _unattributed). The pattern's first character is never '.', so ``<owner>.safetensors``
+    stays inside its folder."""
+    if not isinstance(owner, str) or not _OWNER_ID.fullmatch(owner) or owner.startswith("_"):
+        return (f"owner id {owner!r} must match {OWNER_ID_PATTERN} (contribution events' owner_id) "
+                "and not start with '_' (reserved: _base, _control, _unattributed)")
+    return None
+
+
+def check_owner_ids(owners: list[str]) -> None:
+    """ConfigurationError naming the bad owner ids (the first few) and any repeated one."""
+    bad = [o for o in owners if owner_id_problem(o) is not None]
+    if bad:
+        raise ConfigurationError(f"{len(bad)} bad owner id(s) {_few(bad)}: {owner_id_problem(bad[0])}")
+    seen: set[str] = set()
+    for owner in owners:
+        if owner in seen:
+            raise ConfigurationError(f"owner {owner!r} appears twice")
+        seen.add(owner)
 
 
 def _check_data_sizes(owners: list[str], sizes: dict[str, int]) -> None:
@@ -49,8 +76,11 @@ class _Common(BaseModel):
     @field_validator("owners")
     @classmethod
     def _unique(cls, owners: list[str]) -> list[str]:
-        if len(set(owners)) != len(owners):
-            raise ValueError("owners must be distinct")
+        seen: set[str] = set()
+        for owner in owners:
+            if owner in seen:
+                raise ValueError(f"owners must be distinct: owner {owner!r} appears twice")
+            seen.add(owner)
         return owners
 
 
@@ -155,41 +185,113 @@ class Estimator(BaseModel):
 
 
 class LoraManifest(_Common):
-    """A family of LoRA adapters over one pretrained latent text-to-image pipeline."""
+    """A family of LoRA adapters over one pretrained latent text-to-image pipeline.
+
+    exact: ``adapters`` maps every hex coalition mask 0x1 .. 2^n - 1 (and optionally 0x0, the
+    control v(∅)) to its file; n <= EXACT_MAX_OWNERS. compositional: ``components`` maps every
+    owner id (and optionally ``_control``) to its file, ``adapters`` is empty; n <= MAX_OWNERS.
+    Without a control, v(∅) is the plain base (imported families without one). Compositional
+    manifests written before ``components`` existed (single-owner masks in ``adapters``) are
+    read into ``components`` on load. ``slot_files()`` is the runtime's view of either form.
+    """
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
     kind: Literal["lora"]
     mode: Literal["exact", "compositional"]
+    owners: list[str] = Field(min_length=1, max_length=MAX_OWNERS)
     base: str = Field(min_length=1)  # the local diffusers folder (absolute, or relative to the family folder)
     resolution: int = Field(ge=8, le=4096)
     rank: int = Field(ge=1, le=1024)
     target_modules: list[str] = Field(min_length=1)
-    # hex coalition mask -> file. exact: every mask 0x0 .. 2^n - 1; compositional: 0x0 and 1 << i.
-    # 0x0 is the control v(∅); absent, v(∅) is the plain base (imported families without a control).
-    adapters: dict[str, AdapterFile]
+    adapters: dict[str, AdapterFile] = Field(default_factory=dict)  # exact: hex coalition mask -> file
+    components: dict[str, AdapterFile] = Field(default_factory=dict)  # compositional: owner id / "_control" -> file
     data_sizes: dict[str, int]  # images per owner and "_base" (compositional mixture weights)
     estimator: Estimator
     training: dict[str, Any] | None = None  # provenance and the fair-control rule
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_components(cls, data: Any) -> Any:
+        # Compositional families written before ``components``: adapters 0x0 (control) and
+        # 1 << i (owner i). Anything malformed is left for the field validators to report.
+        if not isinstance(data, dict) or data.get("mode") != "compositional" or not data.get("adapters"):
+            return data
+        owners, adapters = data.get("owners"), data["adapters"]
+        if data.get("components") or not isinstance(owners, list) or not isinstance(adapters, dict):
+            return data  # both forms at once: refused after (adapters must be empty)
+        components: dict[str, Any] = {}
+        for key, entry in adapters.items():
+            mask = int(key, 16) if isinstance(key, str) and HEX_MASK.match(key) else -1
+            if mask == 0:
+                components[CONTROL] = entry
+            elif mask > 0 and mask & (mask - 1) == 0 and mask.bit_length() <= len(owners):
+                components[str(owners[mask.bit_length() - 1])] = entry
+            else:
+                raise ValueError(f"compositional adapter key {key!r}: expected 0x0 or a single-owner mask "
+                                 f"1 << i below 1 << {len(owners)} (unexpected coalition)")
+        return {**data, "adapters": {}, "components": components}
+
+    @field_validator("owners")
+    @classmethod
+    def _owner_ids(cls, owners: list[str]) -> list[str]:
+        for owner in owners:
+            problem = owner_id_problem(owner)
+            if problem is not None:
+                raise ValueError(problem)
+        return owners
+
     @model_validator(mode="after")
-    def _masks(self) -> "LoraManifest":
+    def _files(self) -> "LoraManifest":
         n = len(self.owners)
-        if self.mode == "exact" and n > 12:
-            raise ValueError(f"exact mode trains 2^n adapters; {n} owners is too many (use compositional)")
-        if n > MAX_OWNERS:
-            raise ValueError(f"at most {MAX_OWNERS} owners per LoRA family")
-        for key in self.adapters:
-            if not HEX_MASK.match(key):
-                raise ValueError(f"adapter key {key!r} must be a lowercase hex coalition mask like 0x5")
-        masks = {int(k, 16) for k in self.adapters}
-        wanted = set(range(1, 1 << n)) if self.mode == "exact" else {1 << i for i in range(n)}
-        if not wanted <= masks or not masks <= wanted | {0}:
-            missing = sorted(wanted - masks)
-            extra = sorted(masks - wanted - {0})
-            raise ValueError(f"{self.mode} mode adapters: missing masks {[hex(m) for m in missing]}, "
-                             f"unexpected {[hex(m) for m in extra]}")
+        if self.mode == "exact":
+            if n > EXACT_MAX_OWNERS:
+                raise ValueError(f"exact mode trains 2^n adapters; {n} owners is too many "
+                                 f"(at most {EXACT_MAX_OWNERS}; use compositional)")
+            if self.components:
+                raise ValueError("exact mode lists its files in adapters (hex coalition masks), not components")
+            for key in self.adapters:
+                if not HEX_MASK.match(key):
+                    raise ValueError(f"adapter key {key!r} must be a lowercase hex coalition mask like 0x5")
+            masks = {int(k, 16) for k in self.adapters}
+            wanted = set(range(1, 1 << n))
+            if not wanted <= masks or not masks <= wanted | {0}:
+                missing = sorted(wanted - masks)
+                extra = sorted(masks - wanted - {0})
+                raise ValueError(f"exact mode adapters: missing masks {_few([hex(m) for m in missing])}, "
+                                 f"unexpected {_few([hex(m) for m in extra])}")
+        else:
+            if self.adapters:
+                raise ValueError("compositional mode lists its files in components (owner id -> file); "
+                                 "adapters must be empty")
+            missing = [o for o in self.owners if o not in self.components]
+            extra = sorted(set(self.components) - set(self.owners) - {CONTROL})
+            if missing or extra:
+                raise ValueError(f"compositional components: missing for owners {_few(missing)}, "
+                                 f"unexpected keys {_few(extra)}")
         _check_data_sizes(self.owners, self.data_sizes)
         return self
+
+    def slot_files(self) -> list[AdapterFile | None]:
+        """The adapter file of every slot, in the runtime's slot order; None: the plain base.
+        exact: coalition masks 0x0 .. 2^n - 1; compositional: the control, then the owners."""
+        if self.mode == "exact":
+            return [self.adapters.get(hex(m)) for m in range(1 << len(self.owners))]
+        return [self.components.get(CONTROL), *[self.components[o] for o in self.owners]]
+
+
+def component_file(index: int) -> str:
+    """Where a compositional family keeps slot ``index`` (0: the control, i + 1: owner i),
+    relative to its folder: short names whatever the owner ids (a hex mask of 1,024 owners
+    is 257 digits, too long for a file name)."""
+    if not 0 <= index <= MAX_OWNERS:
+        raise ValueError(f"component index {index} outside [0, {MAX_OWNERS}]")
+    return f"components/{index:05d}.safetensors"
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    """A list for an error message: the first ``shown`` names and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{names[:shown]}{more}"
 
 
 AnyManifest = CategoricalManifest | DiffusionManifest | LoraManifest
