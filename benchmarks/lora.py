@@ -68,7 +68,9 @@ def make_family(folder: Path, n: int, mode: str, device: torch.device, samples: 
     manifest = LoraManifest.model_validate({
         "kind": "lora", "family_id": f"bench-{mode}-{n}", "version": "1", "owners": owners, "pool_fraction": "3/10",
         "mode": mode, "base": str(folder), "resolution": 32, "rank": 8, "target_modules": list(TARGET_MODULES),
-        "adapters": {hex(m): {"file": f"{m}.safetensors", "sha256": "0" * 64} for m in masks},
+        **({"adapters": {hex(m): {"file": f"{m}.safetensors", "sha256": "0" * 64} for m in masks}} if mode == "exact" else
+           {"components": {key: {"file": f"components/{i:05d}.safetensors", "sha256": "0" * 64}
+                           for i, key in enumerate(["_control", *owners])}}),
         "data_sizes": {"_base": 100, **{o: 10 + i for i, o in enumerate(owners)}},
         "estimator": {"samples": samples, "max_permutations": 200, "target_std_error": 0.05,
                       **({"screen": screen} if screen else {})},

@@ -99,14 +99,14 @@ def family_from(path: Path, owners: int, device: torch.device, distractors: int 
     whose factors have the trained adapters' mean norms)."""
     from royalflow.attribution.families.adapters import linear_shapes, read_factors
     from royalflow.attribution.families.base import load_base
-    from royalflow.attribution.families.lora import LoraFamily, base_folder, slot_files
+    from royalflow.attribution.families.lora import LoraFamily, base_folder
     from royalflow.attribution.families.manifest import LoraManifest
     from royalflow.training.tiny import random_factors
 
     manifest = LoraManifest.model_validate(json.loads((path / "manifest.json").read_text()))
     base = load_base(base_folder(manifest, path), device=device)
     shapes = linear_shapes(base.unet)
-    files = slot_files(manifest)[: owners + 1]
+    files = manifest.slot_files()[: owners + 1]
     factors = [read_factors(path / f.file, expected=shapes) for f in files]
     names = list(manifest.owners[:owners])
     if distractors:
@@ -122,7 +122,8 @@ def family_from(path: Path, owners: int, device: torch.device, distractors: int 
     document = {"kind": "lora", "family_id": f"cat{len(names)}", "version": "1", "owners": names, "pool_fraction": "3/10",
                 "mode": "compositional", "base": str(base_folder(manifest, path)), "resolution": manifest.resolution,
                 "rank": manifest.rank, "target_modules": manifest.target_modules,
-                "adapters": {hex(m): {"file": "f", "sha256": "0" * 64} for m in [0, *[1 << i for i in range(len(names))]]},
+                "components": {key: {"file": f"components/{i:05d}.safetensors", "sha256": "0" * 64}
+                               for i, key in enumerate(["_control", *names])},
                 "data_sizes": sizes, "estimator": {"samples": SAMPLES_K, "screen": {"min_owners": 1}}}
     return LoraFamily(LoraManifest.model_validate(document), base, device, factors)
 

@@ -27,7 +27,8 @@ def small_family(folder: Path, n: int, *, screen: dict | None = None, scale: flo
     manifest = LoraManifest.model_validate({
         "kind": "lora", "family_id": "screened", "version": "1", "owners": owners, "pool_fraction": "3/10",
         "mode": "compositional", "base": str(folder), "resolution": 32, "rank": 8, "target_modules": ["to_q"],
-        "adapters": {hex(m): {"file": f"{m}.safetensors", "sha256": "0" * 64} for m in [0, *[1 << i for i in range(n)]]},
+        "components": {key: {"file": f"components/{i:05d}.safetensors", "sha256": "0" * 64}
+                       for i, key in enumerate(["_control", *owners])},
         "data_sizes": {"_base": 40, **{o: 10 + 5 * i for i, o in enumerate(owners)}},
         "estimator": {"samples": 8, "screen": screen or {}},
     })

@@ -58,16 +58,6 @@ def base_folder(manifest: LoraManifest, path: Path) -> Path:
     return base if base.is_absolute() else (path / base)
 
 
-def slot_files(manifest: LoraManifest) -> list[Any]:
-    """The adapter file of every slot: exact, mask order 0..2^n-1; compositional, the control
-    then owners in order (None: no adapter, the plain base)."""
-    n = len(manifest.owners)
-    if hasattr(manifest, "slot_files"):
-        return manifest.slot_files()
-    masks = range(1 << n) if manifest.mode == "exact" else [0, *[1 << i for i in range(n)]]
-    return [manifest.adapters.get(hex(m)) for m in masks]
-
-
 class LoraFamily:
     kind = "lora"
 
@@ -122,7 +112,7 @@ class LoraFamily:
         # Every file read and checked now: bad ones among thousands fail the load, each by name.
         factors: list[Factors | None] = []
         problems: list[str] = []
-        for entry in slot_files(manifest):
+        for entry in manifest.slot_files():
             try:
                 factors.append(None if entry is None else
                                read_factors(Path(path) / entry.file, sha256=entry.sha256, expected=shapes))
