@@ -122,7 +122,15 @@ class EmbeddedPostgres:
 
     def stop(self, mode: str = "fast") -> None:
         if (self.pgdata / "postmaster.pid").exists():
-            self._run("pg_ctl", "-w", "-D", str(self.pgdata), "-m", mode, "stop")
+            try:
+                self._run("pg_ctl", "-w", "-D", str(self.pgdata), "-m", mode, "stop")
+            except PlatformError:
+                # pg_ctl runs as the server user; as root it can lose its way to the data folder
+                # when a pytest session beside us makes its base temp owner-only again mid-stop.
+                # The server we started is still ours to stop: signal it (immediate shutdown).
+                ours = [r for r in leftovers.running(self.pgdata.parent) if r.name == "postgres"]
+                if not ours or leftovers.stop(ours):
+                    raise
         leftovers.forget(self.pgdata.parent, "postgres")
 
     def _stop_quietly(self) -> None:
