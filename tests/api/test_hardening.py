@@ -69,6 +69,10 @@ async def test_bad_query_values_need_a_token_first(client: httpx.AsyncClient, to
 @pytest.mark.parametrize("period_end", [
     "9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59+05:00", "0001-01-01T00:00:00+05:00", "0001-01-01T00:00:00-05:00",
     "1999-12-31T23:59:59Z", 0, 1_700_000_000, 1.5, True, None, "", "2025-13-01T00:00:00Z",
+    # Outside the documented pattern although Python or PostgreSQL might read them:
+    "2100-01-01T00:00:00Z", "2001-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2025-04-31T00:00:00Z",
+    "2025-01-01T00:00:60Z", "2025-01-01T00:00:00.1234567Z", "2025-01-01 00:00:00Z", "2025-01-01t00:00:00z",
+    "2025-01-01T00:00:00+24:00", "２０２５-01-01T00:00:00Z",
 ])
 async def test_period_end_is_bounded_text(client: httpx.AsyncClient, tokens, period_end: object) -> None:  # type: ignore[no-untyped-def]
     response = await client.post(CLOSE, headers=auth(tokens, "admin"), json={"period_end": period_end})
@@ -80,8 +84,20 @@ async def test_period_end_window_edges(client: httpx.AsyncClient, tokens) -> Non
     assert (await client.post(CLOSE, headers=admin, json={"period_end": "2000-01-01T00:00:00Z"})).status_code == 200
     soon = (datetime.now(UTC) + timedelta(hours=23)).isoformat()
     assert (await client.post(CLOSE, headers=admin, json={"period_end": soon})).status_code == 200
+    # Well formed (the schema's pattern) but not over yet: the server's clock decides, a 409.
     later = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    assert (await client.post(CLOSE, headers=admin, json={"period_end": later})).status_code == 422
+    refused = await client.post(CLOSE, headers=admin, json={"period_end": later})
+    assert refused.status_code == 409 and "has not ended yet" in refused.json()["detail"], refused.text
+    for edge in ("2000-02-29T00:00:00Z", "2000-01-01T00:00:00+23:59", "2024-02-29T23:59:59.999999-23:59"):
+        assert (await client.post(CLOSE, headers=admin, json={"period_end": edge})).status_code == 200, edge
+
+
+async def test_the_period_end_pattern_in_the_document_is_the_one_enforced(client: httpx.AsyncClient) -> None:
+    from royalflow.api.models import PERIOD_END_PATTERN
+
+    document = (await client.get("/openapi.json")).json()
+    period_end = document["components"]["schemas"]["ClosePeriod"]["properties"]["period_end"]
+    assert period_end["pattern"] == PERIOD_END_PATTERN and period_end["format"] == "date-time"
 
 
 async def test_a_minus_infinity_period_keeps_rfc3339_date_times(client: httpx.AsyncClient, pool: asyncpg.Pool, tokens) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -26,7 +27,8 @@ from royalflow.ledger import queries
 from royalflow.ledger.migrate import migrate
 from royalflow.ledger.reconcile import reconcile
 from royalflow.platform.database import create_pool
-from royalflow.platform.runtime import DESCRIPTOR, LocalPlatform
+from royalflow.platform import leftovers
+from royalflow.platform.runtime import DESCRIPTOR, LOCK, LocalPlatform, _lock
 from royalflow.platform.supervisor import Supervisor
 from royalflow.producer import Publisher
 from royalflow.producer.samples import sample_events
@@ -105,7 +107,7 @@ async def test_embedded_broker_refuses_a_database_with_stored_offsets(fresh_data
                         topic_prefix=prefix, topic_partitions=1)
     with pytest.raises(PlatformError, match=r"stored consumer offsets ahead of it: .*contributions\.v1 \(offsets up to 42"):
         await asyncio.to_thread(LocalPlatform(settings).start)
-    assert not (tmp_path / "state" / "broker.pid").exists()  # nothing left running
+    assert leftovers.running(tmp_path / "state") == []  # nothing left running
     assert not (tmp_path / "state" / DESCRIPTOR).exists()
 
     # Offsets of another topic prefix are another history: this one starts.
@@ -121,8 +123,17 @@ async def test_embedded_broker_refuses_a_database_with_stored_offsets(fresh_data
 async def test_a_second_platform_on_a_running_state_dir_is_refused(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    holder = subprocess.Popen(["sleep", "60"])  # stands for a running `platform up`
+    # Stands for a running `platform up`: it holds the state folder's lock, as start() does.
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import fcntl, os, time
+lock = open({str(state / LOCK)!r}, "a+")
+fcntl.flock(lock, fcntl.LOCK_EX)
+lock.write(str(os.getpid())); lock.flush()
+print("locked", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         (state / DESCRIPTOR).write_text(json.dumps({"pid": holder.pid, "kafka_bootstrap_servers": "x", "database_url": "y"}))
         settings = Settings(kafka_bootstrap_servers=None, database_url=None, state_dir=state)
         with pytest.raises(PlatformError, match=f"already running on state dir .* \\(pid {holder.pid}\\)"):
@@ -131,6 +142,23 @@ async def test_a_second_platform_on_a_running_state_dir_is_refused(tmp_path: Pat
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()  # type: ignore[union-attr]
+
+
+async def test_a_dead_holder_leaves_no_lock_behind(tmp_path: Path) -> None:
+    # A descriptor naming a live process that is not a platform (a reused pid) proves nothing:
+    # only the lock does, and the kernel released it when its holder died.
+    state = tmp_path / "state"
+    state.mkdir()
+    unrelated = subprocess.Popen(["sleep", "60"])
+    try:
+        (state / DESCRIPTOR).write_text(json.dumps({"pid": unrelated.pid, "kafka_bootstrap_servers": "x", "database_url": "y"}))
+        (state / LOCK).write_text(str(unrelated.pid))
+        lock = _lock(state)
+        lock.close()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
 
 
 async def test_platform_up_help_documents_restart_semantics() -> None:

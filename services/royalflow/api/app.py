@@ -24,6 +24,7 @@ from royalflow.errors import ConfigurationError, LedgerError, MoneyError
 from royalflow.ledger.migrate import migrate
 from royalflow.observability import metrics
 from royalflow.platform.database import create_pool
+from royalflow.platform.lifetime import bounded
 
 MAX_BODY_BYTES = 64 * 1024  # the largest body any route takes is a few hundred bytes
 AUTHENTICATED_PREFIX = "/v1/"
@@ -65,8 +66,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             await migrate(app.state.pool)
             yield
         finally:
-            if own:
-                await app.state.pool.close()
+            if own:  # bounded: asyncpg's close waits on a server that may be gone
+                await bounded(app.state.pool.close(), "closing the database pool")
 
     # max_body_size counts the bytes as they arrive, so a chunked body without Content-Length
     # is cut off at 64 KiB with a 413 as well, without reading the rest of it.

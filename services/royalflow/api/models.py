@@ -3,12 +3,13 @@ the exact decimal string, with the currency and its asset scale; never floats.""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, Field, WithJsonSchema
 
-from royalflow.contracts.events import Timestamp
+from royalflow.ledger.queries import CURSOR_PATTERN
 from royalflow.money import CURRENCIES, currency_for
 
 SupportedCurrency = Literal[tuple(sorted(CURRENCIES))]  # type: ignore[valid-type]
@@ -70,7 +71,8 @@ class Contribution(BaseModel):
 class ContributionPage(BaseModel):
     owner_id: str
     items: list[Contribution]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+    next_cursor: Annotated[str, Field(pattern=CURSOR_PATTERN)] | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last page.")
 
 
 class AuditPart(BaseModel):
@@ -136,14 +138,48 @@ class Statement(BaseModel):
     lines: list[StatementLine]
 
 
+# The period_end window, said in the schema and enforced by that same pattern (one constant): an
+# RFC 3339 date-time with an offset, years 2000-2099 as written, a real calendar date (months'
+# lengths and leap days spelt out), no leap second, at most microseconds. So every string a
+# generated client can build from the document is a time Python and PostgreSQL both hold (a
+# year-1 or year-9999 end with an offset is not), and no number is read as seconds since 1970.
+# Whether the period has ended yet is the server's clock, not the request's shape: a 409.
+_YEAR = "20[0-9]{2}"
+_DATE = (
+    f"(?:{_YEAR}-(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    f"|{_YEAR}-(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    f"|{_YEAR}-02-(?:0[1-9]|1[0-9]|2[0-8])"
+    "|20(?:[02468][048]|[13579][26])-02-29)"  # every fourth year from 2000 (itself a leap year)
+)
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?"
+_OFFSET = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+PERIOD_END_PATTERN = f"^{_DATE}T{_TIME}{_OFFSET}$"
+PERIOD_END_MAX_LENGTH = 32  # "2000-01-01T00:00:00.000000+00:00"
+_PERIOD_END = re.compile(PERIOD_END_PATTERN)
+
+
+def _period_end_text(value: Any) -> Any:
+    if not isinstance(value, str) or not _PERIOD_END.fullmatch(value):
+        raise ValueError("period_end must be an RFC 3339 date-time with an offset, years 2000-2099, "
+                         "e.g. 2026-12-01T00:00:00Z (the schema's pattern)")
+    return value
+
+
+PeriodEnd = Annotated[
+    AwareDatetime,
+    BeforeValidator(_period_end_text),
+    WithJsonSchema({
+        "type": "string", "format": "date-time", "pattern": PERIOD_END_PATTERN, "maxLength": PERIOD_END_MAX_LENGTH,
+        "examples": ["2026-12-01T00:00:00Z"],
+        "description": "End of the period: an RFC 3339 date-time with an offset, a year from 2000 to 2099 as written, "
+        "e.g. 2026-12-01T00:00:00Z. A period that has not ended (period_end more than 1 day after the server's "
+        "clock) is refused with 409.",
+    }),
+]
+
+
 class ClosePeriod(BaseModel):
-    # The contract's one window for event times, [2000-01-01, now + 1 day], and only RFC 3339
-    # text: a number is not silently read as seconds since 1970, and a year-1 or year-9999 end
-    # (with an offset, outside what PostgreSQL and Python can both hold) is a 422, never a 500.
-    period_end: Timestamp = Field(
-        description="End of the period, RFC 3339 with a timezone, e.g. 2026-12-01T00:00:00Z; "
-        "between 2000-01-01T00:00:00Z and now + 1 day."
-    )
+    period_end: PeriodEnd
     # An enum, not just a pattern: the schema names exactly the currencies the ledger books, so
     # a schema-valid body is never refused for its currency.
     currency: SupportedCurrency = Field(default="USD", description="ISO 4217 code of a supported currency.")

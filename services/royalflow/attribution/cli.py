@@ -29,6 +29,7 @@ def run(
     from royalflow.attribution.registry import DiskFamilyRegistry
     from royalflow.attribution.views import install_views
     from royalflow.config import get_settings
+    from royalflow.platform.lifetime import arm_shutdown_deadline
     from royalflow.platform.process import free_port
     from royalflow.platform.runtime import resolve_settings
 
@@ -41,7 +42,17 @@ def run(
     install_views(faust_app, settings)
     logging.getLogger("royalflow").setLevel(loglevel)
     typer.echo(f"attribution agent: /metrics on port {web_port}", err=True)
-    faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+    class Worker(faust.Worker):
+        def _schedule_shutdown(self, signal) -> None:  # type: ignore[no-untyped-def]
+            # faust's graceful stop commits offsets and leaves the group through the broker; with
+            # the broker gone it never ends. Processed events not yet committed are redelivered
+            # and settle once (the ledger's idempotency keys), so a hard exit after the deadline
+            # loses nothing.
+            arm_shutdown_deadline(what="attribution agent")
+            super()._schedule_shutdown(signal)
+
+    Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 @app.command("explain")

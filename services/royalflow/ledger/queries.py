@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import asyncpg
@@ -91,15 +92,25 @@ async def incomplete_generations(pool: asyncpg.Pool, *, limit: int = 100) -> lis
     return [dict(r) for r in rows]
 
 
+# A page cursor is opaque to clients but has one published shape, so that a client generated
+# from the OpenAPI document can tell a cursor it may send: the 8 big-endian bytes of the last
+# ingest_seq on the page, base64url without padding. 11 characters; the first one keeps the top
+# bit clear (a bigint is signed) and the last one carries 4 bits and 2 zero bits. EVERY string
+# of this shape decodes to a sequence in [0, 2^63 - 1], so a conforming cursor is never refused.
+CURSOR_PATTERN = r"^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$"
+CURSOR_LENGTH = 11
+_CURSOR = re.compile(CURSOR_PATTERN)
+_SEQ_BYTES = 8
+
+
 def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode()
+    return base64.urlsafe_b64encode(seq.to_bytes(_SEQ_BYTES, "big")).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise LedgerError(f"invalid cursor {cursor!r}") from None
+    if not _CURSOR.fullmatch(cursor):
+        raise LedgerError(f"invalid cursor {cursor!r}: pass next_cursor from a previous page unchanged")
+    return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
 
 
 async def contributions_page(

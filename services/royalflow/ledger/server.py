@@ -10,6 +10,7 @@ from royalflow.config import Settings
 from royalflow.ledger.service import SERVICE, LedgerService
 from royalflow.observability import metrics
 from royalflow.observability.server import HealthServer
+from royalflow.platform.lifetime import bounded
 from royalflow.platform.runtime import install_signal_handlers
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,11 @@ def health_server(service: LedgerService, port: int) -> HealthServer:
 async def serve(settings: Settings, port: int | None, *, group_id: str | None = None, instance_id: str | None = None) -> None:
     service = LedgerService(settings, group_id=group_id, instance_id=instance_id)
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers(stop, what="ledger")
     server = health_server(service, port if port is not None else settings.ledger_port)  # 0 = a free port
     await server.start()
     log.info("ledger: /metrics on port %d", server.port)  # tests and operators read this line to find the port
     try:
         await service.run(stop)
     finally:
-        await server.stop()
+        await bounded(server.stop(), "closing the health server")

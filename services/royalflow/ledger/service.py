@@ -37,6 +37,7 @@ from royalflow.observability import metrics
 from royalflow.platform.database import create_pool
 from royalflow.platform.deadletter import DeadLetterWriter
 from royalflow.platform.kafka import client_kwargs, make_producer
+from royalflow.platform.lifetime import bounded
 
 log = logging.getLogger(__name__)
 
@@ -155,16 +156,19 @@ class LedgerService:
                 in_flight = asyncio.create_task(self._commit(prepared))
                 metrics.observe_pool(SERVICE, self.pool)
             if in_flight is not None:
-                await in_flight
+                await bounded(in_flight, "the last batch's commit")
         finally:
             self.ready = False
             stop.set()
             if in_flight is not None and not in_flight.done():
                 in_flight.cancel()  # an uncommitted batch is simply redelivered
-            await asyncio.gather(*helpers, return_exceptions=True)
-            await self.consumer.stop()
-            await producer.stop()
-            await self.pool.close()
+            # Each step bounded: with the broker or PostgreSQL gone, aiokafka's leave-group and
+            # flush and asyncpg's close wait out their own long timeouts (the process exits by
+            # its shutdown deadline anyway; this makes the usual stop quick and clean).
+            await asyncio.gather(bounded(asyncio.gather(*helpers, return_exceptions=True), "the ledger's helper tasks"),
+                                 bounded(self.consumer.stop(), "closing the Kafka consumer"))
+            await asyncio.gather(bounded(producer.stop(), "closing the Kafka producer"),
+                                 bounded(self.pool.close(), "closing the database pool"))
 
     def _decode(self, topic: str, value: bytes, key: bytes | None, headers) -> ContributionEvent | AttributionRecord:  # type: ignore[no-untyped-def]
         short = topic.removeprefix(f"{self.settings.topic_prefix}.")

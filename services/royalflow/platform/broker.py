@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 
 from royalflow.errors import PlatformError
+from royalflow.platform import leftovers
+from royalflow.platform.lifetime import die_with_parent
 from royalflow.platform.process import free_port, wait_for_port
 
 START_TIMEOUT_SECONDS = 20.0
@@ -60,6 +62,8 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             # Own process group: a Ctrl-C to the CLI is handled by us, which stops the broker last.
             start_new_session=True,
+            # Dies with us (SIGTERM), kill -9 included; the platform's watchdog is the second line.
+            preexec_fn=die_with_parent(os.getpid()),
         )
         log.close()
         try:
@@ -67,7 +71,7 @@ class EmbeddedBroker:
         except PlatformError:
             self.stop()
             raise
-        (self.state_dir / "broker.pid").write_text(str(self._process.pid))
+        leftovers.record(self.state_dir, "broker", self._process.pid, self._process.args)  # type: ignore[arg-type]
         return self.bootstrap_servers
 
     def stop(self) -> None:
@@ -80,10 +84,8 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        leftovers.forget(self.state_dir, "broker", self._process.pid)
         self._process = None
-        pid_file = self.state_dir / "broker.pid"
-        if pid_file.exists():
-            pid_file.unlink()
 
     def __enter__(self) -> "EmbeddedBroker":
         self.start()
@@ -91,14 +93,3 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def kill_stale(state_dir: Path) -> None:
-    """Kill a broker left behind by a crashed run in the same state dir."""
-    pid_file = Path(state_dir) / "broker.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError, PermissionError):
-            pass
-        pid_file.unlink(missing_ok=True)

@@ -26,6 +26,10 @@ def up(
     A crashed service is restarted with exponential backoff (0.5 s doubling to 30 s); the others
     keep running. After 5 restarts within 300 s the platform stops with an error naming the
     service and its last log lines (exit code 1).
+
+    Nothing outlives it: the state folder is locked while it runs, its children die with it (also
+    on kill -9: parent-death signal, and a watchdog for PostgreSQL), and leftovers of a killed
+    run on the same folder are found and stopped at start.
     """
     from royalflow.config import get_settings
     from royalflow.errors import PlatformError
@@ -43,6 +47,8 @@ def up(
         raise typer.Exit(1) from None
     failed: PlatformError | None = None
     try:
+        for leftover in platform.stopped_leftovers:
+            typer.echo(f"stopped a leftover of a killed run: {leftover.describe()}", err=True)
         typer.echo(f"broker:     {effective.kafka_bootstrap_servers}")
         typer.echo(f"postgresql: {effective.database_url}")
         notify = lambda line: typer.echo(line, err=True)  # noqa: E731 - restart notices on stderr

@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from royalflow.errors import PlatformError
+from royalflow.platform import leftovers
 from royalflow.platform.process import free_port, wait_for_port
 
 START_TIMEOUT_SECONDS = 60
@@ -106,11 +107,31 @@ class EmbeddedPostgres:
         self._run("pg_ctl", "-w", "-t", str(START_TIMEOUT_SECONDS), "-D", str(self.pgdata),
                   "-l", str(self.pgdata / "server.log"), "-o", options, "start")
         wait_for_port(self.host, self.port, timeout_seconds=START_TIMEOUT_SECONDS, what="embedded PostgreSQL")
+        # pg_ctl daemonizes the server (no parent-death signal can reach it): record the
+        # postmaster, so the platform's watchdog and the next start can stop it.
+        postmaster = self._postmaster_pid()
+        if postmaster is not None:
+            leftovers.record(self.pgdata.parent, "postgres", postmaster)
         return self.dsn
+
+    def _postmaster_pid(self) -> int | None:
+        try:  # postmaster.pid: the server's pid on its first line
+            return int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
 
     def stop(self, mode: str = "fast") -> None:
         if (self.pgdata / "postmaster.pid").exists():
-            self._run("pg_ctl", "-w", "-D", str(self.pgdata), "-m", mode, "stop")
+            try:
+                self._run("pg_ctl", "-w", "-D", str(self.pgdata), "-m", mode, "stop")
+            except PlatformError:
+                # pg_ctl runs as the server user; as root it can lose its way to the data folder
+                # when a pytest session beside us makes its base temp owner-only again mid-stop.
+                # The server we started is still ours to stop: signal it (immediate shutdown).
+                ours = [r for r in leftovers.running(self.pgdata.parent) if r.name == "postgres"]
+                if not ours or leftovers.stop(ours):
+                    raise
+        leftovers.forget(self.pgdata.parent, "postgres")
 
     def _stop_quietly(self) -> None:
         try:

@@ -15,29 +15,44 @@ would point beyond the new logs and nothing new would settle, silently. So:
 * embedded broker + your ``DATABASE_URL``: we never drop your database. If it holds stored
   offsets for this topic prefix, start is refused with a :class:`PlatformError` that says why.
 * your ``KAFKA_BOOTSTRAP_SERVERS``: the broker keeps its logs, so PostgreSQL is kept as is.
+
+Nothing outlives the platform. ``start()`` takes an exclusive lock on the state folder
+(``flock`` on ``platform.lock``, released by the kernel however the holder dies), so a second
+platform on the same folder is refused. Under the lock, leftovers of a killed run (processes
+recorded in ``<state_dir>/pids`` and proven ours, :mod:`royalflow.platform.leftovers`) are
+stopped before anything starts, and a watchdog (:mod:`royalflow.platform.watchdog`) is started
+that stops everything recorded there the moment this process dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import IO
 
 import asyncpg
 
 from royalflow.config import Settings
 from royalflow.errors import ConfigurationError, PlatformError
-from royalflow.platform.broker import EmbeddedBroker, kill_stale
+from royalflow.platform import leftovers
+from royalflow.platform.broker import EmbeddedBroker
 from royalflow.platform.database import EmbeddedPostgres, create_database
+from royalflow.platform.lifetime import arm_shutdown_deadline
 from royalflow.platform.kafka import TOPICS, ensure_topics
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "royalflow"
 DESCRIPTOR = "platform.json"
+LOCK = "platform.lock"
+WATCHDOG_STOP_SECONDS = 5.0
 
 
 class LocalPlatform:
@@ -46,17 +61,21 @@ class LocalPlatform:
         self.state_dir = Path(settings.state_dir).resolve()
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
+        self.lock: IO[str] | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None
+        self.stopped_leftovers: list[leftovers.ProcessRecord] = []  # of a killed run, stopped at start
 
     def start(self) -> Settings:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        _refuse_if_running(self.state_dir)
+        self.lock = _lock(self.state_dir)
         updates: dict[str, str] = {}
         try:
+            self.stopped_leftovers = _stop_leftovers(self.state_dir)
+            self.watchdog = _start_watchdog(self.state_dir)
             if self.settings.embedded_kafka and not self.settings.embedded_database:
                 # Before starting anything: a refusal must not leave a broker behind.
                 asyncio.run(_refuse_stored_offsets(str(self.settings.database_url), self.settings))
             if self.settings.embedded_kafka:
-                kill_stale(self.state_dir)
                 self.broker = EmbeddedBroker(self.state_dir)
                 updates["kafka_bootstrap_servers"] = self.broker.start()
             if self.settings.embedded_database:
@@ -96,6 +115,18 @@ class LocalPlatform:
         if self.postgres is not None:
             self.postgres.stop()
             self.postgres = None
+        if self.watchdog is not None:  # last: until here a kill -9 of ours still needs it
+            self.watchdog.terminate()
+            try:
+                self.watchdog.wait(WATCHDOG_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.watchdog.kill()
+                self.watchdog.wait()
+            leftovers.forget(self.state_dir, "watchdog", self.watchdog.pid)
+            self.watchdog = None
+        if self.lock is not None:
+            self.lock.close()  # releases the flock
+            self.lock = None
 
     def __enter__(self) -> Settings:
         return self.start()
@@ -113,17 +144,47 @@ async def _ensure_database(admin_dsn: str, name: str) -> None:
         await conn.close()
 
 
-def _refuse_if_running(state_dir: Path) -> None:
-    """Two platforms on one state folder would stop each other's PostgreSQL and wipe its books."""
-    descriptor = state_dir / DESCRIPTOR
-    if not descriptor.exists():
-        return
+def _lock(state_dir: Path) -> IO[str]:
+    """Hold the state folder: two platforms on one folder would stop each other's PostgreSQL and
+    wipe its books. The kernel drops the lock when its holder dies, kill -9 included."""
+    handle = open(state_dir / LOCK, "a+")  # noqa: SIM115 - held until stop(); close-on-exec
     try:
-        pid = int(json.loads(descriptor.read_text())["pid"])
-    except (ValueError, KeyError, TypeError):
-        return  # a torn descriptor from a killed run: nothing runs behind it
-    if pid != os.getpid() and _alive(pid):
-        raise PlatformError(f"a platform is already running on state dir {state_dir} (pid {pid}); stop it first")
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read(32).strip() or "unknown"
+        handle.close()
+        raise PlatformError(f"a platform is already running on state dir {state_dir} (pid {holder}); stop it first") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _stop_leftovers(state_dir: Path) -> list[leftovers.ProcessRecord]:
+    """Stop what a killed run on this folder left running (its pids are ports and data folders
+    the new run needs), or refuse to start, naming what would not stop."""
+    found = leftovers.running(state_dir)
+    if not found:
+        return []
+    log.warning("stopping leftovers of an earlier run on %s: %s", state_dir, ", ".join(f.describe() for f in found))
+    left = leftovers.stop(found)
+    if left:
+        raise PlatformError(f"refusing to start: processes of an earlier run on state dir {state_dir} would not stop: "
+                            + ", ".join(f.describe() for f in left))
+    return found
+
+
+def _start_watchdog(state_dir: Path) -> subprocess.Popen[bytes]:
+    with open(state_dir / "watchdog.log", "ab") as out:
+        watchdog = subprocess.Popen(
+            [sys.executable, "-m", "royalflow.platform.watchdog", str(os.getpid()), str(state_dir)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the terminal is ours to handle, not its
+        )
+    leftovers.record(state_dir, "watchdog", watchdog.pid, watchdog.args)  # type: ignore[arg-type]
+    return watchdog
 
 
 async def _refuse_stored_offsets(database_url: str, settings: Settings) -> None:
@@ -181,12 +242,18 @@ def resolve_settings(settings: Settings) -> Settings:
     )
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM/SIGINT set ``stop`` so services drain and shut down cleanly."""
+def install_signal_handlers(stop: asyncio.Event, *, what: str = "service") -> None:
+    """SIGTERM/SIGINT set ``stop`` so services drain and shut down cleanly, and arm the shutdown
+    deadline: a drain that waits on an unreachable broker or database ends in a hard exit."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        arm_shutdown_deadline(what=what)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
 

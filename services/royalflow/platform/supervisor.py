@@ -11,6 +11,11 @@ from state it keeps outside the process (offsets and idempotency keys in Postgre
 that crashes ``max_restarts`` times within ``window_seconds`` is given up on: ``check_alive()``
 raises :class:`PlatformError` naming the service, its exit status and its last log lines,
 because a crash loop is a bug or a broken dependency that restarting will not fix.
+
+Lifetime. Every child gets the parent-death signal (SIGTERM when the process that started it
+dies, kill -9 included) and is recorded in ``<state_dir>/pids`` for the platform's watchdog and
+the next start (:mod:`royalflow.platform.lifetime`, :mod:`royalflow.platform.leftovers`). A
+service exits within its shutdown deadline of SIGTERM; ``stop()`` SIGKILLs one that does not.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from pathlib import Path
 
 from royalflow.config import Settings
 from royalflow.errors import PlatformError
+from royalflow.platform import leftovers
+from royalflow.platform.lifetime import SHUTDOWN_DEADLINE_SECONDS, die_with_parent
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_SECONDS = 15.0
+STOP_TIMEOUT_SECONDS = 3 * SHUTDOWN_DEADLINE_SECONDS  # a service exits by its deadline; this is the backstop
 TAIL_LINES = 30
 TAIL_BYTES = 64 * 1024  # read at most the end of a log, however large it grew
 
@@ -91,7 +98,10 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # Called from the thread that supervises the children (the signal follows it).
+                preexec_fn=die_with_parent(os.getpid()),
             )
+        leftovers.record(self.settings.state_dir, self.name, self.process.pid, self.process.args)  # type: ignore[arg-type]
 
     @property
     def alive(self) -> bool:
@@ -120,6 +130,7 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        leftovers.forget(self.settings.state_dir, self.name, self.process.pid)
         self.process = None
 
     def tail(self, lines: int = TAIL_LINES) -> str:

@@ -14,6 +14,7 @@ from royalflow.api.routes import AUTH_ERRORS
 from royalflow.errors import LedgerError
 from royalflow.ledger import queries
 from royalflow.ledger.payouts import list_periods
+from royalflow.ledger.queries import CURSOR_LENGTH, CURSOR_PATTERN
 from royalflow.ledger.statements import statement, statement_csv
 from royalflow.money import currency_for
 
@@ -47,11 +48,17 @@ async def balances(owner_id: OwnerId, who: Auth, request: Request) -> Balances:
 
 @router.get(
     "/contributions", response_model=ContributionPage, summary="Contributions, cursor-paginated",
-    responses={400: {"model": Error, "description": "Cursor not from a previous page."}},
+    responses={400: {"model": Error, "description": "The ledger could not read the cursor; start again from the first page. "
+                                                 "(Every cursor of the documented pattern is read: this is a safety net.)"}},
 )
 async def contributions(
     owner_id: OwnerId, who: Auth, request: Request,
-    cursor: Annotated[str | None, Query(max_length=64, description="The previous page's next_cursor; omit for the first page.")] = None,
+    cursor: Annotated[str | None, Query(
+        pattern=CURSOR_PATTERN, min_length=CURSOR_LENGTH, max_length=CURSOR_LENGTH, examples=["AAAAAAAAAP8"],
+        description="The previous page's next_cursor, unchanged; omit for the first page. Opaque, but of one shape: "
+        f"{CURSOR_LENGTH} base64url characters (no padding). Any cursor of that shape is accepted: one that points "
+        "beyond the last contribution gives an empty page.",
+    )] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX, description=f"Page size, 1..{PAGE_LIMIT_MAX}.")] = PAGE_LIMIT_DEFAULT,
 ) -> ContributionPage:
     """The owner's contributions in settlement order. Keyset pagination: pages neither skip nor
