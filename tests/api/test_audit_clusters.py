@@ -21,3 +21,13 @@ def test_owner_view_pseudonymises_cluster_members() -> None:
     view = redact_attribution(RECORD, names)
     assert view is not None and view["clusters"] == [["owner#1", "owner#2"], ["owner-b"]]
     assert "owner-a" not in str(view) and "shell-1" not in str(view)
+
+
+def test_owner_view_pseudonymises_the_refined_owners_of_a_screened_family() -> None:
+    record = {**RECORD, "screen": {"refined": ["owner-a", "shell-1"], "tolerance": 0.02, "bound_nats": 1.5,
+                                   "remainder": 0.0, "unet_passes": 119}}
+    names = {"owner-a": "owner#1", "shell-1": "owner#2", "owner-b": "owner-b"}
+    view = redact_attribution(record, names)
+    assert view is not None and view["screen"]["refined"] == ["owner#1", "owner#2"]
+    assert view["screen"]["unet_passes"] == 119
+    assert "owner-a" not in str(view) and "shell-1" not in str(view)

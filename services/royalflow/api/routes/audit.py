@@ -45,6 +45,8 @@ def redact_attribution(attribution: dict[str, Any] | None, names: dict[str, str]
     view["owners"] = [names.get(o, o) for o in attribution.get("owners", [])]
     if view.get("clusters"):  # clusters name owners: pseudonymised like everywhere else
         view["clusters"] = [[names.get(o, o) for o in cluster] for cluster in view["clusters"]]
+    if isinstance(view.get("screen"), dict):  # the refined owners of a screened family: pseudonymised too
+        view["screen"] = {**view["screen"], "refined": [names.get(o, o) for o in view["screen"].get("refined") or []]}
     # Compositional records key utilities by 'component:<owner>'; rename those keys too.
     for key in ("coalition_utilities", "utility_std_errors"):
         if isinstance(view.get(key), dict):
