@@ -53,3 +53,24 @@ def test_table_names_the_cluster_and_the_fair_control() -> None:
     text = table(base.model_copy(update={"clusters": [["owner-a", "owner-b"], ["owner-c"]], "fairness": rule,
                                          "conditioning": Conditioning()}))
     assert "owner-a + owner-b" in text and "random_labels" in text and "content only" in text
+
+
+def test_a_screened_catalogue_family_shows_its_top_owners_and_marks_the_refined(tmp_path: Path) -> None:
+    from royalflow.attribution.explain import MAX_SHOWN_OWNERS
+    from royalflow.contracts.events import ScreenRecord
+
+    base = record([0.1])
+    owners = [f"owner-{i:04d}" for i in range(300)]
+    values = [0.0] * 300
+    values[7], values[42], values[5] = 2.0, 1.0, 0.5
+    screened = base.model_copy(update={
+        "owners": owners, "shapley_values": values, "std_errors": [0.2] * 300, "mode": "compositional",
+        "method": "mixture", "screen": ScreenRecord(refined=["owner-0007", "owner-0042"], tolerance=0.02,
+                                                    bound_nats=1.5, remainder=0.01, unet_passes=85)})
+    text = render(screened, tmp_path / "screened.png")
+    lines = text.splitlines()
+    assert sum(line.startswith("owner-") for line in lines) == MAX_SHOWN_OWNERS
+    assert next(line for line in lines if line.startswith("owner-0007")).endswith("full")
+    assert next(line for line in lines if line.startswith("owner-0005")).endswith("screened")
+    assert any(line.startswith(f"... and {300 - MAX_SHOWN_OWNERS} more owners") for line in lines)
+    assert any("refined in full: owner-0007, owner-0042" in line and "85 UNet passes" in line for line in lines)
