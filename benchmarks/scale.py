@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50, help="events compared with the full path at n = 1,024")
     parser.add_argument("--skip-accuracy", action="store_true", help="cost rows only (no training)")
     parser.add_argument("--skip-cost", action="store_true", help="accuracy rows only")
+    parser.add_argument("--rows", default="16,64,1024", help="accuracy rows to run: trained n = 16, 64; 1024 (64 + 960)")
     parser.add_argument("--out", type=Path, default=OUT, help="where to write the figures (JSON)")
     args = parser.parse_args()
     import tempfile
@@ -204,14 +205,16 @@ def main() -> None:
         path = trained_catalogue(args.cache)
         results["accuracy"] = []
         per_owner = 2 if args.quick else 4
-        for owners in (16, 64):
+        rows = {int(r) for r in args.rows.split(",")}
+        for owners in sorted(rows & {16, 64}):
             family = family_from(path, owners, device)
             results["accuracy"].append(accuracy_row(family, held_out(family, owners, per_owner), f"trained n={owners}"))
-        family = family_from(path, 64, device, distractors=960)
-        every = held_out(family, 64, 2)
-        pick = np.random.default_rng(0).permutation(len(every))[: (10 if args.quick else args.events)]
-        events = [every[i] for i in sorted(pick)]
-        results["accuracy"].append(accuracy_row(family, events, "64 trained + 960 synthetic"))
+        if 1024 in rows:
+            family = family_from(path, 64, device, distractors=960)
+            every = held_out(family, 64, 2)
+            pick = np.random.default_rng(0).permutation(len(every))[: (10 if args.quick else args.events)]
+            events = [every[i] for i in sorted(pick)]
+            results["accuracy"].append(accuracy_row(family, events, "64 trained + 960 synthetic"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -11,7 +11,7 @@ compositional mode:  one adapter per owner plus the control (absent: the plain b
   * screen+refine:   (``screen.py``) one forward and one backward of the control screen every
                      owner to first order, then the full forward only for the few owners that
                      can change a share: (K+1)(3 + refined) row-equivalents, whatever n is.
-                     Used from ``estimator.screen.min_owners`` owners up (default 16).
+                     Used from ``estimator.screen.min_owners`` owners up (default 256).
 
 The utility is in ``latent.py`` (ELBO of the VAE posterior mean, text-conditioned). Every
 owner's factors are read and checked when the family loads (an error names the bad file); on

@@ -162,7 +162,9 @@ class Screen(BaseModel):
     """Screen + refine for compositional LoRA families (attribution/families/screen.py)."""
 
     model_config = ConfigDict(extra="forbid")
-    min_owners: int = Field(default=16, ge=1, le=1_000_000)  # fewer owners: every likelihood in full
+    # Fewer owners: every likelihood in full. The screen trades accuracy for cost (README,
+    # *Catalogue scale*): below a few hundred owners the full path is affordable and more accurate.
+    min_owners: int = Field(default=256, ge=1, le=1_000_000)
     tolerance: float = Field(default=0.02, gt=0, le=1)  # rule (3): what the unrefined may hold together
     min_refined: int = Field(default=2, ge=1, le=256)  # the first round, which calibrates the screen
     max_refined: int = Field(default=4, ge=1, le=256)  # owners refined per event, at most
