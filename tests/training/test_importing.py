@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from royalflow.training.importing import import_lora_family, import_lora_folder
 from royalflow.training.lorafiles import base_linear_shapes, inspect_lora_file
 from royalflow.training.tiny import build_tiny_pipeline, write_random_lora
 
-IMPORT_SECONDS_LIMIT = 60  # 1,024 rank-8 adapters on the tiny pipeline (measured: ~3 s, see README)
 
 
 @pytest.fixture(scope="module")
@@ -143,13 +141,11 @@ def test_owner_problems_name_the_owner(base: Path, shapes: dict, tmp_path: Path)
         import_lora_folder(tmp_path / "f", "bad", "1", base, source)
 
 
-def test_a_thousand_owners_import_in_seconds(base: Path, shapes: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+def test_a_thousand_owners_import(base: Path, shapes: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    # How fast is a benchmark's question (benchmarks/lora_import.py), not a test's.
     owners = [f"owner-{i:04d}" for i in range(1024)]
     source = adapter_folder(tmp_path / "in", shapes, owners)
-    started = time.perf_counter()
     path = import_lora_folder(tmp_path / "families", "many", "1", base, source)
-    seconds = time.perf_counter() - started
     manifest = parse_manifest(read_manifest(path), str(path))
     assert isinstance(manifest, LoraManifest) and manifest.owners == owners
     assert max(len(p.name) for p in (path / "components").iterdir()) == len("01024.safetensors")
-    assert seconds < IMPORT_SECONDS_LIMIT, seconds
