@@ -50,31 +50,28 @@ def ensure_venv() -> None:
     stamp.touch()
 
 
-def ensure_promtool() -> None:
-    """promtool (Debian package 'prometheus') for the infra tests; PyPI has none."""
-    if shutil.which("promtool") or shutil.which("prometheus"):
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        sh("apt-get", "update", "-qq", check=False, env=env, stdout=subprocess.DEVNULL)
-        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus", check=False, env=env,
-           stdout=subprocess.DEVNULL)
-    if not shutil.which("promtool"):
-        print("note: promtool not available (Debian package 'prometheus'); infra tests will skip", flush=True)
+# Debian package -> (binaries that show it is there, what skips without it). PyPI has neither
+# as a binary the tests may use: promtool for the infra tests, chromium for the portal's browser
+# tests (playwright drives it; nothing is downloaded: never `playwright install`).
+DEBIAN_TOOLS = {
+    "prometheus": (("promtool", "prometheus"), "infra tests"),
+    "chromium": (("chromium", "chromium-browser"), "the portal's browser tests"),
+}
 
 
-def ensure_chromium() -> None:
-    """Debian's chromium for the portal's browser tests (playwright drives it; nothing is
-    downloaded: never `playwright install`)."""
-    if shutil.which("chromium") or shutil.which("chromium-browser"):
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+def ensure_debian_tools() -> None:
+    """Install the missing DEBIAN_TOOLS with apt-get where we may (root), else say what skips."""
+    missing = [pkg for pkg, (binaries, _) in DEBIAN_TOOLS.items() if not any(map(shutil.which, binaries))]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         sh("apt-get", "update", "-qq", check=False, env=env, stdout=subprocess.DEVNULL)
-        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", check=False, env=env,
-           stdout=subprocess.DEVNULL)
-    if not shutil.which("chromium"):
-        print("note: chromium not available (Debian package 'chromium'); the portal's browser tests will skip", flush=True)
+        for package in missing:  # one at a time: a package that fails must not cost the other
+            sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", package, check=False, env=env,
+               stdout=subprocess.DEVNULL)
+    for package in missing:
+        binaries, what = DEBIAN_TOOLS[package]
+        if not any(map(shutil.which, binaries)):
+            print(f"note: {binaries[0]} not available (Debian package {package!r}); {what} will skip", flush=True)
 
 
 MAX_TEST_WORKERS = 4  # each worker starts its own broker and PostgreSQL
@@ -102,8 +99,7 @@ def main(argv: list[str]) -> int:
     if command == "up":
         return sh(str(VENV / "bin" / "royalflow"), "platform", "up", *rest, check=False, env=env)
     if command == "test":
-        ensure_promtool()
-        ensure_chromium()
+        ensure_debian_tools()
         return sh(str(PY), "-m", "pytest", *test_workers(rest), *rest, check=False, env=env)
     if command == "bench":
         return sh(str(PY), "benchmarks/run.py", *rest, check=False, env=env)

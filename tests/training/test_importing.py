@@ -58,12 +58,18 @@ def test_a_folder_of_owner_files_becomes_a_compositional_family(base: Path, shap
         assert copied == (source / f"{name}.safetensors").read_bytes()
         assert hashlib.sha256(copied).hexdigest() == slot.sha256
 
-    # What the header check accepts, diffusers' own loader accepts too (same layers, same rank).
-    from royalflow.attribution.families.adapters import load_adapter_file
+    # What the import check accepts, diffusers' own loader accepts too (same layers, same rank).
+    from diffusers import StableDiffusionPipeline
+    from peft.tuners.lora import LoraLayer
+
     from royalflow.attribution.families.base import load_base
 
     unet = load_base(base, device=torch.device("cpu")).unet
-    assert load_adapter_file(unet, path / "components" / "00001.safetensors", "alice") == 8
+    state, alphas = StableDiffusionPipeline.lora_state_dict(str(path / "components"), weight_name="00001.safetensors",
+                                                            local_files_only=True)
+    unet.load_lora_adapter(state, network_alphas=alphas, prefix="unet", adapter_name="alice")
+    ranks = {m.r["alice"] for m in unet.modules() if isinstance(m, LoraLayer) and "alice" in m.r}
+    assert ranks == {8}
 
 
 def test_every_bad_file_among_twenty_is_named_and_nothing_is_written(base: Path, shapes: dict,  # type: ignore[type-arg]

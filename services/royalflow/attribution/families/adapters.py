@@ -1,11 +1,10 @@
-"""Reading LoRA files into the base UNet through diffusers' own LoRA loader, with the checks
-diffusers leaves to the caller: right checksum, UNet keys only, every layer of the file found
-in the base (diffusers only logs unexpected keys), shapes that fit (size mismatch)."""
+"""Reading LoRA files as factors (A, B) per layer through diffusers' own LoRA reader, without
+peft, with the checks diffusers leaves to the caller: right checksum, UNet keys only, every
+layer of the file a Linear layer of the base with shapes that fit, finite values."""
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import torch
@@ -24,15 +23,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def lora_layers(unet: torch.nn.Module, adapter_name: str) -> int:
-    from peft.tuners.lora import LoraLayer
-
-    return sum(1 for m in unet.modules() if isinstance(m, LoraLayer) and adapter_name in m.lora_A)
-
-
-def load_adapter_file(unet: torch.nn.Module, file: Path, adapter_name: str, *, sha256: str | None = None) -> int:
-    """Load one LoRA file as ``adapter_name``; return its rank. ConfigurationError naming the
-    file when it is missing, altered, not a UNet LoRA, or does not fit the base UNet."""
+def _read_state(file: Path, sha256: str | None) -> tuple[dict[str, torch.Tensor], dict[str, float] | None]:
+    """A LoRA file's UNet state dict and network alphas through diffusers' own LoRA reader (which
+    normalises the common formats); ConfigurationError naming the file when it is missing, too
+    large, altered (checksum), unreadable or not a UNet LoRA."""
     from diffusers import StableDiffusionPipeline
 
     file = Path(file)
@@ -50,22 +44,7 @@ def load_adapter_file(unet: torch.nn.Module, file: Path, adapter_name: str, *, s
     foreign = sorted({k.split(".")[0] for k in state if not k.startswith("unet.")})
     if foreign:
         raise ConfigurationError(f"LoRA file {file} holds weights for {foreign}; only UNet adapters are supported")
-    down = [k for k in state if k.endswith(("lora_A.weight", "lora.down.weight", "lora_down.weight"))]
-    if not down:
-        raise ConfigurationError(f"LoRA file {file} holds no UNet LoRA layers")
-    try:
-        with warnings.catch_warnings():
-            # peft warns on every adapter after the first ("Already found a peft_config"):
-            # several adapters on one model is exactly what a family is.
-            warnings.filterwarnings("ignore", message="Already found a `peft_config`", category=UserWarning)
-            unet.load_lora_adapter(state, network_alphas=alphas, prefix="unet", adapter_name=adapter_name)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConfigurationError(f"LoRA file {file} does not fit the base UNet: {exc}"[:2000]) from None
-    found = lora_layers(unet, adapter_name)
-    if found != len(down):
-        raise ConfigurationError(f"LoRA file {file} does not fit the base UNet: {len(down) - found} of its "
-                                 f"{len(down)} layers do not exist in it")
-    return int(state[down[0]].shape[0])
+    return state, alphas
 
 
 DOWN_SUFFIXES = (".lora_A.weight", ".lora.down.weight", ".lora_down.weight")
@@ -85,23 +64,8 @@ def read_factors(file: Path, *, sha256: str | None = None, expected: dict[str, t
     ``expected``: the base UNet's Linear shapes (``linear_shapes``); every layer of the file must
     exist there with fitting shapes. ConfigurationError naming the file on any problem: missing,
     too large, altered (checksum), unreadable, not a UNet LoRA, an unpaired or misshapen factor."""
-    from diffusers import StableDiffusionPipeline
-
     file = Path(file)
-    if not file.is_file():
-        raise ConfigurationError(f"LoRA file {file} does not exist")
-    if file.stat().st_size > MAX_LORA_FILE_BYTES:
-        raise ConfigurationError(f"LoRA file {file} exceeds {MAX_LORA_FILE_BYTES} bytes")
-    if sha256 is not None and sha256_file(file) != sha256:
-        raise ConfigurationError(f"LoRA file {file} does not match its manifest checksum")
-    try:
-        state, alphas = StableDiffusionPipeline.lora_state_dict(str(file.parent), weight_name=file.name,
-                                                                local_files_only=True)
-    except Exception as exc:  # safetensors/diffusers raise many types for a bad file
-        raise ConfigurationError(f"LoRA file {file} is not readable LoRA weights: {type(exc).__name__}: {exc}") from None
-    foreign = sorted({k.split(".")[0] for k in state if not k.startswith("unet.")})
-    if foreign:
-        raise ConfigurationError(f"LoRA file {file} holds weights for {foreign}; only UNet adapters are supported")
+    state, alphas = _read_state(file, sha256)
     downs: dict[str, torch.Tensor] = {}
     ups: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
