@@ -201,7 +201,10 @@ def main() -> None:
             build_tiny_pipeline(Path(tmp) / "base")
             ns = [16, 64, 256] if args.quick else [16, 64, 256, 1024]
             results["cost"] = cost_rows(ns, 1024, device, Path(tmp) / "base")
-    if not args.skip_accuracy:
+    trained = (args.cache / "families" / "cat64" / "1" / "manifest.json").is_file()
+    if args.quick and not trained and not args.skip_accuracy:
+        print(f"--quick: no trained catalogue under {args.cache} (training takes about 40 min); accuracy rows skipped")
+    elif not args.skip_accuracy:
         path = trained_catalogue(args.cache)
         results["accuracy"] = []
         per_owner = 2 if args.quick else 4
