@@ -91,6 +91,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     return UnitScheduling(config, log)  # type: ignore[arg-type]
 
 
+# A session fixture is built inside the first test that asks for it, and pytest-timeout counts
+# that setup: such tests get the fixture's training time on top of their own (seconds).
+COSTLY_FIXTURE_TIMEOUTS = {"tiny_lora": 1800}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {unit: i for i, unit in enumerate(FIRST)}
     items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(FIRST)))  # stable otherwise
+    for item in items:
+        seconds = max((COSTLY_FIXTURE_TIMEOUTS.get(f, 0) for f in getattr(item, "fixturenames", ())), default=0)
+        if seconds:
+            item.add_marker(pytest.mark.timeout(seconds))
