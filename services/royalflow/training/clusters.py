@@ -100,10 +100,10 @@ def _load(target: Path, config: dict[str, Any], mask: int) -> torch.nn.Module:
 
 def find_clusters(target: Path, config: dict[str, Any], names: list[str], owners: dict[str, Any], public: Any,
                   levels: int, *, enabled: bool = True,
-                  pair_model: Callable[[int], Path] | None = None) -> dict[str, Any]:
+                  pair_models: Callable[[list[int]], None] | None = None) -> dict[str, Any]:
     """{"clusters": [[owner, ...], ...] (every owner in exactly one), "evidence": [per pair]}.
-    Needs the control (mask 0) and single-owner models on disk; ``pair_model(mask)`` trains or
-    fetches a pair's model (exact mode) for the pair check."""
+    Needs the control (mask 0) and single-owner models on disk; ``pair_models(masks)`` trains or
+    fetches the pairs' models (exact mode) for the pair check, all at once (in parallel)."""
     n = len(names)
     if not enabled or n < 2:
         return {"clusters": [[o] for o in names], "evidence": []}
@@ -119,6 +119,10 @@ def find_clusters(target: Path, config: dict[str, Any], names: list[str], owners
             i = parent[i]
         return i
 
+    # Pairs whose profiles are close get the pair check: their models are trained together first.
+    close = [(1 << i) | (1 << j) for i, j in combinations(range(n), 2) if _distance(gains[i], gains[j]) <= PROFILE_DISTANCE]
+    if pair_models is not None and close:
+        pair_models(close)
     evidence = []
     for i, j in combinations(range(n), 2):
         dup = duplicate_fraction(owners[names[i]].images, owners[names[j]].images)
@@ -126,8 +130,8 @@ def find_clusters(target: Path, config: dict[str, Any], names: list[str], owners
         row: dict[str, Any] = {"owners": [names[i], names[j]], "duplicate_fraction": round(dup, 4),
                                "profile_distance": round(dist, 4)}
         interchangeable = dist <= PROFILE_DISTANCE
-        if interchangeable and pair_model is not None:
-            pair = (_profile([_load(pair_model((1 << i) | (1 << j)).parent, config, (1 << i) | (1 << j))],
+        if interchangeable and pair_models is not None:
+            pair = (_profile([_load(target, config, (1 << i) | (1 << j))],
                              public.images, levels, null_class) - ll[0])[0]
             row["pair_distance"] = round(max(_distance(pair, gains[i]), _distance(pair, gains[j])), 4)
             interchangeable = row["pair_distance"] <= PROFILE_DISTANCE

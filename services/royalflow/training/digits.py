@@ -41,6 +41,7 @@ from royalflow.attribution.diffusion.unet import (
 )
 from royalflow.attribution.families.digits import weight_file
 from royalflow.training.finetune import Trainer, seed_of
+from royalflow.training.pool import ModelPool, worker_count
 
 NULL_CLASS = 10  # the "no class" label of unconditional (public) training data
 DIGIT_LEVELS = 17  # scikit-learn's digits: intensities 0..16
@@ -137,7 +138,7 @@ def train_family(
     out_dir: Path, family_id: str, version: str, public: Dataset, owners: dict[str, Dataset], *,
     mode: str = "exact", plan: TrainingPlan = TrainingPlan(), pool_fraction: str = "3/10",
     levels: int = DIGIT_LEVELS, device: str = "auto", progress: bool = True, cache_dir: Path | None = None,
-    clusters: bool = True,
+    clusters: bool = True, workers: int | None = None,
 ) -> Path:
     """Train (or resume) a family and write its manifest last, so a manifest means complete.
 
@@ -145,7 +146,9 @@ def train_family(
     (architecture, plan, start model, training data): coalitions with the same data, in this
     family or another, are trained once. With ``clusters``, same-source owners found at
     training time (see clusters.py) are players of one cluster, and exact mode trains only the
-    coalitions that are unions of clusters (2^clusters models).
+    coalitions that are unions of clusters (2^clusters models). After the base and the control,
+    coalition models train on ``workers`` processes (default: one per core; 1: sequential, in
+    this process), with the same weights bit for bit (pool.py).
     """
     from royalflow.training.clusters import find_clusters
 
@@ -177,18 +180,16 @@ def train_family(
         control = trainer.control(base)
         seconds["control"] = time.perf_counter() - clock - sum(seconds.values())
         union = lambda mask: _union([owners[names[i]] for i in range(n) if mask >> i & 1])  # noqa: E731
-        for mask in singles:
-            trainer.coalition(mask, owners[names[mask.bit_length() - 1]], base, control)
-        seconds["single_owner_models"] = time.perf_counter() - clock - sum(seconds.values())
-        evidence = find_clusters(target, config, names, owners, public, levels, enabled=clusters,
-                                 pair_model=(lambda m: trainer.coalition(m, union(m), base, control)) if mode == "exact" else None)
-        seconds["cluster_evidence"] = time.perf_counter() - clock - sum(seconds.values())
-        groups = [sum(1 << names.index(o) for o in c) for c in evidence["clusters"]]
-        masks = [0, *singles] if mode == "compositional" else sorted(
-            {sum(g for j, g in enumerate(groups) if t >> j & 1) for t in range(1 << len(groups))} | {0, *singles})
-        for mask in masks:
-            if mask and mask not in singles:
-                trainer.coalition(mask, union(mask), base, control)
+        with ModelPool(trainer, base, control, worker_count(torch_device, n + max(0, full - n), workers)) as pool:
+            pool.train({mask: owners[names[mask.bit_length() - 1]] for mask in singles})
+            seconds["single_owner_models"] = time.perf_counter() - clock - sum(seconds.values())
+            evidence = find_clusters(target, config, names, owners, public, levels, enabled=clusters,
+                                     pair_models=(lambda ms: pool.train({m: union(m) for m in ms})) if mode == "exact" else None)
+            seconds["cluster_evidence"] = time.perf_counter() - clock - sum(seconds.values())
+            groups = [sum(1 << names.index(o) for o in c) for c in evidence["clusters"]]
+            masks = [0, *singles] if mode == "compositional" else sorted(
+                {sum(g for j, g in enumerate(groups) if t >> j & 1) for t in range(1 << len(groups))} | {0, *singles})
+            pool.train({mask: union(mask) for mask in masks if mask and mask not in singles})
         bar.update(task, completed=total)
         seconds["coalition_models"] = time.perf_counter() - clock - sum(seconds.values())
     proposal = _timestep_proposal(target, config, _union(list(owners.values())), levels, n)

@@ -80,7 +80,10 @@ def _save(model: torch.nn.Module, path: Path, cached: Path) -> None:
     tmp = path.parent / f".{path.name}.tmp"
     save_file({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.replace(tmp, path)
-    shutil.copyfile(path, cached)
+    # Atomic in the cache too: workers of a pool (pool.py) read it while others write it.
+    cached_tmp = cached.parent / f".{cached.name}.{os.getpid()}.tmp"
+    shutil.copyfile(path, cached_tmp)
+    os.replace(cached_tmp, cached)
 
 
 class Trainer:

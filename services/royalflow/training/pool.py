@@ -1,0 +1,127 @@
+"""Independent coalition models of a family, trained on a pool of processes.
+
+Once the base and the control exist, every coalition model is a function of its own data only
+(the seed derives from the data digest, finetune.seed_of), so models can be trained in any
+order and in any process. Each worker is a spawned process with one intra-op thread (as
+limit_cpu_threads) and deterministic algorithms, exactly like the sequential path, so the
+weights are the same bit for bit (tests/training/test_pool.py). Workers report every step on a
+shared counter; the parent polls it into the family's one progress bar.
+
+``workers == 1`` is the sequential, in-process path (one core, or a GPU: its kernels are the
+parallelism there, and several processes on one device would only contend for it).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from royalflow.attribution.diffusion.unet import limit_cpu_threads
+from royalflow.attribution.families.digits import weight_file
+from royalflow.training.finetune import Trainer
+from royalflow.training.quiet import quiet_libraries
+
+MAX_TRAIN_WORKERS = 8  # a bound on processes (each holds torch and a model: ~300 MB)
+POLL_SECONDS = 0.2  # how often the parent moves the bar from the workers' step counter
+
+
+def worker_count(device: torch.device, models: int, requested: int | None = None) -> int:
+    """``requested`` if given, else one worker per core, at most one per model and MAX_TRAIN_WORKERS;
+    1 (sequential) on accelerators."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"workers must be at least 1, got {requested}")
+        return requested
+    if device.type != "cpu":
+        return 1
+    return max(1, min(os.cpu_count() or 1, models, MAX_TRAIN_WORKERS))
+
+
+class _Counter:
+    """The Trainer's progress sink inside a worker: steps go to the shared counter."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def advance(self, _task: Any, advance: float = 1) -> None:
+        with self.value.get_lock():
+            self.value.value += int(advance)
+
+
+_TRAINER: Trainer | None = None  # one per worker process, built by _start
+
+
+def _start(counter: Any, spec: dict[str, Any]) -> None:
+    global _TRAINER
+    quiet_libraries()  # the parent's warning filters do not cross a spawn (its environment does)
+    limit_cpu_threads(spec["device"])
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as train_family, in the parent
+    _TRAINER = Trainer(**spec, bar=_Counter(counter), task=None)  # type: ignore[arg-type]
+
+
+def _coalition(mask: int, data: Any, base: Path, control: Path) -> Path:
+    if _TRAINER is None:
+        raise RuntimeError("worker started without its trainer")
+    return _TRAINER.coalition(mask, data, base, control)
+
+
+class ModelPool:
+    """``train({mask: data})``: the coalition models of a family, sequentially (workers == 1) or on
+    a process pool started on first use and kept for the family's later batches."""
+
+    def __init__(self, trainer: Trainer, base: Path, control: Path, workers: int) -> None:
+        self.trainer, self.base, self.control, self.workers = trainer, base, control, workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._counter: Any = None
+        self._shown = 0  # workers' steps already on the bar
+
+    def __enter__(self) -> "ModelPool":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def train(self, jobs: dict[int, Any]) -> None:
+        t = self.trainer
+        todo = {m: d for m, d in jobs.items() if not (t.target / weight_file(m)).exists()}  # resumed runs
+        if self.workers == 1 or (self._pool is None and len(todo) < 2):  # a pool's start costs seconds
+            for mask, data in todo.items():
+                t.coalition(mask, data, self.base, self.control)
+            return
+        # Coalitions with the same data (a split owner's parts) have one model: train it once, in
+        # the pool; the others are then cache hits, copied here.
+        first: dict[str, int] = {}
+        for mask, data in todo.items():
+            first.setdefault(data.canonical().digest(), mask)
+        pool = self._start()
+        pending: set[Future[Path]] = {pool.submit(_coalition, m, todo[m], self.base, self.control) for m in first.values()}
+        while pending:
+            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_EXCEPTION)
+            self._show()
+            for future in done:
+                future.result()  # a worker's error is the family's error
+        for mask in sorted(todo.keys() - set(first.values())):
+            t.coalition(mask, todo[mask], self.base, self.control)
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            t = self.trainer
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+            self._counter = context.Value("q", 0)
+            spec = {"target": t.target, "cache": t.cache, "config": t.config, "plan": t.plan, "public": t.public,
+                    "device": t.device, "levels": t.levels}
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start,
+                                             initargs=(self._counter, spec))
+        return self._pool
+
+    def _show(self) -> None:
+        """Advance the bar by the steps the workers made since the last look."""
+        steps = self._counter.value
+        self.trainer.bar.advance(self.trainer.task, steps - self._shown)
+        self._shown = steps
