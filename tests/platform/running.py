@@ -8,15 +8,19 @@ import asyncio
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 
+from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 from royalflow.config import Settings
 from royalflow.platform.database import create_pool
 from royalflow.platform.process import free_port
@@ -134,3 +138,12 @@ async def publish_and_settle(settings: Settings, run_id: str, count: int = 1) ->
             await asyncio.sleep(0.2)
     finally:
         await pool.close()
+
+
+def state_root(prefix: str) -> Iterator[Path]:
+    """A state folder with the categorical demo family, OUTSIDE pytest's base temp: as root,
+    PostgreSQL runs as another user (see test_restart). For a fixture: ``yield from``."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    write_manifest(folder / "families", demo_manifest())
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 from royalflow.platform.lifetime import HARD_EXIT_CODE, bounded
 
-from tests.platform.running import PlatformUp, alive, publish_and_settle
+from tests.platform.running import PlatformUp, alive, publish_and_settle, state_root
 
 SIGTERM_EXIT_SECONDS = 10.0  # the promise: every service, dependencies down
 DEPS_DOWN_SECONDS = 3.0  # long enough for every client to notice and start reconnecting
@@ -75,11 +72,7 @@ async def test_bounded_gives_up_on_a_step_and_goes_on() -> None:
 
 @pytest.fixture
 def root() -> Iterator[Path]:
-    """Outside pytest's base temp: as root, PostgreSQL runs as another user (see test_restart)."""
-    folder = Path(tempfile.mkdtemp(prefix="royalflow-sigterm-"))
-    write_manifest(folder / "families", demo_manifest())
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from state_root("royalflow-sigterm-")
 
 
 @pytest.mark.integration

@@ -5,32 +5,25 @@ and the next ``platform up`` on the same state folder settles its first event.""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from royalflow.attribution.families.categorical import demo_manifest, write_manifest
 from royalflow.platform import leftovers
 
-from tests.platform.running import PlatformUp, alive, publish_and_settle
+from tests.platform.running import PlatformUp, alive, publish_and_settle, state_root
 
 ORPHANS_GONE_SECONDS = 5.0
 
 
 @pytest.fixture
 def root() -> Iterator[Path]:
-    """Outside pytest's base temp: as root, PostgreSQL runs as another user (see test_restart)."""
-    folder = Path(tempfile.mkdtemp(prefix="royalflow-crash-"))
-    write_manifest(folder / "families", demo_manifest())
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from state_root("royalflow-crash-")
 
 
 def test_the_watchdog_stops_the_recorded_processes_when_its_parent_dies(tmp_path: Path) -> None:

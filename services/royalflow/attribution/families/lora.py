@@ -42,7 +42,7 @@ from royalflow.attribution.families.latent import latent_log_likelihood_samples,
 from royalflow.attribution.families.manifest import LoraManifest, parse_manifest
 from royalflow.attribution.families.multilora import AdapterBank, FactorStack
 from royalflow.attribution.families.resident import DEFAULT_CAPACITY, ResidentPool
-from royalflow.attribution.families.screen import FirstOrderScreen, ScreenSettings, calibrated, event_gradients, refine_more
+from royalflow.attribution.families.screen import FirstOrderScreen, calibrated, event_gradients, refine_more
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import ConfigurationError, ContractError
@@ -81,7 +81,7 @@ class LoraFamily:
             raise ConfigurationError(f"family {self.family_id}: {len(factors)} adapters for {len(self.masks)} slots")
         host = FactorStack.build(factors, linear_shapes(base.unet))
         settings = manifest.estimator
-        self.screen_settings = ScreenSettings(**settings.screen.model_dump(exclude={"min_owners"}))
+        self.screen_settings = settings.screen
         self.screened = self.mode == "compositional" and n >= settings.screen.min_owners
         capacity = DEFAULT_CAPACITY if self.screened else len(self.masks)
         self.pool = ResidentPool(host, capacity, device=device, dtype=self.dtype)
@@ -215,21 +215,21 @@ class LoraFamily:
         todo = [[int(o) for o in row] for row in first]
         refined: list[dict[int, np.ndarray]] = [{} for _ in range(b)]
         remainders, bounds = [0.0] * b, [settings.bound_nats] * b
+        tuned = [gains[i] for i in range(b)]  # each event's gains after its latest calibration (5)
         while any(todo):
             samples = self._refine(z0, text, draws, todo)
             for i, owners in enumerate(todo):
                 refined[i].update(zip(owners, samples[i]))
             todo = [[] for _ in range(b)]
             for i in range(b):
-                tuned, error = calibrated(gains[i], {o: float(v.mean() - base_ll[i]) for o, v in refined[i].items()})
+                tuned[i], error = calibrated(gains[i], {o: float(v.mean() - base_ll[i]) for o, v in refined[i].items()})
                 bounds[i] = max(settings.bound_nats, error)
                 todo[i], remainders[i] = refine_more(
-                    self.log_weights, float(base_ll[i]), tuned, bounds[i], set(refined[i]), settings,
+                    self.log_weights, float(base_ll[i]), tuned[i], bounds[i], set(refined[i]), settings,
                     lambda ll: mixture_shapley(self.log_weights, ll, exact_max_players=EXACT_SHAPLEY_MAX_OWNERS).values)
         out = []
         for i in range(b):
-            tuned, _ = calibrated(gains[i], {o: float(v.mean() - base_ll[i]) for o, v in refined[i].items()})
-            component = base[i][None] + np.concatenate([[0.0], tuned])[:, None]  # screened: control's samples + gain
+            component = base[i][None] + np.concatenate([[0.0], tuned[i]])[:, None]  # screened: control's samples + gain
             for owner, rows in refined[i].items():
                 component[1 + owner] = rows
             chosen = sorted(refined[i])

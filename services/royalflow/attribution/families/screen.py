@@ -45,20 +45,12 @@ cap are estimates from this event's refined owners, not proofs: the benchmark
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from royalflow.attribution.families.manifest import Screen
 from royalflow.attribution.families.multilora import FactorStack
-
-
-@dataclass(frozen=True)
-class ScreenSettings:
-    tolerance: float = 0.02  # share of the coalition gain the unrefined owners may hold together, (3)
-    min_refined: int = 2  # the first round: the screen's top owners (they calibrate it, (5))
-    max_refined: int = 4
-    bound_nats: float = 0.5  # the screen's stated error bound b before an event's own evidence
 
 
 class FirstOrderScreen:
@@ -125,7 +117,7 @@ def calibrated(screened: np.ndarray, refined: dict[int, float]) -> tuple[np.ndar
 
 
 def refine_more(log_weights: np.ndarray, base_ll: float, gains: np.ndarray, bound: float, done: set[int],
-                settings: ScreenSettings, shapley_of: Callable[[np.ndarray], np.ndarray]) -> tuple[list[int], float]:
+                settings: Screen, shapley_of: Callable[[np.ndarray], np.ndarray]) -> tuple[list[int], float]:
     """Owners (0-based) to refine next for one event, and R of (3) once they are, in nats."""
     n = gains.shape[0]
     # 1. Shapley values at the current likelihoods, and each unrefined owner's upper value (4).
