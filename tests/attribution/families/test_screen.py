@@ -65,7 +65,7 @@ def test_screen_and_refine_agrees_with_the_full_path_within_its_bound(family: Lo
         assert s.coalition_utilities["component:_base"] == pytest.approx(f.coalition_utilities["component:_base"], abs=1e-9)
         gap = np.abs(s.shapley_values - f.shapley_values)
         assert np.all(gap <= s.std_errors + 1e-9), (gap, s.std_errors)
-        assert s.screen["unet_passes"] == (family.estimator.samples + 1) * (3 + len(s.screen["refined"]))
+        assert s.screen["unet_passes"] <= 4 * (family.estimator.samples + 1)  # the default budget
 
 
 def test_screened_attribution_is_deterministic_per_event(family: LoraFamily) -> None:

@@ -52,11 +52,38 @@ def pair_log_likelihood_samples(
     K + 1 rows (the K sampled timesteps and s = 1) on the item's common random numbers, so
     pairs of one item under different adapters differ only by the adapter. Differentiable: the
     screen (``screen.py``) runs it with autograd on; the family otherwise under inference mode."""
-    batch, k = draws.timesteps.shape
-    dims = tuple(range(1, z0.dim()))
+    k = draws.timesteps.shape[1]
+    terms = row_losses(estimator, forward, z0, text, draws, slots, items, torch.arange(k + 1), max_rows=max_rows)
+    return samples_from(estimator, z0, items, terms)
+
+
+def prior_terms(estimator: ElboEstimator, z0: torch.Tensor) -> torch.Tensor:
+    """(2) per item: (B,) float64, the same under every adapter."""
     z0d = z0.to(torch.float64)
     abar_T = estimator.abar[-1]
-    prior = 0.5 * (abar_T * z0d**2 + (1 - abar_T) - 1 - torch.log(1 - abar_T)).sum(dim=dims)  # (2)
+    return 0.5 * (abar_T * z0d**2 + (1 - abar_T) - 1 - torch.log(1 - abar_T)).sum(dim=tuple(range(1, z0.dim())))
+
+
+def samples_from(estimator: ElboEstimator, z0: torch.Tensor, items: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    """v_k (P, K) from a pair's K + 1 row losses (``row_losses`` over every row)."""
+    k = terms.shape[1] - 1
+    return -(prior_terms(estimator, z0)[items, None] + terms[:, k:] + terms[:, :k])
+
+
+def row_losses(
+    estimator: ElboEstimator, forward: Forward, z0: torch.Tensor, text: torch.Tensor, draws: Draws,
+    slots: torch.Tensor, items: torch.Tensor, rows: torch.Tensor, *, max_rows: int = MAX_ROWS_PER_FORWARD,
+) -> torch.Tensor:
+    """The loss terms of the listed rows of every (slot, item) pair: (P, J) float64. ``rows``:
+    (J,) for every pair, or (P, J) per pair. Row j < K is sample j's importance-weighted KL term
+    (3)/(5), w_s ||eps - eps_hat||^2 / q(s); row K is the decoder term (4) at s = 1. Then
+    v_k = -(prior + row K + row k), so a pair's rows can be computed in parts: the screen
+    evaluates a few rows of many owners, then the rest of a few (``screen.py``)."""
+    batch, k = draws.timesteps.shape
+    dims = tuple(range(1, z0.dim()))
+    rows = rows.to(torch.int64)
+    rows = rows.expand(slots.numel(), -1) if rows.dim() == 1 else rows
+    width = rows.shape[1]
 
     # 1. Noised latents per item: its K sampled timesteps, then s = 1: (B, K+1, C, H, W).
     s = draws.timesteps  # (B, K), paper index 2..T
@@ -69,23 +96,30 @@ def pair_log_likelihood_samples(
     steps_of = torch.cat([s - 1, torch.zeros((batch, 1), dtype=torch.int64)], dim=1)
 
     # 2. The pairs' rows through the forward, whole pairs per chunk (bounded rows per forward).
-    per_chunk = max(1, max_rows // (k + 1))
+    per_chunk = max(1, max_rows // width)
     outputs = []
     for first in range(0, slots.numel(), per_chunk):
         pair_slots, pair_items = slots[first:first + per_chunk], items[first:first + per_chunk]
+        pair_rows = rows[first:first + per_chunk]
         count = pair_slots.numel()
-        out = forward(rows_of[pair_items].reshape(count * (k + 1), *z0.shape[1:]), steps_of[pair_items].reshape(-1),
-                      text[pair_items].repeat_interleave(k + 1, 0), pair_slots.repeat_interleave(k + 1))
-        outputs.append(out.to(device="cpu", dtype=torch.float64).reshape(count, k + 1, *z0.shape[1:]))
-    eps_hat = torch.cat(outputs)  # (P, K+1, C, H, W)
+        out = forward(rows_of[pair_items[:, None], pair_rows].reshape(count * width, *z0.shape[1:]),
+                      steps_of[pair_items[:, None], pair_rows].reshape(-1),
+                      text[pair_items].repeat_interleave(width, 0), pair_slots.repeat_interleave(width))
+        outputs.append(out.to(device="cpu", dtype=torch.float64).reshape(count, width, *z0.shape[1:]))
+    eps_hat = torch.cat(outputs)  # (P, J, C, H, W)
+    inner = tuple(range(2, eps_hat.dim()))
 
-    # 3. (3) sampled KL terms with (5) importance weights, as ElboEstimator.
-    sq_err = ((eps_hat[:, :k] - eps[items].to(torch.float64)) ** 2).sum(dim=tuple(range(2, eps_hat.dim())))
-    kl = estimator.weights[s[items] - 1] * sq_err  # (P, K)
+    # 3. (3) sampled KL terms with (5) importance weights, as ElboEstimator (rows < K).
+    sampled = rows < k
+    j = rows.clamp(max=k - 1)
+    steps = s[items[:, None], j]  # (P, J)
+    sq_err = ((eps_hat - eps[items[:, None], j].to(torch.float64)) ** 2).sum(dim=inner)
+    kl = estimator.weights[steps - 1] * sq_err / estimator.proposal[steps - 2]
 
-    # 4. (4) continuous Gaussian decoder around mu_theta(z_1, 1), variance beta_1.
+    # 4. (4) continuous Gaussian decoder around mu_theta(z_1, 1), variance beta_1 (row K).
     beta1, alpha1 = estimator.betas[0], estimator.alphas[0]
-    mu = (z_1[items].to(torch.float64) - beta1 / (1 - estimator.abar[0]).sqrt() * eps_hat[:, k]) / alpha1.sqrt()
-    decoder = 0.5 * ((z0d[items] - mu) ** 2 / beta1 + math.log(2 * math.pi) + torch.log(beta1)).sum(dim=dims)
-
-    return -(prior[items, None] + decoder[:, None] + kl / estimator.proposal[s[items] - 2])
+    z1 = z_1[items].to(torch.float64)[:, None]
+    mu = (z1 - beta1 / (1 - estimator.abar[0]).sqrt() * eps_hat) / alpha1.sqrt()
+    decoder = 0.5 * ((z0.to(torch.float64)[items][:, None] - mu) ** 2 / beta1
+                     + math.log(2 * math.pi) + torch.log(beta1)).sum(dim=inner)
+    return torch.where(sampled, kl, decoder)

@@ -38,11 +38,11 @@ from royalflow.attribution.diffusion.unet import inference_dtype, limit_cpu_thre
 from royalflow.attribution.families.adapters import Factors, linear_shapes, read_factors
 from royalflow.attribution.families.base import BasePipeline, ddpm_scheduler, load_base
 from royalflow.attribution.families.content import decode_rgb, to_unit
-from royalflow.attribution.families.latent import latent_log_likelihood_samples, pair_log_likelihood_samples
+from royalflow.attribution.families.latent import latent_log_likelihood_samples, row_losses, samples_from
 from royalflow.attribution.families.manifest import LoraManifest, parse_manifest
 from royalflow.attribution.families.multilora import AdapterBank, FactorStack
 from royalflow.attribution.families.resident import DEFAULT_CAPACITY, ResidentPool
-from royalflow.attribution.families.screen import FirstOrderScreen, calibrated, event_gradients, refine_more
+from royalflow.attribution.families.screen import FirstOrderScreen, calibrated_all, event_gradients, refine_more
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import ConfigurationError, ContractError
@@ -187,72 +187,95 @@ class LoraFamily:
             return self._forward(latents, steps, text, slots)
 
     # -- screen + refine ---------------------------------------------------------------
+    def _rows(self, z0: torch.Tensor, text: torch.Tensor, draws: Any, pairs: list[tuple[int, int]],
+              rows: torch.Tensor) -> torch.Tensor:
+        """Row losses (``latent.row_losses``) of (slot, item) pairs, ``rows`` (P, J) per pair,
+        under inference mode, at most ``capacity`` pairs per call (their adapters fit the pool)."""
+        slots = torch.tensor([slot for slot, _ in pairs], dtype=torch.int64)
+        items = torch.tensor([item for _, item in pairs], dtype=torch.int64)
+        parts = []
+        with torch.inference_mode():
+            for first in range(0, len(pairs), self.pool.capacity):
+                last = first + self.pool.capacity
+                parts.append(row_losses(self.estimator, self._batched, z0, text, draws, slots[first:last],
+                                        items[first:last], rows[first:last],
+                                        max_rows=self.manifest.estimator.max_rows_per_forward))
+        return torch.cat(parts) if parts else torch.zeros((0, rows.shape[1]), dtype=torch.float64)
+
     def _screened(self, batch: Sequence[Prepared]) -> list[Attribution]:
         if self.screen is None:
             self.screen = FirstOrderScreen(self.pool.host, self.device)
+        settings = self.screen_settings
         z0, text, draws = self._inputs(batch)
         b, k = draws.timesteps.shape
-        # 1. One forward + backward of the control per item: l_0 samples and grad_W l (screen.py (1)).
+        width = k + 1
+        g, c = min(settings.gradient_rows, width), min(settings.candidate_rows, width)
+        budget = int(settings.max_passes * width)
+        # The stage shrinks to what the budget leaves after the control, the gradient and the first round.
+        spare = budget - width - 3 * g - settings.min_refined * (width - c)
+        m = max(settings.min_refined, min(settings.candidates, len(self.owners), spare // c))
+        # 1. The control's K + 1 row losses per item. l = -(prior + row K + mean of rows < K), so a
+        # row's share of l has weight 1/K (sampled rows) or 1 (decoder row); rows ranked by it.
+        weight = torch.cat([torch.full((k,), 1.0 / k, dtype=torch.float64), torch.ones(1, dtype=torch.float64)])
+        control = self._rows(z0, text, draws, [(0, i) for i in range(b)], torch.arange(width).expand(b, -1))
+        ranked = torch.argsort(-(control * weight), dim=1, stable=True)
+        w_np = weight.numpy()
+        # 2. First order (1)-(2) on each item's top g rows: one forward + backward of those rows.
         self.bank.captured = {}
         try:
             with torch.enable_grad():
-                base_samples = pair_log_likelihood_samples(
-                    self.estimator, self._forward, z0, text, draws,
-                    torch.zeros(b, dtype=torch.int64), torch.arange(b), max_rows=b * (k + 1))
-                base_samples.mean(dim=1).sum().backward()
+                losses = row_losses(self.estimator, self._forward, z0, text, draws, torch.zeros(b, dtype=torch.int64),
+                                    torch.arange(b), ranked[:, :g], max_rows=b * g)
+                (-(losses * weight[ranked[:, :g]])).sum().backward()  # gradient of those rows' part of l
             gradients = event_gradients(self.bank.captured, b)
         finally:
             self.bank.captured = None
-        base_samples = base_samples.detach()
-        # 2. Every slot's inner product (2); the owners' first-order gains relative to the control.
         inner = self.screen.inner_products(gradients)
-        gains = (inner[:, 1:] - inner[:, :1]).numpy()  # (B, n)
-        base_ll = base_samples.mean(dim=1).numpy()
-        base = base_samples.numpy()
-        # 3. Rounds: the screen's top owners, then whoever can still move a share ((3)-(5)).
-        settings = self.screen_settings
-        first = np.argsort(-(self.log_weights[1:] + gains), axis=1, kind="stable")[:, : settings.min_refined]
-        todo = [[int(o) for o in row] for row in first]
-        refined: list[dict[int, np.ndarray]] = [{} for _ in range(b)]
-        remainders, bounds = [0.0] * b, [settings.bound_nats] * b
-        tuned = [gains[i] for i in range(b)]  # each event's gains after its latest calibration (5)
+        first_order = (inner[:, 1:] - inner[:, :1]).numpy()  # (B, n)
+        # 3. Stage (6): the top m candidates per item run the item's top c rows.
+        candidates = np.argsort(-(self.log_weights[1:] + first_order), axis=1, kind="stable")[:, :m]
+        pairs = [(1 + int(o), i) for i in range(b) for o in candidates[i]]
+        staged = self._rows(z0, text, draws, pairs, ranked[[i for _, i in pairs], :c]).numpy()
+        control_np = control.numpy()
+        partial = [{} for _ in range(b)]  # type: list[dict[int, float]]
+        losses_of = [{} for _ in range(b)]  # type: list[dict[int, np.ndarray]]  # owner -> (K+1,) row losses
+        for (slot, i), row in zip(pairs, staged):
+            top = ranked[i, :c].numpy()
+            partial[i][slot - 1] = float(w_np[top] @ (control_np[i, top] - row))
+            losses_of[i][slot - 1] = np.full(width, np.nan)
+            losses_of[i][slot - 1][top] = row
+        base_rows = samples_from(self.estimator, z0, torch.arange(b), control).numpy()  # (B, K): l_0 samples
+        used = [width + 3 * g + m * c] * b  # control forward, gradient rows again + backward (x2), stage
+        # 4. Rounds: the stage's best, then whichever candidate can still move a share ((3)-(5)).
+        order = [sorted(partial[i], key=lambda o, i=i: -(self.log_weights[1 + o] + partial[i][o])) for i in range(b)]
+        todo = [order[i][: settings.min_refined] for i in range(b)]
+        refined: list[dict[int, float]] = [{} for _ in range(b)]
+        gains, bounds, remainders = [first_order[i] for i in range(b)], [settings.bound_nats] * b, [0.0] * b
+        shapley = lambda ll: mixture_shapley(self.log_weights, ll, exact_max_players=EXACT_SHAPLEY_MAX_OWNERS).values  # noqa: E731
         while any(todo):
-            samples = self._refine(z0, text, draws, todo)
-            for i, owners in enumerate(todo):
-                refined[i].update(zip(owners, samples[i]))
+            pairs = [(1 + o, i) for i in range(b) for o in todo[i]]
+            rest = [np.flatnonzero(np.isnan(losses_of[i][slot - 1])) for slot, i in pairs]
+            rows = self._rows(z0, text, draws, pairs, torch.from_numpy(np.stack(rest))).numpy() if pairs else []
+            for (slot, i), where, row in zip(pairs, rest, rows):
+                losses_of[i][slot - 1][where] = row
+                refined[i][slot - 1] = float(w_np @ (control_np[i] - losses_of[i][slot - 1]))
+                used[i] += len(where)
             todo = [[] for _ in range(b)]
             for i in range(b):
-                tuned[i], error = calibrated(gains[i], {o: float(v.mean() - base_ll[i]) for o, v in refined[i].items()})
-                bounds[i] = max(settings.bound_nats, error)
+                gains[i], bounds[i] = calibrated_all(first_order[i], partial[i], refined[i], settings.bound_nats)
+                room = (budget - used[i]) // max(1, width - c)
                 todo[i], remainders[i] = refine_more(
-                    self.log_weights, float(base_ll[i]), tuned[i], bounds[i], set(refined[i]), settings,
-                    lambda ll: mixture_shapley(self.log_weights, ll, exact_max_players=EXACT_SHAPLEY_MAX_OWNERS).values)
+                    self.log_weights, float(base_rows[i].mean()), gains[i], bounds[i], set(refined[i]),
+                    set(partial[i]), room, settings, shapley)
+        # 5. Samples per owner: refined owners their own rows, the rest the control's samples + gain.
         out = []
         for i in range(b):
-            component = base[i][None] + np.concatenate([[0.0], tuned[i]])[:, None]  # screened: control's samples + gain
-            for owner, rows in refined[i].items():
-                component[1 + owner] = rows
+            component = base_rows[i][None] + np.concatenate([[0.0], gains[i]])[:, None]
+            for owner in refined[i]:
+                component[1 + owner] = samples_from(self.estimator, z0[i:i + 1], torch.zeros(1, dtype=torch.int64),
+                                                    torch.from_numpy(losses_of[i][owner][None])).numpy()[0]
             chosen = sorted(refined[i])
-            passes = (k + 1) * (3 + len(chosen))  # forward + backward (counted twice) + refined forwards
             screen = {"refined": [self.owners[o] for o in chosen], "tolerance": settings.tolerance,
-                      "bound_nats": bounds[i], "remainder": remainders[i], "unet_passes": passes}
-            out.append(compositional_attribution(self, component, passes, screened=chosen, screen=screen))
-        return out
-
-    def _refine(self, z0: torch.Tensor, text: torch.Tensor, draws: Any, todo: list[list[int]]) -> list[np.ndarray]:
-        """Full likelihood samples (K,) of each event's listed owners, all pairs batched."""
-        k = draws.timesteps.shape[1]
-        slots = torch.tensor([1 + owner for owners in todo for owner in owners], dtype=torch.int64)
-        items = torch.tensor([i for i, owners in enumerate(todo) for _ in owners], dtype=torch.int64)
-        parts = []
-        with torch.inference_mode():  # at most `capacity` pairs per call: their adapters all fit the pool
-            for first in range(0, slots.numel(), self.pool.capacity):
-                parts.append(pair_log_likelihood_samples(
-                    self.estimator, self._batched, z0, text, draws, slots[first:first + self.pool.capacity],
-                    items[first:first + self.pool.capacity], max_rows=self.manifest.estimator.max_rows_per_forward))
-        rows = torch.cat(parts).numpy() if parts else np.zeros((0, k))
-        out, start = [], 0
-        for owners in todo:
-            out.append(rows[start:start + len(owners)])
-            start += len(owners)
+                      "bound_nats": bounds[i], "remainder": remainders[i], "unet_passes": int(used[i])}
+            out.append(compositional_attribution(self, component, int(used[i]), screened=chosen, screen=screen))
         return out
