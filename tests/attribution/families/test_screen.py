@@ -58,10 +58,11 @@ def test_screen_and_refine_agrees_with_the_full_path_within_its_bound(family: Lo
     screened = family.attribute(batch, path="screen")
     for f, s in zip(full, screened):
         assert s.screen is not None and 1 <= len(s.screen["refined"]) <= 3
-        # Refined owners' likelihoods are the full path's, on the same common random numbers.
+        # Refined owners' likelihoods are the full path's, on the same common random numbers (to
+        # float32 rounding: the screen runs a pair's rows in other batches than the full path).
         for owner in s.screen["refined"]:
             key = f"component:{owner}"
-            assert s.coalition_utilities[key] == pytest.approx(f.coalition_utilities[key], abs=1e-9)
+            assert s.coalition_utilities[key] == pytest.approx(f.coalition_utilities[key], rel=1e-6)
         assert s.coalition_utilities["component:_base"] == pytest.approx(f.coalition_utilities["component:_base"], abs=1e-9)
         gap = np.abs(s.shapley_values - f.shapley_values)
         assert np.all(gap <= s.std_errors + 1e-9), (gap, s.std_errors)

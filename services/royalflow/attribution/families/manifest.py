@@ -166,9 +166,9 @@ class Screen(BaseModel):
     # *Catalogue scale*): below a few hundred owners the full path is affordable and more accurate.
     min_owners: int = Field(default=256, ge=1, le=1_000_000)
     tolerance: float = Field(default=0.02, gt=0, le=1)  # rule (3): what the unrefined may hold together
-    gradient_rows: int = Field(default=2, ge=1, le=1024)  # rows of the control linearised (1), per event
-    candidates: int = Field(default=7, ge=1, le=256)  # owners the screen passes to the stage (6)
-    candidate_rows: int = Field(default=2, ge=1, le=1024)  # rows each candidate runs in the stage
+    gradient_rows: int = Field(default=1, ge=1, le=1024)  # rows of the control linearised (1), per event
+    candidates: int = Field(default=16, ge=1, le=256)  # owners the screen passes to the stage (6)
+    candidate_rows: int = Field(default=1, ge=1, le=1024)  # rows each candidate runs in the stage
     min_refined: int = Field(default=1, ge=1, le=256)  # the first round, which calibrates the screen
     max_refined: int = Field(default=4, ge=1, le=256)  # owners refined per event, at most
     max_passes: float = Field(default=4.0, gt=1, le=1024)  # UNet passes per event, in units of K + 1
