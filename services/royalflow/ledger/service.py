@@ -126,6 +126,7 @@ class LedgerService:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=round(settings.kafka_fetch_wait_seconds * 1000),
             fetch_max_bytes=32 * 1024 * 1024,
         )
         self.consumer.subscribe(list(self.topics), listener=_SeekFromDatabase(self))
