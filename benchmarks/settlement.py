@@ -166,7 +166,11 @@ def _figures(rate, seconds, records, sent, acked, seen, backlog, publish_seconds
 
 def _stable(result: dict[str, object]) -> bool:
     p99 = result["latency_p99_ms"]
-    growing = result["backlog_growth_events_per_second"] > 0.02 * result["offered_rate_events_per_second"]  # type: ignore[operator]
+    rate = result["offered_rate_events_per_second"]
+    # Growing: the backlog rises by more than 5% of the rate per second over the second half of the
+    # load, and ends above half a second's worth of events (below that it is batching noise).
+    growing = (result["backlog_growth_events_per_second"] > 0.05 * rate  # type: ignore[operator]
+               and result["backlog_at_end_of_load"] > 0.5 * rate)  # type: ignore[operator]
     return (result["settled"] == result["events"] and p99 is not None and p99 < P99_LIMIT_SECONDS * 1000
             and not growing and result["achieved_publish_rate_events_per_second"]  # type: ignore[operator]
             >= 0.95 * result["offered_rate_events_per_second"])  # type: ignore[operator]
