@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     kafka_ssl_cafile: str | None = None
+    # Longest a consumer's fetch waits on the broker when no records are there. Kafka answers a
+    # waiting fetch as soon as records arrive; the embedded broker answers only at the end of the
+    # wait, so this bounds every hop's latency there (aiokafka's 500 ms and faust's 1.5 s default
+    # put 0.1-0.6 s on each hop). Idle cost: one fetch per consumer per wait.
+    kafka_fetch_wait_seconds: float = Field(default=0.02, ge=0.005, le=5.0)
 
     # --- embedded default ---------------------------------------------------------------
     state_dir: Path = Path(".royalflow")
@@ -46,11 +51,6 @@ class Settings(BaseSettings):
     topic_prefix: str = "royalflow"
     topic_partitions: int = Field(default=8, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=16)  # 3 on a production cluster
-    # Longest a consumer's fetch waits on the broker when no records are there. Kafka answers a
-    # waiting fetch as soon as records arrive; the embedded broker answers only at the end of the
-    # wait, so this bounds every hop's latency there (aiokafka's 500 ms and faust's 1.5 s default
-    # put 0.1-0.6 s on each hop). Idle cost: one fetch per consumer per wait.
-    kafka_fetch_wait_seconds: float = Field(default=0.02, ge=0.005, le=5.0)
 
     # --- limits (TigerStyle: a limit on everything) -------------------------------------
     max_record_bytes: int = Field(default=1_048_576, ge=1024)  # larger records are dead-lettered
