@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SERVICE = "ledger"
 GAUGE_SECONDS = 5.0  # refresh period of the incomplete-generations gauge
 YIELD_EVERY = 250  # records decoded between yields to the event loop
+ADVISORY_COMMIT_SECONDS = 1.0  # Kafka-side offsets (lag tooling only) are at most this stale
 UNKNOWN_ORIGIN = "unknown"  # dead letters of rows stored before their origin was kept
 
 
@@ -84,6 +85,8 @@ class LedgerService:
         # Next offset per partition as committed in PostgreSQL. Records below it were settled
         # already (a fetch that raced a seek hands them out again) and are skipped.
         self.positions: dict[tuple[str, int], int] = {}
+        self.advisory: dict[tuple[str, int], int] = {}  # offsets not yet committed to Kafka (advisory)
+        self.advisory_at = 0.0  # monotonic time of the last advisory commit
         self.offset_guard = OffsetGuard(settings)  # partitions whose stored offset is beyond the log end
         self.ready = False
 
@@ -220,9 +223,20 @@ class LedgerService:
         log.debug("ledger: committed %d records in %.3fs", len(items), time.perf_counter() - started)
         self._observe(result, len(items), time.perf_counter() - started, offsets)
         # Advisory Kafka commit so standard lag tooling sees progress; PostgreSQL is the truth.
+        # At most once per ADVISORY_COMMIT_SECONDS: under load batches are small and many, and a
+        # commit per batch put a broker round trip into every batch's turn (the next batch's
+        # commit waits for this task) for a figure nobody reads twice a second.
+        self.advisory.update(offsets)
+        now = time.monotonic()
+        if now - self.advisory_at < ADVISORY_COMMIT_SECONDS or self.consumer is None:
+            return
+        owned = self.consumer.assignment()
+        pending = {TopicPartition(t, p): o for (t, p), o in self.advisory.items() if TopicPartition(t, p) in owned}
+        self.advisory.clear()
+        self.advisory_at = now
         try:
-            if self.consumer is not None:
-                await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+            if pending:
+                await self.consumer.commit(pending)
         except KafkaError as exc:
             log.info("advisory Kafka commit failed (harmless): %s", exc)
 
