@@ -24,7 +24,7 @@ from royalflow.ledger.journal import apply_batch
 from royalflow.ledger.migrate import migrate
 from royalflow.platform.database import create_database, create_pool
 
-AGENT_BATCH = 32  # the agent's default batch (Settings.attribution_batch_size)
+AGENT_BATCH = 32  # a batch of the agent (its limit is Settings.attribution_batch_size; under load batches are this size and more)
 
 
 def _cpu_us(fn: Callable[[], object], per: int, repeat: int = 3) -> float:
@@ -74,14 +74,14 @@ async def stage_costs(settings: Settings, admin_dsn: str, events: list[Generatio
         "producer: event to JSON": _cpu_us(lambda: [to_json_bytes(e) for e in events], n),
         "agent: decode + validate generation": _cpu_us(lambda: [decode_generation(v) for _, v in raws], n),
         "agent: prepare content": _cpu_us(lambda: [family.prepare(e) for e in decoded], n),
-        "agent: attribution (categorical, batches of 32)": _cpu_us(lambda: [family.attribute(b) for b in batches], n),
+        f"agent: attribution (categorical, batches of {AGENT_BATCH})": _cpu_us(lambda: [family.attribute(b) for b in batches], n),
         "agent: royalty split + JSON of parts and audit": _cpu_us(
             lambda: [[to_json_bytes(x) for x in (*cs, a)] for cs, a in
                      (royalty_parts(p, family, at) for p, at in zip(prepared, attributions, strict=True))], n),
         "agent: signing (4 parts + audit)": _cpu_us(
             lambda: [([c_signer.headers(topics.CONTRIBUTIONS, k, v) for k, v in cs],
                       a_signer.headers(topics.ATTRIBUTIONS, ak, av)) for cs, (ak, av) in encoded], n),
-        "agent: whole pipeline (all of the above, batches of 32)": _cpu_us(
+        f"agent: whole pipeline (all of the above, batches of {AGENT_BATCH})": _cpu_us(
             lambda: [pipeline.process(records[i:i + AGENT_BATCH]) for i in range(0, n, AGENT_BATCH)], n),
         "ledger: verify signatures (4 parts + audit)": _cpu_us(verify_all, n),
         "ledger: decode + validate (4 parts + audit)": _cpu_us(parse_all, n),
