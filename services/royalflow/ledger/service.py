@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 import asyncpg
@@ -45,6 +46,7 @@ SERVICE = "ledger"
 GAUGE_SECONDS = 5.0  # refresh period of the incomplete-generations gauge
 YIELD_EVERY = 250  # records decoded between yields to the event loop
 ADVISORY_COMMIT_SECONDS = 1.0  # Kafka-side offsets (lag tooling only) are at most this stale
+DEAD_LETTERED_MEMORY = 10_000  # decode-time dead letters remembered per process
 UNKNOWN_ORIGIN = "unknown"  # dead letters of rows stored before their origin was kept
 
 
@@ -87,6 +89,9 @@ class LedgerService:
         self.positions: dict[tuple[str, int], int] = {}
         self.advisory: dict[tuple[str, int], int] = {}  # offsets not yet committed to Kafka (advisory)
         self.advisory_at = 0.0  # monotonic time of the last advisory commit
+        # Records this process dead-lettered at decode, oldest first (bounded): a batch fetched
+        # again after a rebalance does not send their letters twice.
+        self.dead_lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self.offset_guard = OffsetGuard(settings)  # partitions whose stored offset is beyond the log end
         self.ready = False
 
@@ -241,7 +246,16 @@ class LedgerService:
             log.info("advisory Kafka commit failed (harmless): %s", exc)
 
     async def _dead_letter(self, reason: str, detail: str, tp: TopicPartition, record) -> None:  # type: ignore[no-untyped-def]
+        where = (tp.topic, tp.partition, record.offset)
+        if where in self.dead_lettered:
+            # Already on the dead-letter topic (awaited): the batch came again because a rebalance
+            # dropped its offsets before they committed. The bytes at an offset never change, so
+            # the letter would be the same one again.
+            return
         await self._dead_letter_from(reason, detail, Origin(tp.topic, tp.partition, record.offset, record.key, record.value))
+        self.dead_lettered[where] = None
+        if len(self.dead_lettered) > DEAD_LETTERED_MEMORY:
+            self.dead_lettered.popitem(last=False)
 
     async def _dead_letter_from(self, reason: str, detail: str, origin: Origin | None) -> None:
         """A dead letter for a record refused after decoding (from the batch or from storage)."""
