@@ -19,7 +19,7 @@ ORDER = ("shapley", "attribution", "lora", "ledger", "settlement", "portal", "qu
 
 
 def main(argv: list[str]) -> int:
-    names = [p.stem for p in sorted(HERE.glob("*.py")) if p.stem not in ("run", "report", "__init__")]
+    names = [p.stem for p in sorted(HERE.glob("*.py")) if p.stem not in ("run", "report", "__init__", "probes", "stages")]
     names.sort(key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
     only = [a for a in argv if not a.startswith("-")]
     flags = [a for a in argv if a.startswith("-")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 
@@ -16,13 +15,14 @@ from royalflow.config import Settings
 from royalflow.platform.kafka import ensure_topics, make_producer
 
 
-class _Topic:
-    """Stands in for the faust topic: records what would be sent."""
+class _Producer:
+    """Stands in for the faust app's producer: records what would be sent."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[int, bytes, bytes | None]] = []
 
-    async def send(self, *, key: bytes, value: bytes | None, partition: int, **_: object) -> asyncio.Future[None]:
+    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int, timestamp: None,
+                   headers: object) -> asyncio.Future[None]:
         self.sent.append((partition, key, value))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
@@ -30,8 +30,8 @@ class _Topic:
 
 
 class _App:
-    def topic(self, name: str, **_: Any) -> _Topic:
-        return _Topic()
+    def __init__(self) -> None:
+        self.producer = _Producer()
 
 
 async def test_claims_are_recorded_looked_up_and_purged() -> None:
@@ -40,11 +40,11 @@ async def test_claims_are_recorded_looked_up_and_purged() -> None:
     now = int(time.time())
     fresh, old = Claim("gen-a", "a" * 64, 1, now), Claim("gen-b", "b" * 64, 2, now - CLAIM_RETENTION_SECONDS - 5)
     await asyncio.gather(*await store.record([fresh, old]))
-    assert store.topic.sent == [(1, b"gen-a", fresh.encode()), (2, b"gen-b", old.encode())]
+    assert store.topic.app.producer.sent == [(1, b"gen-a", fresh.encode()), (2, b"gen-b", old.encode())]
     assert store.lookup("gen-a") == fresh and store.lookup("gen-b") == old and store.lookup("gen-c") is None
     assert await store.purge() == 1
     assert store.lookup("gen-b") is None and store.lookup("gen-a") == fresh
-    assert store.topic.sent[-1] == (2, b"gen-b", None)  # a tombstone on the claim's own partition
+    assert store.topic.app.producer.sent[-1] == (2, b"gen-b", None)  # a tombstone on the claim's own partition
 
 
 @pytest.mark.integration

@@ -30,6 +30,7 @@ import faust
 from royalflow.attribution.claimstore import ClaimStore
 from royalflow.attribution.diffusion.images import configure_content_root
 from royalflow.attribution.family import FamilyRegistry
+from royalflow.attribution.output import Output
 from royalflow.attribution.pipeline import BatchOutcome, Pipeline, RawRecord, Rejected
 from royalflow.config import Settings
 from royalflow.contracts.keys import key_material
@@ -49,15 +50,15 @@ SHUTDOWN_GRACE_SECONDS = 60.0  # a batch in flight at shutdown gets this long to
 MAX_DEAD_LETTER_KEY_BYTES = 1024  # an event id is at most 128 characters
 EXIT_UNDELIVERABLE = 75  # EX_TEMPFAIL: the supervisor restarts the agent
 
-Send = tuple[Any, bytes, bytes, list[tuple[str, bytes]] | None]  # (faust topic, key, value, headers)
+Send = tuple[Any, bytes, bytes, list[tuple[str, bytes]] | None]  # (Output topic, key, value, headers)
 
 
 def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) -> None:
     configure_content_root(settings.content_root)
     generations = app.topic(settings.topic(topics.GENERATIONS))
-    contributions = app.topic(settings.topic(topics.CONTRIBUTIONS))
-    audits = app.topic(settings.topic(topics.ATTRIBUTIONS))
-    dead_letters = app.topic(settings.topic(topics.DEADLETTER))
+    contributions = Output(app, settings.topic(topics.CONTRIBUTIONS))
+    audits = Output(app, settings.topic(topics.ATTRIBUTIONS))
+    dead_letters = Output(app, settings.topic(topics.DEADLETTER))
     claims = ClaimStore(app, settings)
     pipeline = Pipeline(
         registry, max_record_bytes=settings.max_record_bytes, max_revenue_amount=settings.max_revenue_amount,

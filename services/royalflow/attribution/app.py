@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from royalflow.config import Settings
 from royalflow.errors import ConfigurationError
@@ -27,13 +29,40 @@ def _credentials(settings: Settings) -> object | None:
     return context
 
 
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer with the platform's fetch wait instead of faust's fixed 1.5 s (see
+    Settings.kafka_fetch_wait_seconds: on the embedded broker that wait is every hop's latency)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by AIOKafkaConsumer.start() when it builds its fetcher, which happens later.
+        consumer._fetch_max_wait_ms = self.app.fetch_wait_ms  # type: ignore[attr-defined]
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class _App(faust.App):
+    fetch_wait_ms = 1500  # faust's own; create_app sets the platform's
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 def create_app(settings: Settings, *, web_port: int) -> faust.App:
     if not settings.kafka_bootstrap_servers:
         raise ConfigurationError("the attribution agent needs KAFKA_BOOTSTRAP_SERVERS (or `royalflow platform up`)")
     datadir = settings.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     servers = ";".join(f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(","))
-    return faust.App(
+    app = _App(
         f"{settings.topic_prefix}-attribution",
         broker=servers,
         broker_credentials=_credentials(settings),
@@ -46,6 +75,10 @@ def create_app(settings: Settings, *, web_port: int) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # As the platform's other producers (platform/kafka.py): up to 5 ms for a batch to fill,
+        # so one batch of outputs goes out in a few requests, not one per record.
+        producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
         producer_max_request_size=max(2 * settings.max_record_bytes, 1_048_576),
         # A short session timeout bounds how long a dead agent holds its partitions, and how long
         # a new group waits for members on its first join (Tansu waits half of it).
@@ -62,3 +95,5 @@ def create_app(settings: Settings, *, web_port: int) -> faust.App:
         store="memory://",
         datadir=str(datadir),  # never the working directory
     )
+    app.fetch_wait_ms = round(settings.kafka_fetch_wait_seconds * 1000)
+    return app

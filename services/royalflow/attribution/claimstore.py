@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from royalflow import topics
+from royalflow.attribution.output import Output
 from royalflow.attribution.claims import MAX_CLAIMS, Claim, stale
 from royalflow.config import Settings
 from royalflow.observability import metrics
@@ -45,8 +46,8 @@ class ClaimStore:
     def __init__(self, app: Any, settings: Settings) -> None:
         self.settings = settings
         self.topic_name = settings.topic(topics.GENERATION_CLAIMS)
-        # A plain faust topic: sending through it does not subscribe the agent's consumer.
-        self.topic = app.topic(self.topic_name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions)
+        # Written through the app's producer (output.py); nothing subscribes the agent's consumer.
+        self.topic = Output(app, self.topic_name)
         self.data: dict[bytes, bytes] = {}
         self._loaded: asyncio.Task[int] | None = None
 
@@ -81,7 +82,7 @@ class ClaimStore:
         for claim in dropped:
             key = claim.event_id.encode()
             self.data.pop(key, None)
-            await self.topic.send(key=key, value=None, partition=claim.partition, value_serializer="raw")
+            await self.topic.send(key=key, value=None, partition=claim.partition)
         return len(dropped)
 
     async def _load(self) -> int:

@@ -52,6 +52,13 @@ def run(
             arm_shutdown_deadline(what="attribution agent")
             super()._schedule_shutdown(signal)
 
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            # faust's terminal spinner lowers the root logger to DEBUG (it spins on every record),
+            # so every debug call of aiokafka, faust and mode built a record that no handler
+            # wrote: aiokafka logs one per record sent. Measured with benchmarks/settlement.py.
+            logger.setLevel(level or logging.WARNING)
+
     Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 import asyncpg
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 SERVICE = "ledger"
 GAUGE_SECONDS = 5.0  # refresh period of the incomplete-generations gauge
 YIELD_EVERY = 250  # records decoded between yields to the event loop
+ADVISORY_COMMIT_SECONDS = 1.0  # Kafka-side offsets (lag tooling only) are at most this stale
+DEAD_LETTERED_MEMORY = 10_000  # decode-time dead letters remembered per process
 UNKNOWN_ORIGIN = "unknown"  # dead letters of rows stored before their origin was kept
 
 
@@ -84,6 +87,11 @@ class LedgerService:
         # Next offset per partition as committed in PostgreSQL. Records below it were settled
         # already (a fetch that raced a seek hands them out again) and are skipped.
         self.positions: dict[tuple[str, int], int] = {}
+        self.advisory: dict[tuple[str, int], int] = {}  # offsets not yet committed to Kafka (advisory)
+        self.advisory_at = 0.0  # monotonic time of the last advisory commit
+        # Records this process dead-lettered at decode, oldest first (bounded): a batch fetched
+        # again after a rebalance does not send their letters twice.
+        self.dead_lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self.offset_guard = OffsetGuard(settings)  # partitions whose stored offset is beyond the log end
         self.ready = False
 
@@ -126,6 +134,7 @@ class LedgerService:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=round(settings.kafka_fetch_wait_seconds * 1000),
             fetch_max_bytes=32 * 1024 * 1024,
         )
         self.consumer.subscribe(list(self.topics), listener=_SeekFromDatabase(self))
@@ -219,14 +228,34 @@ class LedgerService:
         log.debug("ledger: committed %d records in %.3fs", len(items), time.perf_counter() - started)
         self._observe(result, len(items), time.perf_counter() - started, offsets)
         # Advisory Kafka commit so standard lag tooling sees progress; PostgreSQL is the truth.
+        # At most once per ADVISORY_COMMIT_SECONDS: under load batches are small and many, and a
+        # commit per batch put a broker round trip into every batch's turn (the next batch's
+        # commit waits for this task) for a figure nobody reads twice a second.
+        self.advisory.update(offsets)
+        now = time.monotonic()
+        if now - self.advisory_at < ADVISORY_COMMIT_SECONDS or self.consumer is None:
+            return
+        owned = self.consumer.assignment()
+        pending = {TopicPartition(t, p): o for (t, p), o in self.advisory.items() if TopicPartition(t, p) in owned}
+        self.advisory.clear()
+        self.advisory_at = now
         try:
-            if self.consumer is not None:
-                await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+            if pending:
+                await self.consumer.commit(pending)
         except KafkaError as exc:
             log.info("advisory Kafka commit failed (harmless): %s", exc)
 
     async def _dead_letter(self, reason: str, detail: str, tp: TopicPartition, record) -> None:  # type: ignore[no-untyped-def]
+        where = (tp.topic, tp.partition, record.offset)
+        if where in self.dead_lettered:
+            # Already on the dead-letter topic (awaited): the batch came again because a rebalance
+            # dropped its offsets before they committed. The bytes at an offset never change, so
+            # the letter would be the same one again.
+            return
         await self._dead_letter_from(reason, detail, Origin(tp.topic, tp.partition, record.offset, record.key, record.value))
+        self.dead_lettered[where] = None
+        if len(self.dead_lettered) > DEAD_LETTERED_MEMORY:
+            self.dead_lettered.popitem(last=False)
 
     async def _dead_letter_from(self, reason: str, detail: str, origin: Origin | None) -> None:
         """A dead letter for a record refused after decoding (from the batch or from storage)."""
