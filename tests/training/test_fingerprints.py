@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from royalflow.errors import ConfigurationError
-from royalflow.training.fingerprints import distinct_count, duplicate_fractions, fingerprints, near_pairs
+from royalflow.training.fingerprints import distinct_count, duplicate_fractions, fingerprints, matching, near_pairs
 from royalflow.training.styles import owner_image
 
 
@@ -36,26 +36,34 @@ def test_near_copies_across_owners_are_found_and_counted_once() -> None:
     originals = np.stack([np.asarray(p) for p in red])
     copies = np.stack([near_copy(p, rng) for p in red])
     owner_of = np.repeat([0, 1], 30)
-    pairs = near_pairs(fingerprints(np.concatenate([originals, copies])), owner_of)
+    pairs = matching(*near_pairs(fingerprints(np.concatenate([originals, copies])), owner_of), owner_of)
     assert len({i for i, j in pairs.tolist() if j == 30 + i}) >= 27  # at least 90% of the copies found
+    assert len(set(pairs[:, 0].tolist())) == len(pairs) == len(set(pairs[:, 1].tolist()))  # one-to-one
     fraction = duplicate_fractions(owner_of, pairs, 2)[(0, 1)]
     assert fraction >= 0.9
-    assert distinct_count([0, 1], owner_of, pairs) <= 33  # 60 pictures, 30 of them copies
+    assert 30 <= distinct_count([0, 1], owner_of, pairs) <= 33  # 60 pictures, 30 of them copies
     assert distinct_count([0], owner_of, pairs) == 30
+
+
+def test_three_copies_count_once() -> None:
+    red = np.stack([np.asarray(p) for p in pictures("owner-red", 12, 7)])
+    owner_of = np.repeat([0, 1, 2], 12)
+    pairs = matching(*near_pairs(fingerprints(np.concatenate([red, red, red])), owner_of), owner_of)
+    assert distinct_count([0, 1, 2], owner_of, pairs) == 12
 
 
 def test_other_styles_and_same_owner_pairs_are_not_near_copies() -> None:
     images = np.stack([np.asarray(p) for owner in ("owner-red", "owner-blue", "owner-green")
                        for p in pictures(owner, 40, 2)])
     owner_of = np.repeat([0, 1, 2], 40)
-    assert len(near_pairs(fingerprints(images), owner_of)) == 0
-    assert len(near_pairs(fingerprints(images[:40]), np.zeros(40))) == 0  # one group: nothing compared
+    assert len(near_pairs(fingerprints(images), owner_of)[0]) == 0
+    assert len(near_pairs(fingerprints(images[:40]), np.zeros(40))[0]) == 0  # one group: nothing compared
 
 
 def test_distinct_pictures_of_one_style_stay_below_the_merge_fraction() -> None:
     a, b = (np.stack([np.asarray(p) for p in pictures("owner-red", 24, seed)]) for seed in (3, 4))
     owner_of = np.repeat([0, 1], 24)
-    pairs = near_pairs(fingerprints(np.concatenate([a, b])), owner_of)
+    pairs = matching(*near_pairs(fingerprints(np.concatenate([a, b])), owner_of), owner_of)
     assert duplicate_fractions(owner_of, pairs, 2).get((0, 1), 0.0) < 0.5
 
 

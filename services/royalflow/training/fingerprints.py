@@ -20,11 +20,12 @@ thumbnail pixel (a crop of two pixels at 32), must stay below ``COLOUR_LEVELS`` 
 (a red and a blue circle of one shape have equal hashes, not equal colours).
 
 Measured on the synthetic 32-pixel styles (``styles.py``), every thumbnail a near-copy by JPEG
-q75 + resize to 28 and back + a 1-pixel crop + noise sigma 4: (3) at most 10 levels, median 6,
-and 79-100% found per style (the rest miss the hash stage); two distinct pictures of one style:
-1.5-4% of pairs within 10.5 levels (tiny flat pictures are often near-identical); pictures of
-two different styles: none. A single near-copy therefore proves
-nothing; owners merge on the duplicate FRACTION (``lora_clusters.py``).
+q75 + resize to 28 and back + a 1-pixel crop + noise sigma 4: (3) at most 9 levels for 100% of
+them (8 levels: 92-100%); two distinct pictures of one style: 1-3% of pairs within 9 levels
+(tiny flat pictures are often near-identical), so 17-42% of an owner's pictures have a
+look-alike among 24 others of its style; pictures of two different styles: none. A single
+near-copy therefore proves nothing: owners merge on the duplicate FRACTION of a one-to-one
+matching (``matching``; each picture is the copy of at most one picture of the other owner).
 
 Pairs are found by comparing every image's hashes with every other owner's, in chunks (XOR and
 popcount of 64-bit words: ~10^9 pairs a minute on one core); ``MAX_IMAGES`` bounds the total.
@@ -43,7 +44,7 @@ from royalflow.errors import ConfigurationError
 THUMB = 32  # thumbnail side for the DCT (1)
 BLUR = 1.5  # Gaussian radius in pixels of a 32-pixel side (scaled with the image)
 HASH_BITS = 14  # of 64: largest Hamming distance of a candidate pair, for either hash
-COLOUR_LEVELS = 10.5  # (3): mean |RGB difference| of 16 x 16 thumbnails, in levels 0..255
+COLOUR_LEVELS = 9.0  # (3): mean |RGB difference| of 16 x 16 thumbnails, in levels 0..255
 SIDE = 16  # thumbnail side of (3)
 MAX_IMAGES = 200_000  # bound on the images compared at once (memory: ~0.3 kB each)
 CHUNK = 2048  # rows of the pairwise Hamming matrix per step (bounded memory: CHUNK x N bytes)
@@ -110,14 +111,14 @@ def _colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best
 
 
-def near_pairs(prints: Fingerprints, groups: np.ndarray) -> np.ndarray:
+def near_pairs(prints: Fingerprints, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(P, 2) index pairs (i < j) of near-copies whose ``groups`` differ (owners; pass one group
-    per image to compare within a set)."""
+    per image to compare within a set), and their distances (3) (P,)."""
     n = len(prints)
     if n > MAX_IMAGES:
         raise ConfigurationError(f"{n} images to compare; the duplicate check takes at most {MAX_IMAGES}")
     groups = np.asarray(groups)
-    found = []
+    found, distances = [], []
     for start in range(0, n, CHUNK):
         rows = slice(start, min(n, start + CHUNK))
         # Only j > i, other group: each unordered pair once.
@@ -127,14 +128,36 @@ def near_pairs(prints: Fingerprints, groups: np.ndarray) -> np.ndarray:
         i, j = np.nonzero(close)
         i = i + start
         if len(i):
-            keep = _colour_distance(prints.colour[i], prints.colour[j]) <= COLOUR_LEVELS  # (3)
+            d = _colour_distance(prints.colour[i], prints.colour[j])
+            keep = d <= COLOUR_LEVELS  # (3)
             found.append(np.stack([i[keep], j[keep]], axis=1))
-    return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+            distances.append(d[keep])
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    return np.concatenate(found), np.concatenate(distances)
+
+
+def matching(pairs: np.ndarray, distances: np.ndarray, owner_of: np.ndarray) -> np.ndarray:
+    """A one-to-one matching per owner pair (greedy, closest first): each picture is the copy of
+    at most one picture of each other owner. Rows of ``pairs`` kept, in (P', 2)."""
+    owner_of = np.asarray(owner_of)
+    used: set[tuple[int, int]] = set()  # (picture, the other owner) already matched
+    kept = []
+    for row in np.argsort(distances, kind="stable"):
+        i, j = (int(x) for x in pairs[row])
+        a, b = int(owner_of[i]), int(owner_of[j])
+        if (i, b) in used or (j, a) in used:
+            continue
+        used.add((i, b))
+        used.add((j, a))
+        kept.append(row)
+    return pairs[np.array(sorted(kept), dtype=np.int64)] if kept else np.zeros((0, 2), dtype=np.int64)
 
 
 def duplicate_fractions(owner_of: np.ndarray, pairs: np.ndarray, owners: int) -> dict[tuple[int, int], float]:
     """{(a, b): share of the smaller owner's images with a near-copy in the other's} for every
-    owner pair (a < b) with at least one near-copy; ``owner_of``: each image's owner index."""
+    owner pair (a < b) with at least one near-copy; ``owner_of``: each image's owner index;
+    ``pairs``: a one-to-one ``matching``."""
     owner_of = np.asarray(owner_of)
     counts = np.bincount(owner_of, minlength=owners)
     hit: dict[tuple[int, int], tuple[set[int], set[int]]] = {}
@@ -154,7 +177,8 @@ def duplicate_fractions(owner_of: np.ndarray, pairs: np.ndarray, owners: int) ->
 
 def distinct_count(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray) -> int:
     """Images of the owners ``members`` once near-copies among them are counted once (connected
-    components of the near-copy graph restricted to their images)."""
+    components of the near-copy graph ``pairs`` restricted to their images; pass the matched
+    pairs of owner pairs that ARE duplicates, so that look-alikes do not shrink the count)."""
     inside = np.isin(owner_of, list(members))
     index = {int(k): m for m, k in enumerate(np.flatnonzero(inside))}
     parent = list(range(len(index)))

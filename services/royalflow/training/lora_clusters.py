@@ -41,7 +41,7 @@ import torch
 
 from royalflow.attribution.families.content import to_unit
 from royalflow.attribution.families.latent import pair_log_likelihood_samples
-from royalflow.training.fingerprints import distinct_count, duplicate_fractions, fingerprints, near_pairs
+from royalflow.training.fingerprints import distinct_count, duplicate_fractions, fingerprints, matching, near_pairs
 from royalflow.training.images import ImageSet
 
 DUPLICATE_FRACTION = 0.5  # share of the smaller owner's images with a near-copy in the other's
@@ -129,12 +129,18 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
     pairs, owner_of = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
     if images is not None and n > 1:
         owner_of = np.concatenate([np.full(len(images[o]), k) for k, o in enumerate(names)])
-        pairs = near_pairs(fingerprints(np.concatenate([images[o].pixels for o in names])), owner_of)
-        for (i, j), fraction in duplicate_fractions(owner_of, pairs, n).items():
+        found, distances = near_pairs(fingerprints(np.concatenate([images[o].pixels for o in names])), owner_of)
+        matched = matching(found, distances, owner_of)
+        duplicates = set()
+        for (i, j), fraction in duplicate_fractions(owner_of, matched, n).items():
             r = row(i, j)
             r["duplicate_fraction"] = round(fraction, 4)
             if fraction >= DUPLICATE_FRACTION:
                 r["reasons"].append("duplicates")
+                duplicates.add((i, j))
+        # Only duplicate owner pairs' copies count once: look-alikes between other owners are chance.
+        pairs = matched[[(min(owner_of[a], owner_of[b]), max(owner_of[a], owner_of[b])) in duplicates
+                         for a, b in matched.tolist()]] if len(matched) else matched
     # 2. Profiles (1) of the single-owner adapters; close pairs (2); exact mode: the pair check.
     if check["profiles"] and n > 1:
         single = [family.masks.index(1 << i) if family.mode == "exact" else 1 + i for i in range(n)]
