@@ -53,6 +53,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import print_table_and_save  # noqa: E402
 
 
+def render(path: Path) -> None:
+    """Print the table of a saved bench-results/lora_quality.json again."""
+    import json
+
+    print(table(json.loads(path.read_text())))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-owner", type=int, default=24,
@@ -133,8 +140,8 @@ def table(f: dict) -> str:  # type: ignore[type-arg]
             name = f"gain k={row['k']} {row['data']} ({label})"
             lines.append(f"{name:<52}{fmt('exact'):>14}{fmt('compositional'):>16}  [{spans}]")
         r = row["compositional"]["import"]
-        lines.append(f"{'  compositional, import-only clusters':<52}{'':>14}"
-                     f"{r['own']['max']:.2f} ({r['others']['max']:.2f})".rjust(16 + 14))
+        cell = f"{r['own']['max']:.2f} ({r['others']['max']:.2f})"
+        lines.append(f"{'  compositional, import-only clusters':<52}{'':>14}{cell:>16}")
         lines.append(f"{'  clusters found (training; import)':<52}  {row['clusters']}; {row['import_clusters']}")
     merged = splits["honest_family_false_merges"] + sum(r["false_merges"] + r["import_false_merges"] for r in splits["variants"])
     lines.append(f"{'honest owners merged (all families, both evidences)':<52}{merged:>30}")

@@ -90,3 +90,24 @@ def test_probe_subset_is_even_and_deterministic() -> None:
     s = images("owner-red", 0, 10)
     sub = lc.probe_subset(s, 4)
     assert sub.files == ("0.png", "3.png", "6.png", "9.png") and lc.probe_subset(s, 20) is s
+
+
+def test_the_tiny_familys_honest_owners_are_not_merged_and_records_carry_clusters(tiny_lora) -> None:  # type: ignore[no-untyped-def]
+    """The session's family (three owners of distinct styles) went through the real evidence at
+    training time: no pair merged, every pair's profile distance recorded; its attributions carry
+    the (singleton) clusters into the audit record."""
+    from royalflow.attribution.families import load_family
+    from royalflow.attribution.families.content import png
+    from royalflow.attribution.registry import read_manifest
+    from royalflow.producer.events import generation_event
+
+    manifest = read_manifest(tiny_lora.family_path)
+    assert manifest["clusters"] == [[o] for o in manifest["owners"]]
+    assert len(manifest["cluster_evidence"]) == 3
+    assert all(not r["merged"] and r["profile_distance"] > lc.PROFILE_DISTANCE for r in manifest["cluster_evidence"])
+    family = load_family(manifest, tiny_lora.family_path, "cpu")
+    event = generation_event(event_id="clusters-1", family_id=family.family_id, family_version=family.version,
+                             revenue_amount=1000, currency="USD", content=png(tiny_lora.generations["owner-red"][0]),
+                             prompt="a red circle")
+    (attribution,) = family.attribute([family.prepare(event)])
+    assert attribution.clusters == tuple((o,) for o in manifest["owners"])
