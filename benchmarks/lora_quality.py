@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the split attacks' generations (default 5)")
     parser.add_argument("--attack-per-owner", type=int, default=4,
                         help="drawings and edits per owner and seed for the split attacks (default 4: 24 per seed)")
+    parser.add_argument("--splits-only", action="store_true",
+                        help="only the split attacks (the quality table and the twins are skipped)")
     parser.add_argument("--variants", default="2:disjoint,2:duplicated,2:near,3:disjoint,3:duplicated,3:near",
                         help="split attacks as k:data, comma-separated (data: disjoint, duplicated, near)")
     parser.add_argument("--out", type=Path, default=None, help="working folder for the families (default: a temp dir)")
@@ -94,7 +96,12 @@ def main() -> None:
         variants = [(int(k), d) for k, d in (v.split(":") for v in args.variants.split(",") if v)]
         attacks = False if args.quick else {"seeds": tuple(range(1, args.seeds + 1)), "variants": variants,
                                             "per_owner": args.attack_per_owner}
-        figures = evaluate(out, per_owner=per_owner, attacks=attacks, log=lambda line: print(line, flush=True))
+        if args.splits_only:
+            from royalflow.training.lora_splits import run_splits
+
+            figures = run_splits(out, attacks or {}, log=lambda line: print(line, flush=True))
+        else:
+            figures = evaluate(out, per_owner=per_owner, attacks=attacks, log=lambda line: print(line, flush=True))
     finally:
         if temp is not None and not args.keep:
             temp.cleanup()
@@ -107,6 +114,8 @@ def main() -> None:
 
 
 def table(f: dict) -> str:  # type: ignore[type-arg]
+    if "quality" not in f:  # --splits-only
+        return split_rows(f, [f"{'figure':<52}{'exact':>14}{'compositional':>16}"])
     q = f["quality"]
     lines = [f"{'figure (%d generations)' % f['generations']:<52}{'exact':>14}{'compositional':>16}"]
     for label, key, kind in (("conditioned top-1 (style owner)", "", "top1"),
@@ -124,6 +133,10 @@ def table(f: dict) -> str:  # type: ignore[type-arg]
     g = f["identical_owner_gap"]
     gap = f"{g['mean']:.3f} ({g['max']:.3f})"
     lines.append(f"{'identical-owner gap: mean (max) |share difference|':<52}{gap:>14}")
+    return split_rows(f, lines)
+
+
+def split_rows(f: dict, lines: list[str]) -> str:  # type: ignore[type-arg]
     splits = f.get("splits")
     if not splits:
         lines.append(f"{'split attacks':<52}{'not run (--quick)':>30}")

@@ -188,3 +188,19 @@ def evaluate_attacks(root: Path, built: Any, exact: Any, comp: Any, seeds: Seque
         out["variants"].append(row)
         del attacked
     return out
+
+
+def run_splits(root: Path, settings: dict[str, Any], *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The split attacks alone: the honest family built (or found: every step is resumable), its
+    compositional family imported, then ``evaluate_attacks`` with ``settings`` (seeds, per_owner,
+    variants)."""
+    from royalflow.training.lora_quality import derive_compositional, load
+    from royalflow.training.tiny import build_style_family
+
+    root = Path(root)
+    built = build_style_family(root, "styles", "1")
+    exact = load(built.family_path)
+    comp = load(derive_compositional(root / "families", built.family_path, "styles-compositional"))
+    splits = evaluate_attacks(root, built, exact, comp, settings.get("seeds", (1, 2, 3, 4, 5)),
+                              settings.get("per_owner", 4), settings.get("variants", ((2, "disjoint"),)), log=log)
+    return {"splits": splits}
