@@ -54,7 +54,7 @@ def test_interchangeable_owners_merge_honest_ones_do_not(profiles: None) -> None
     merged = [r for r in found["cluster_evidence"] if r["merged"]]
     assert [r["owners"] for r in merged] == [["a", "b"]] and merged[0]["reasons"] == ["interchangeable"]
     assert len(found["cluster_evidence"]) == 6  # a small family reports every pair, for review
-    assert found["cluster_check"]["profiles"] and not found["cluster_check"]["duplicates"]
+    assert found["cluster_check"]["profiles"] and not found["cluster_check"]["near_copies"]
 
 
 def test_exact_pair_check_keeps_owners_whose_union_adds_more(profiles: None) -> None:
@@ -72,10 +72,10 @@ def test_duplicated_images_merge_and_count_once(profiles: None) -> None:
     fam = stand_in(["a", "b", "c"], "compositional", {s: rng.normal(0, 1, 16) for s in range(4)})
     red = images("owner-red", 5)
     held = {"a": red, "b": red, "c": images("owner-blue", 6)}
-    found = lc.find_lora_clusters(fam, None, held)  # no probes: duplicates only
+    found = lc.find_lora_clusters(fam, None, held)  # no probes: near-copies only
     assert found["clusters"] == [["a", "b"], ["c"]]
     assert found["cluster_data_sizes"] == [12, 24]  # the copies once; a single owner: its data size
-    assert found["cluster_evidence"][0]["reasons"] == ["duplicates"]
+    assert found["cluster_evidence"][0]["reasons"] == ["near_copies"]
     assert found["cluster_evidence"][0]["duplicate_fraction"] == 1.0
 
 

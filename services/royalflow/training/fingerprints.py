@@ -179,7 +179,7 @@ def duplicate_fractions(owner_of: np.ndarray, pairs: np.ndarray, owners: int) ->
 def distinct_count(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray) -> int:
     """Images of the owners ``members`` once near-copies among them are counted once (connected
     components of the near-copy graph ``pairs`` restricted to their images; pass the matched
-    pairs of owner pairs that ARE duplicates, so that look-alikes do not shrink the count)."""
+    pairs of owner pairs that ARE copies of each other, so that look-alikes do not shrink the count)."""
     inside = np.isin(owner_of, list(members))
     index = {int(k): m for m, k in enumerate(np.flatnonzero(inside))}
     parent = list(range(len(index)))

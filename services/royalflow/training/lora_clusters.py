@@ -5,7 +5,7 @@ LoRA table). The defence values clusters of owners (``attribution/families/valua
 ``shapley/quotient.py``); this module finds them, at training or import time, from two kinds of
 evidence that cost O(n) model passes, never one adapter per pair:
 
-  * duplicates (training only: needs the owners' images): near-copies across owners by
+  * near-copies (training only: needs the owners' images): near-copies across owners by
     perceptual hashes (``fingerprints.py``); owners i, j merge when a fraction of at least
     ``DUPLICATE_FRACTION`` of the smaller owner's images has a near-copy in the other's;
   * interchangeable owners (training and import: needs only the adapters and public probe
@@ -118,28 +118,28 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
     names = list(family.owners)
     n = len(names)
     sizes = [int(family.manifest.data_sizes[o]) for o in names]
-    check: dict[str, Any] = {"duplicates": images is not None, "profiles": probes is not None and len(probes) > 0,
+    check: dict[str, Any] = {"near_copies": images is not None, "profiles": probes is not None and len(probes) > 0,
                              "profile_distance": PROFILE_DISTANCE, "duplicate_fraction": DUPLICATE_FRACTION}
     rows: dict[tuple[int, int], dict[str, Any]] = {}
 
     def row(i: int, j: int) -> dict[str, Any]:
         return rows.setdefault((i, j), {"owners": [names[i], names[j]], "reasons": []})
 
-    # 1. Duplicates: near-copies between every two owners' images.
+    # 1. Near-copies between every two owners' images.
     pairs, owner_of = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
     if images is not None and n > 1:
         owner_of = np.concatenate([np.full(len(images[o]), k) for k, o in enumerate(names)])
         found, distances = near_pairs(fingerprints(np.concatenate([images[o].pixels for o in names])), owner_of)
         matched = matching(found, distances, owner_of)
-        duplicates = set()
+        copied = set()
         for (i, j), fraction in duplicate_fractions(owner_of, matched, n).items():
             r = row(i, j)
             r["duplicate_fraction"] = round(fraction, 4)
             if fraction >= DUPLICATE_FRACTION:
-                r["reasons"].append("duplicates")
-                duplicates.add((i, j))
+                r["reasons"].append("near_copies")
+                copied.add((i, j))
         # Only duplicate owner pairs' copies count once: look-alikes between other owners are chance.
-        pairs = matched[[(min(owner_of[a], owner_of[b]), max(owner_of[a], owner_of[b])) in duplicates
+        pairs = matched[[(min(owner_of[a], owner_of[b]), max(owner_of[a], owner_of[b])) in copied
                          for a, b in matched.tolist()]] if len(matched) else matched
     # 2. Profiles (1) of the single-owner adapters; close pairs (2); exact mode: the pair check.
     if check["profiles"] and n > 1:

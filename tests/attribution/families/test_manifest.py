@@ -155,6 +155,6 @@ def test_digits_manifests_are_typed_too(changes: dict, message: str) -> None:  #
 
 def test_lora_clusters_are_typed_and_optional() -> None:
     m = parse_manifest(lora(clusters=[["b", "a"]], cluster_data_sizes=[7],
-                            cluster_evidence=[{"owners": ["a", "b"], "reasons": ["duplicates"], "merged": True}]), "x")
+                            cluster_evidence=[{"owners": ["a", "b"], "reasons": ["near_copies"], "merged": True}]), "x")
     assert m.clusters == [["b", "a"]] and m.cluster_data_sizes == [7] and m.cluster_evidence
     assert parse_manifest(lora(), "x").clusters is None
