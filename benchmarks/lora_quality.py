@@ -14,9 +14,9 @@ What it trains, from nothing, on CPU (one thread):
     (JPEG, resize, 1-pixel crop, noise), each with owner-blue and owner-green (2^(k+2) adapters),
     clusters found at training time; the compositional variant imported with public probes.
 Every family shares the one base and the same public pictures. Measured on a 2-core shared
-host (load in the output): about 4 minutes for the base and the honest family, 1.5 for the
-twins, 3-4 per k = 2 shell family and 7-9 per k = 3, plus the attributions; --quick about 7
-minutes in all.
+host: about 4 minutes for the base and the honest family, 1.5 for the twins (an earlier, quieter
+run); a k = 2 shell family with its 5 seeds' attributions 11-27 minutes at load 5-15 (k = 3
+trains 32 adapters: not timed); --quick about 7 minutes in all.
 
 Generations: per owner, N "drawings" (text-to-image by the honest grand coalition with the
 owner's caption, guidance 3) and N "edits" (img2img at strength 0.3 of held-out pictures in the
