@@ -103,3 +103,27 @@ def test_ids_no_event_can_name_exit_2(adapters: tuple[Path, Path], tmp_path: Pat
         assert mixed.exit_code == 2 and "leave out --owner" in mixed.output
     finally:
         get_settings.cache_clear()
+
+
+def test_import_with_probe_images_finds_interchangeable_owners_and_show_lists_them(
+        adapters: tuple[Path, Path], tmp_path: Path) -> None:
+    """Imported adapters without their images: the profile evidence alone. owner-b's file is
+    owner-a's (a shell re-registering the same adapter); owner-c's is its own."""
+    from royalflow.training.styles import write_folders
+
+    base, _ = adapters
+    shapes = base_linear_shapes(base)
+    folder = tmp_path / "in"
+    for owner, seed in (("owner-a", 1), ("owner-b", 1), ("owner-c", 2)):
+        write_random_lora(folder / f"{owner}.safetensors", shapes, seed=seed)
+    (folder / "data_sizes.json").write_text(json.dumps({"_base": 100, "owner-a": 10, "owner-b": 30, "owner-c": 20}))
+    probes = write_folders(tmp_path / "images", per_owner=1, public=8) / "_public"
+    families = tmp_path / "families"
+    done = royalflow_command(["import", "--base", str(base), "--id", "three", "--from-folder", str(folder),
+                              "--probe-images", str(probes)], families)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((families / "three" / "1" / "manifest.json").read_text())
+    assert manifest["clusters"] == [["owner-a", "owner-b"], ["owner-c"]]
+    assert manifest["cluster_data_sizes"] == [40, 20] and manifest["training"]["clusters"]["profiles"]
+    shown = royalflow_command(["show", "three", "1"], families).stdout
+    assert "suspected clusters (1)" in shown and "owner-a + owner-b" in shown and "interchangeable" in shown

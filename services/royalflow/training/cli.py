@@ -94,6 +94,7 @@ def import_family(
     data_size: list[str] = typer.Option([], help="NAME=COUNT images per owner and _base (compositional weights)."),
     resolution: int = typer.Option(None, min=8, max=4096, help="Image size (default: the VAE's sample_size)."),
     pool_fraction: str = typer.Option("3/10", help="Share of revenue paid to owners, as a fraction."),
+    probe_images: Path = typer.Option(None, "--probe-images", help="A folder of public images (no owner's data): owners whose adapters add the same to them are found and paid as one cluster (the split defence; without it every owner is its own player)."),
 ) -> None:
     """Register LoRA files trained elsewhere (diffusers LoRA format, e.g. what
     save_lora_weights writes) as a lora family: every file is checked against the base UNet
@@ -113,13 +114,13 @@ def import_family(
                 raise ConfigurationError("--from-folder takes the owners, files and data sizes from the folder: "
                                          "leave out --owner, --adapter and --data-size")
             path = import_lora_folder(root, base=base, family_id=family_id, version=version, folder=from_folder,
-                                      resolution=resolution, pool_fraction=pool_fraction)
+                                      resolution=resolution, pool_fraction=pool_fraction, probe_images=probe_images)
         else:
             if not owner or not adapter:
                 raise ConfigurationError("give --from-folder DIR, or --owner (repeated) and --adapter KEY=FILE (repeated)")
             path = import_lora(root, base=base, family_id=family_id, version=version, mode=mode, owners=owner,
                                adapters=adapter, data_sizes=data_size, resolution=resolution,
-                               pool_fraction=pool_fraction)
+                               pool_fraction=pool_fraction, probe_images=probe_images)
     except ConfigurationError as exc:
         _fail(str(exc))
     typer.echo(f"family written to {path}")

@@ -29,7 +29,8 @@ def train_lora(families_dir: Path, *, base: Path, source: Path, family_id: str, 
 
 
 def import_lora(families_dir: Path, *, base: Path, family_id: str, version: str, mode: str, owners: list[str],
-                adapters: list[str], data_sizes: list[str], resolution: int | None, pool_fraction: str) -> Path:
+                adapters: list[str], data_sizes: list[str], resolution: int | None, pool_fraction: str,
+                probe_images: Path | None = None) -> Path:
     """``adapters``: KEY=FILE (KEY a hex mask, an owner id or _control); ``data_sizes``: NAME=COUNT."""
     from royalflow.attribution.families.manifest import check_owner_ids
     from royalflow.attribution.registry import check_family_ref
@@ -48,16 +49,30 @@ def import_lora(families_dir: Path, *, base: Path, family_id: str, version: str,
         raise ConfigurationError(f"--data-size needed for {missing} (image counts weigh the compositional mixture)")
     return import_lora_family(families_dir, family_id, version, base, owners, {k: Path(v) for k, v in files.items()},
                               mode=mode, data_sizes=sizes, resolution=resolution, pool_fraction=pool_fraction,
-                              show_progress=True)
+                              show_progress=True, probes=_probes(probe_images, base, resolution))
 
 
 def import_lora_folder(families_dir: Path, *, base: Path, family_id: str, version: str, folder: Path,
-                       resolution: int | None, pool_fraction: str) -> Path:
+                       resolution: int | None, pool_fraction: str, probe_images: Path | None = None) -> Path:
     """``families import --from-folder``: a compositional family, one file per owner."""
     from royalflow.training.importing import import_lora_folder as from_folder
 
     return from_folder(families_dir, family_id, version, base, folder, resolution=resolution,
-                       pool_fraction=pool_fraction, show_progress=True)
+                       pool_fraction=pool_fraction, show_progress=True,
+                       probes=_probes(probe_images, base, resolution))
+
+
+def _probes(folder: Path | None, base: Path, resolution: int | None):  # type: ignore[no-untyped-def]
+    """The public probe images of the split defence's profile evidence (None: no evidence)."""
+    if folder is None:
+        return None
+    from royalflow.training.images import read_image_set
+    from royalflow.training.importing import base_resolution
+
+    probes = read_image_set(Path(folder), resolution or base_resolution(base))
+    if len(probes) == 0:
+        raise ConfigurationError(f"--probe-images {folder} holds no images")
+    return probes
 
 
 def _pair(text: str, form: str) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from royalflow.attribution.families.manifest import (
 )
 from royalflow.attribution.registry import check_family_ref
 from royalflow.errors import ConfigurationError
+from royalflow.training.images import ImageSet
 from royalflow.training.lorafiles import LoraFileSummary, base_linear_shapes, copy_with_digest, inspect_lora_file, target_module
 
 DATA_SIZES_FILE = "data_sizes.json"
@@ -65,8 +66,11 @@ def parse_adapter_keys(files: dict[str, Path], owners: list[str], mode: str) -> 
 
 def import_lora_family(families_dir: Path, family_id: str, version: str, base_folder: Path, owners: list[str],
                        files: dict[str, Path], *, mode: str, data_sizes: dict[str, int], resolution: int | None = None,
-                       samples: int = 16, pool_fraction: str = "3/10", show_progress: bool = False) -> Path:
-    """``files``: KEY -> file, KEY a hex mask, an owner id (compositional) or ``_control``."""
+                       samples: int = 16, pool_fraction: str = "3/10", show_progress: bool = False,
+                       probes: ImageSet | None = None) -> Path:
+    """``files``: KEY -> file, KEY a hex mask, an owner id (compositional) or ``_control``.
+    ``probes``: public images; with them, interchangeable owners are found from their adapters'
+    gain profiles (``lora_clusters.py``; no owner images needed) and written in as clusters."""
     if mode not in ("exact", "compositional"):
         raise ConfigurationError(f"mode must be exact or compositional, got {mode!r}")
     check_family_ref(family_id, version)
@@ -81,12 +85,12 @@ def import_lora_family(families_dir: Path, family_id: str, version: str, base_fo
             slots[CONTROL if mask == 0 else owners[mask.bit_length() - 1]] = (file, component_file(mask.bit_length()))
     return _register(Path(families_dir) / family_id / version, family_id, version, Path(base_folder), owners, slots,
                      mode=mode, data_sizes=data_sizes, resolution=resolution, samples=samples,
-                     pool_fraction=pool_fraction, show_progress=show_progress)
+                     pool_fraction=pool_fraction, show_progress=show_progress, probes=probes)
 
 
 def import_lora_folder(families_dir: Path, family_id: str, version: str, base_folder: Path, folder: Path, *,
                        resolution: int | None = None, samples: int = 16, pool_fraction: str = "3/10",
-                       show_progress: bool = False) -> Path:
+                       show_progress: bool = False, probes: ImageSet | None = None) -> Path:
     """A compositional family from ``folder``: ``<owner_id>.safetensors`` per owner, optionally
     ``_control.safetensors``, and ``data_sizes.json`` ({"_base": N, "<owner>": N, ...}). The
     owners are every owner with a file or a data size, in sorted order (player i is the i-th)."""
@@ -114,7 +118,7 @@ def import_lora_folder(families_dir: Path, family_id: str, version: str, base_fo
         slots = {CONTROL: (folder / f"{CONTROL}.safetensors", component_file(0)), **slots}
     return _register(Path(families_dir) / family_id / version, family_id, version, Path(base_folder), names, slots,
                      mode="compositional", data_sizes={k: int(v) for k, v in sizes.items()}, resolution=resolution,
-                     samples=samples, pool_fraction=pool_fraction, show_progress=show_progress)
+                     samples=samples, pool_fraction=pool_fraction, show_progress=show_progress, probes=probes)
 
 
 def read_data_sizes(path: Path) -> dict[str, object]:
@@ -146,7 +150,7 @@ def _listing(headline: str, problems: list[str]) -> str:
 
 def _register(out: Path, family_id: str, version: str, base_folder: Path, owners: list[str],
               slots: dict[str, tuple[Path, str]], *, mode: str, data_sizes: dict[str, int], resolution: int | None,
-              samples: int, pool_fraction: str, show_progress: bool) -> Path:
+              samples: int, pool_fraction: str, show_progress: bool, probes: ImageSet | None = None) -> Path:
     """Check every file against the base (all problems in one error), then copy and write the manifest."""
     from royalflow.training.lora import progress_bar, write_manifest
 
@@ -194,6 +198,10 @@ def _register(out: Path, family_id: str, version: str, base_folder: Path, owners
         "training": {"imported": True},  # how the files were trained is not known: no fairness rule
     }
     write_manifest(out, manifest)
+    if probes is not None and len(probes) and len(owners) > 1:  # profile evidence: adapters + public probes
+        from royalflow.training.lora_clusters import add_clusters
+
+        add_clusters(out, manifest, probes, None, device="auto")
     return out
 
 

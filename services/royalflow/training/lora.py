@@ -167,8 +167,11 @@ def progress_bar(*, disable: bool = False) -> Progress:
 
 def train_lora_family(families_dir: Path, family_id: str, version: str, base_folder: Path, public: ImageSet,
                       owners: dict[str, ImageSet], *, mode: str = "exact", resolution: int, plan: LoraPlan = LoraPlan(),
-                      pool_fraction: str = "3/10", device: str = "auto", show_progress: bool = True) -> Path:
-    """Train every adapter of the family into ``<families_dir>/<id>/<version>`` and write its manifest."""
+                      pool_fraction: str = "3/10", device: str = "auto", show_progress: bool = True,
+                      clusters: bool = True) -> Path:
+    """Train every adapter of the family into ``<families_dir>/<id>/<version>`` and write its manifest.
+    With ``clusters``, same-source owners (``lora_clusters.py``: near-copies among their images,
+    interchangeable adapters on the public probe images) are found and written in as clusters."""
     if mode not in ("exact", "compositional"):
         raise ConfigurationError(f"mode must be exact or compositional, got {mode!r}")
     if not 1 <= plan.steps <= MAX_STEPS:
@@ -232,6 +235,10 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
         "training": {"plan": asdict(plan), "fairness": plan.fairness(public_encoded is not None)},
     }
     write_manifest(out, manifest)
+    if clusters and n > 1:
+        from royalflow.training.lora_clusters import add_clusters
+
+        add_clusters(out, manifest, public if len(public) else None, owners, device=device)
     return out
 
 

@@ -54,7 +54,7 @@ def sample_generations(family, per_owner: int, *, seed: int = 0) -> list[Generat
     from royalflow.training.tiny import sample_latents
 
     full = (1 << len(family.owners)) - 1
-    held_out = np.random.default_rng(HELD_OUT_SEED)
+    held_out = np.random.default_rng(HELD_OUT_SEED + seed)  # seed 0: the quality table's draw
     out: list[Generation] = []
     for i, owner in enumerate(sorted(STYLES)):
         prompts = [STYLES[owner][3]] * per_owner
@@ -62,7 +62,8 @@ def sample_generations(family, per_owner: int, *, seed: int = 0) -> list[Generat
         edits = sample_latents(family, full, prompts, seed=seed + i, guidance=GUIDANCE, init=init, strength=STRENGTH)
         drawings = sample_latents(family, full, prompts, seed=seed + 100 + i, guidance=GUIDANCE)
         for kind, images in (("drawing", drawings), ("edit", edits)):
-            out += [Generation(owner, kind, images[j], f"lora-quality-{owner}-{kind}-{j}") for j in range(per_owner)]
+            salt = f"-s{seed}" if seed else ""  # each seed: its own event ids, so its own Monte-Carlo draws
+            out += [Generation(owner, kind, images[j], f"lora-quality{salt}-{owner}-{kind}-{j}") for j in range(per_owner)]
     return out
 
 
@@ -123,8 +124,10 @@ def split_gain(honest: np.ndarray, honest_owners: Sequence[str], attacked: np.nd
 
 # -- families ---------------------------------------------------------------------------------
 
-def derive_compositional(families_dir: Path, exact_path: Path, family_id: str, version: str = "1") -> Path:
-    """A compositional family from an exact one's control and single-owner adapters (import)."""
+def derive_compositional(families_dir: Path, exact_path: Path, family_id: str, version: str = "1", *,
+                         probes=None) -> Path:  # type: ignore[no-untyped-def]
+    """A compositional family from an exact one's control and single-owner adapters (import;
+    with ``probes``, public images, its clusters from the adapters' gain profiles)."""
     from royalflow.training.importing import import_lora_family
 
     manifest = read_manifest(exact_path)
@@ -133,7 +136,7 @@ def derive_compositional(families_dir: Path, exact_path: Path, family_id: str, v
              **{o: exact_path / "adapters" / hex(1 << i) / LORA_FILE for i, o in enumerate(owners)}}
     return import_lora_family(families_dir, family_id, version, Path(manifest["base"]), owners, files,
                               mode="compositional", data_sizes=dict(manifest["data_sizes"]),
-                              samples=int(manifest["estimator"]["samples"]))
+                              samples=int(manifest["estimator"]["samples"]), probes=probes)
 
 
 def write_variant(source: Path, target: Path, holdings: dict[str, tuple[str, slice]]) -> Path:
@@ -156,14 +159,18 @@ def write_variant(source: Path, target: Path, holdings: dict[str, tuple[str, sli
 
 
 def train_variant(root: Path, base: Path, source: Path, family_id: str, holdings: dict[str, tuple[str, slice]],
-                  *, plan: dict | None = None) -> Path:  # type: ignore[type-arg]
-    """An exact family on the honest family's base: folders by ``write_variant``, then every
-    adapter trained (the recipe of ``tiny.build_style_family``)."""
+                  *, plan: dict | None = None,  # type: ignore[type-arg]
+                  prepare_folders: Callable[[Path], object] | None = None) -> Path:
+    """An exact family on the honest family's base: folders by ``write_variant`` (then changed by
+    ``prepare_folders``, e.g. near-copies), then every adapter trained (the recipe of
+    ``tiny.build_style_family``), its clusters found."""
     from royalflow.training.images import read_image_folders
     from royalflow.training.lora import LoraPlan, train_lora_family
     from royalflow.training.tiny import RESOLUTION, STYLE_PLAN
 
     folders = write_variant(source, root / "variants" / family_id, holdings)
+    if prepare_folders is not None:
+        prepare_folders(folders)
     public, owners = read_image_folders(folders, RESOLUTION)
     return train_lora_family(root / "families", family_id, "1", base, public, owners, mode="exact",
                              resolution=RESOLUTION, plan=LoraPlan(**{**STYLE_PLAN, **(plan or {})}), device="cpu",
@@ -174,7 +181,7 @@ def load(path: Path):  # type: ignore[no-untyped-def]
     return load_family(read_manifest(path), path, "cpu")
 
 
-def evaluate(root: Path, *, per_owner: int, attacks: bool, build: dict | None = None,  # type: ignore[type-arg]
+def evaluate(root: Path, *, per_owner: int, attacks: bool | dict, build: dict | None = None,  # type: ignore[type-arg]
              log: Callable[[str], None] = print) -> dict:  # type: ignore[type-arg]
     """Every figure of the table; ``build`` goes to ``build_style_family`` (per_owner, public,
     pretrain, plan). Stage timings in seconds under "seconds"."""
@@ -212,10 +219,9 @@ def evaluate(root: Path, *, per_owner: int, attacks: bool, build: dict | None = 
                      "quality": {k: by_kind(t, owners, items) for k, t in tables.items()},
                      "agreement": {"conditioned": agreement(tables["exact"], tables["compositional"]),
                                    "content_only": agreement(tables["exact_content"], tables["compositional_content"])},
-                     "false_merges": None, "clusters": "none: the LoRA kind has no cluster detection"}
+                     "honest_clusters": read_manifest(built.family_path).get("clusters")}
 
     on_red = [i for i, g in enumerate(items) if g.owner == SOURCE]
-    elsewhere = [i for i, g in enumerate(items) if g.owner != SOURCE]
     red = [items[i] for i in on_red]
     twins = train_variant(root, built.base, built.source, "styles-twins",
                           {SOURCE: (SOURCE, slice(None)), TWIN: (SOURCE, slice(None)), "owner-blue": ("owner-blue", slice(None))},
@@ -226,27 +232,14 @@ def evaluate(root: Path, *, per_owner: int, attacks: bool, build: dict | None = 
     stage(f"attribution: twins on {len(red)} red generations")
     del twin_family
 
-    attacks_out = []
     if attacks:
-        honest = {"exact": (tables["exact"], owners), "compositional": (tables["compositional"], owners)}
-        half = int(build.get("per_owner", 48)) // 2
-        for data, parts in (("disjoint", (slice(None, half), slice(half, None))), ("duplicated", (slice(None),) * 2)):
-            holdings = {SHELLS[0]: (SOURCE, parts[0]), SHELLS[1]: (SOURCE, parts[1]),
-                        "owner-blue": ("owner-blue", slice(None)), "owner-green": ("owner-green", slice(None))}
-            path = train_variant(root, built.base, built.source, f"styles-shells-{data}", holdings, plan=plan)
-            stage(f"shell family, {data} data (4 owners, 16 adapters)")
-            attacked = {"exact": load(path), "compositional": load(derive_compositional(
-                root / "families", path, f"styles-shells-{data}-compositional"))}
-            row: dict = {"k": 2, "data": data}  # type: ignore[type-arg]
-            for mode, fam in attacked.items():
-                table = share_table(fam, items)
-                t, o = honest[mode]
-                row[mode] = {**split_gain(t[on_red], o, table[on_red], fam.owners, SOURCE, SHELLS),
-                             "elsewhere": split_gain(t[elsewhere], o, table[elsewhere], fam.owners, SOURCE, SHELLS)}
-            attacks_out.append(row)
-            log(json.dumps(row))
-            stage(f"attribution: shells ({data}), exact + compositional, on {len(items)} generations")
-            del attacked
-    figures["attacks"] = attacks_out
+        from royalflow.training.lora_splits import evaluate_attacks
+
+        split = dict(attacks) if isinstance(attacks, dict) else {}
+        figures["splits"] = evaluate_attacks(
+            root, built, exact, comp, split.get("seeds", (1, 2, 3, 4, 5)), split.get("per_owner", 4),
+            split.get("variants", ((2, "disjoint"), (2, "duplicated"), (2, "near"), (3, "disjoint"), (3, "duplicated"),
+                                   (3, "near"))), plan=plan, log=log)
+        stage("split attacks")
     figures["seconds"] = seconds
     return figures

@@ -122,6 +122,11 @@ def test_bad_compositional_manifests_name_the_owner(changes: dict, message: str)
     ({"data_sizes": {"a": 5, "b": 6}}, "_base"),
     ({"estimator": {"samples": 1}}, "samples"),
     ({"extra_field": 1}, "extra"),
+    ({"clusters": [["a"]]}, "partition"),
+    ({"clusters": [["a", "b"], ["b"]]}, "partition"),
+    ({"clusters": [["a", "b"], []]}, "partition"),
+    ({"clusters": [["a", "b"]], "cluster_data_sizes": [3, 4]}, "one positive image count per cluster"),
+    ({"cluster_data_sizes": [3]}, "needs clusters"),
 ])
 def test_invalid_manifests_are_refused_with_the_reason(changes: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigurationError, match=message):
@@ -146,3 +151,10 @@ def test_digits_manifests_are_typed_too(changes: dict, message: str) -> None:  #
         parse_manifest(digits(**changes), "families/d/2")
     with pytest.raises(ConfigurationError, match="class_counts"):
         parse_manifest({**demo_manifest(), "class_counts": {}}, "families/c/1")
+
+
+def test_lora_clusters_are_typed_and_optional() -> None:
+    m = parse_manifest(lora(clusters=[["b", "a"]], cluster_data_sizes=[7],
+                            cluster_evidence=[{"owners": ["a", "b"], "reasons": ["near_copies"], "merged": True}]), "x")
+    assert m.clusters == [["b", "a"]] and m.cluster_data_sizes == [7] and m.cluster_evidence
+    assert parse_manifest(lora(), "x").clusters is None

@@ -46,7 +46,9 @@ from royalflow.attribution.families.screen import FirstOrderScreen, calibrated_a
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import ConfigurationError, ContractError
-from royalflow.attribution.families.valuation import EXACT_SHAPLEY_MAX_OWNERS, compositional_attribution, exact_attribution
+from royalflow.attribution.families.valuation import (
+    EXACT_SHAPLEY_MAX_OWNERS, cluster_log_weights, compositional_attribution, exact_attribution, players_of,
+)
 from royalflow.shapley import mixture_shapley
 
 MAX_CACHED_PROMPTS = 1024  # bound on the prompt-embedding cache
@@ -94,6 +96,9 @@ class LoraFamily:
         self.estimator = ElboEstimator(scheduler, levels=256, samples=settings.samples)
         sizes = manifest.data_sizes
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
+        # Players of the quotient game (valuation.py): the manifest's clusters, split by data size.
+        self.players = players_of(self.owners, manifest.clusters, [sizes[o] for o in self.owners])
+        self.log_weights = cluster_log_weights(self.log_weights, self.players, manifest.cluster_data_sizes)
         training = manifest.training or {}
         rule = training.get("fairness")
         self.fairness = None if rule is None else {

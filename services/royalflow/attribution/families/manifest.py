@@ -217,7 +217,12 @@ class LoraManifest(_Common):
     components: dict[str, AdapterFile] = Field(default_factory=dict)  # compositional: owner id / "_control" -> file
     data_sizes: dict[str, int]  # images per owner and "_base" (compositional mixture weights)
     estimator: Estimator
-    training: dict[str, Any] | None = None  # provenance and the fair-control rule
+    training: dict[str, Any] | None = None  # provenance, the fair-control rule, the cluster check
+    # Same-source owners (training/lora_clusters.py): players of the quotient game, the evidence
+    # per owner pair, and each cluster's distinct image count (its compositional mixture weight).
+    clusters: list[list[str]] | None = None
+    cluster_evidence: list[Any] | None = Field(default=None, max_length=10_000)
+    cluster_data_sizes: list[int] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -279,6 +284,7 @@ class LoraManifest(_Common):
                 raise ValueError(f"compositional components: missing for owners {_few(missing)}, "
                                  f"unexpected keys {_few(extra)}")
         _check_data_sizes(self.owners, self.data_sizes)
+        _check_clusters(self.owners, self.clusters, self.cluster_data_sizes)
         return self
 
     def slot_files(self) -> list[AdapterFile | None]:
@@ -287,6 +293,19 @@ class LoraManifest(_Common):
         if self.mode == "exact":
             return [self.adapters.get(hex(m)) for m in range(1 << len(self.owners))]
         return [self.components.get(CONTROL), *[self.components[o] for o in self.owners]]
+
+
+def _check_clusters(owners: list[str], clusters: list[list[str]] | None, sizes: list[int] | None) -> None:
+    """Clusters partition the owners (each exactly once, none empty); one positive size each."""
+    if clusters is None:
+        if sizes is not None:
+            raise ValueError("cluster_data_sizes needs clusters")
+        return
+    flat = [o for c in clusters for o in c]
+    if any(not c for c in clusters) or len(flat) != len(set(flat)) or set(flat) != set(owners):
+        raise ValueError("clusters must partition the owners (each owner in exactly one, none empty)")
+    if sizes is not None and (len(sizes) != len(clusters) or any(s <= 0 for s in sizes)):
+        raise ValueError("cluster_data_sizes must give one positive image count per cluster")
 
 
 def component_file(index: int) -> str:

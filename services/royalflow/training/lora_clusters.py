@@ -1,0 +1,214 @@
+"""Same-source owners of a LoRA family, and the clusters the quotient game values as one player.
+
+An owner who splits its data over shell owners gains under plain Shapley values (README, the
+LoRA table). The defence values clusters of owners (``attribution/families/valuation.py``,
+``shapley/quotient.py``); this module finds them, at training or import time, from two kinds of
+evidence that cost O(n) model passes, never one adapter per pair:
+
+  * near-copies (training only: needs the owners' images): near-copies across owners by
+    perceptual hashes (``fingerprints.py``); owners i, j merge when a fraction of at least
+    ``DUPLICATE_FRACTION`` of the smaller owner's images has a near-copy in the other's;
+  * interchangeable owners (training and import: needs only the adapters and public probe
+    images): on each probe image x, with the empty prompt and with its own caption, the gain of
+    owner i's adapter over the control on common random numbers,
+
+        g_i(x) = l_i(x) - l_0(x)      (l: the family's ELBO utility, ``latent.py``)          (1)
+
+    is a profile of what the owner adds. Owners merge when their profiles are close,
+
+        d(i, j) = ||g_i - g_j|| / max(||g_i||, ||g_j||) <= PROFILE_DISTANCE                 (2)
+
+    found for all pairs at once from the Gram matrix of the profiles (chunked: n = 10,000
+    owners of 64-entry profiles is one 10^4 x 10^4 product). In exact mode the family also
+    holds every pair's adapter: a pair (i, j) that passes (2) must also pass it for the pair
+    adapter against each alone (their union adds nothing over either), as in the digits kind.
+
+Clusters are the connected components of the merged pairs. Each cluster's distinct image count
+(near-copies counted once) becomes its mixture weight in compositional mode
+(``cluster_data_sizes``), so duplicated shells do not weigh twice. Thresholds were measured on
+the tiny pipeline's style owners (benchmarks/lora_quality.py; README, *Split-proof shares for
+LoRA families*).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from royalflow.attribution.families.content import to_unit
+from royalflow.attribution.families.latent import pair_log_likelihood_samples
+from royalflow.training.fingerprints import distinct_count, duplicate_fractions, fingerprints, matching, near_pairs
+from royalflow.training.images import ImageSet
+
+DUPLICATE_FRACTION = 0.5  # share of the smaller owner's images with a near-copy in the other's
+PROFILE_DISTANCE = 0.5  # (2); measured: see the README's LoRA split table
+PROBE_IMAGES = 32  # public probe images (each scored with the empty prompt and with its caption)
+PROBE_SAMPLES = 8  # Monte-Carlo timesteps per probe likelihood (common random numbers)
+PROBE_SEED = 20_261_206  # the probes' draws: fixed, so a family's evidence is reproducible
+MAX_REPORTED_PAIRS = 66  # all pairs of up to 12 owners; above, only the merged pairs
+MAX_MERGED_REPORTED = 10_000  # bound on the evidence rows kept in the manifest
+GRAM_CHUNK = 1024  # owners per block of the pairwise distance computation
+
+
+def probe_subset(public: ImageSet, count: int = PROBE_IMAGES) -> ImageSet:
+    """An evenly spaced subset of the public images (deterministic)."""
+    if len(public) <= count:
+        return public
+    keep = np.linspace(0, len(public) - 1, count).round().astype(int)
+    return ImageSet(public.pixels[keep], tuple(public.captions[k] for k in keep), tuple(public.files[k] for k in keep))
+
+
+def gain_profiles(family: Any, probes: ImageSet, slots: list[int], *, samples: int = PROBE_SAMPLES) -> np.ndarray:
+    """(1) for the family's adapter ``slots`` (positions in ``family.masks``), relative to slot 0:
+    (len(slots), 2 P) nats, P probes with the empty prompt then with their captions."""
+    from royalflow.attribution.diffusion.elbo import ElboEstimator
+    from royalflow.attribution.families.base import ddpm_scheduler
+
+    estimator = ElboEstimator(ddpm_scheduler(family.base.scheduler_config), levels=256, samples=samples)
+    x = torch.from_numpy(to_unit(np.concatenate([probes.pixels, probes.pixels])))
+    z0 = family.base.encode_images(x)
+    text = family.embed(["" for _ in range(len(probes))] + list(probes.captions))
+    draws = estimator.draw([PROBE_SEED + i for i in range(len(x))], tuple(z0.shape[1:]))
+    items = len(x)
+    per_call = max(1, family.pool.capacity - 1)  # adapters resident at once, the control included
+    rows = family.manifest.estimator.max_rows_per_forward
+    means: dict[int, np.ndarray] = {}
+    wanted = [0, *[s for s in slots if s != 0]]
+    with torch.inference_mode():
+        for first in range(0, len(wanted), per_call):
+            chunk = wanted[first:first + per_call]
+            chunk = chunk if 0 in chunk or 0 in means else [0, *chunk]
+            slot_ids = torch.tensor(chunk, dtype=torch.int64).repeat_interleave(items)
+            item_ids = torch.arange(items).repeat(len(chunk))
+            ll = pair_log_likelihood_samples(estimator, family._batched, z0, text, draws, slot_ids, item_ids,  # noqa: SLF001
+                                             max_rows=rows).mean(dim=1).reshape(len(chunk), items).numpy()
+            means.update(zip(chunk, ll))
+    return np.stack([means[s] - means[0] for s in slots])
+
+
+def close_pairs(profiles: np.ndarray, threshold: float = PROFILE_DISTANCE) -> list[tuple[int, int, float]]:
+    """(i, j, d) with i < j and d = (2) <= threshold, from chunked Gram products."""
+    g = np.asarray(profiles, dtype=np.float64)
+    norms = np.linalg.norm(g, axis=1)
+    out = []
+    for start in range(0, len(g), GRAM_CHUNK):
+        block = g[start:start + GRAM_CHUNK]
+        d2 = norms[start:start + GRAM_CHUNK, None] ** 2 + norms[None, :] ** 2 - 2 * block @ g.T
+        scale = np.maximum(np.maximum(norms[start:start + GRAM_CHUNK, None], norms[None, :]), 1e-9)
+        d = np.sqrt(np.maximum(d2, 0.0)) / scale
+        i, j = np.nonzero(d <= threshold)
+        i = i + start
+        keep = i < j
+        out += [(int(a), int(b), float(c)) for a, b, c in zip(i[keep], j[keep], d[i[keep] - start, j[keep]])]
+    return out
+
+
+def relative_distance(g: np.ndarray, h: np.ndarray) -> float:
+    return float(np.linalg.norm(g - h)) / max(float(np.linalg.norm(g)), float(np.linalg.norm(h)), 1e-9)
+
+
+def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, ImageSet] | None = None) -> dict[str, Any]:
+    """{"clusters", "cluster_evidence", "cluster_data_sizes", "cluster_check"} for a loaded
+    ``LoraFamily`` (its owners in order). ``probes``: public images for (1), None: no profile
+    evidence; ``images``: the owners' images for the duplicate evidence, None (imported)."""
+    names = list(family.owners)
+    n = len(names)
+    sizes = [int(family.manifest.data_sizes[o]) for o in names]
+    check: dict[str, Any] = {"near_copies": images is not None, "profiles": probes is not None and len(probes) > 0,
+                             "profile_distance": PROFILE_DISTANCE, "duplicate_fraction": DUPLICATE_FRACTION}
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def row(i: int, j: int) -> dict[str, Any]:
+        return rows.setdefault((i, j), {"owners": [names[i], names[j]], "reasons": []})
+
+    # 1. Near-copies between every two owners' images.
+    pairs, owner_of = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if images is not None and n > 1:
+        owner_of = np.concatenate([np.full(len(images[o]), k) for k, o in enumerate(names)])
+        found, distances = near_pairs(fingerprints(np.concatenate([images[o].pixels for o in names])), owner_of)
+        matched = matching(found, distances, owner_of)
+        copied = set()
+        for (i, j), fraction in duplicate_fractions(owner_of, matched, n).items():
+            r = row(i, j)
+            r["duplicate_fraction"] = round(fraction, 4)
+            if fraction >= DUPLICATE_FRACTION:
+                r["reasons"].append("near_copies")
+                copied.add((i, j))
+        # Only duplicate owner pairs' copies count once: look-alikes between other owners are chance.
+        pairs = matched[[(min(owner_of[a], owner_of[b]), max(owner_of[a], owner_of[b])) in copied
+                         for a, b in matched.tolist()]] if len(matched) else matched
+    # 2. Profiles (1) of the single-owner adapters; close pairs (2); exact mode: the pair check.
+    if check["profiles"] and n > 1:
+        single = [family.masks.index(1 << i) if family.mode == "exact" else 1 + i for i in range(n)]
+        profiles = gain_profiles(family, probes, single)
+        close = close_pairs(profiles)
+        pair_profiles: dict[tuple[int, int], np.ndarray] = {}
+        if family.mode == "exact" and close:
+            slots = [family.masks.index((1 << i) | (1 << j)) for i, j, _ in close]
+            pair_profiles = dict(zip([(i, j) for i, j, _ in close], gain_profiles(family, probes, slots)))
+        for i, j, d in close:
+            r = row(i, j)
+            r["profile_distance"] = round(d, 4)
+            ok = True
+            if (i, j) in pair_profiles:
+                r["pair_distance"] = round(max(relative_distance(pair_profiles[(i, j)], profiles[i]),
+                                               relative_distance(pair_profiles[(i, j)], profiles[j])), 4)
+                ok = r["pair_distance"] <= PROFILE_DISTANCE
+            if ok:
+                r["reasons"].append("interchangeable")
+        if n * (n - 1) // 2 <= MAX_REPORTED_PAIRS:  # small families: every pair's distance, for review
+            for i, j in combinations(range(n), 2):
+                row(i, j).setdefault("profile_distance", round(relative_distance(profiles[i], profiles[j]), 4))
+    # 3. Clusters: connected components of the merged pairs (union-find).
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for (i, j), r in rows.items():
+        r["merged"] = bool(r["reasons"])
+        if r["merged"]:
+            parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    clusters = sorted(groups.values(), key=lambda c: c[0])
+    evidence = [r for (i, j), r in sorted(rows.items()) if r["merged"] or n * (n - 1) // 2 <= MAX_REPORTED_PAIRS]
+    # 4. Mixture weight of each cluster: its distinct images (near-copies once); without images,
+    #    the members' data sizes (an imported family reports counts, not pictures).
+    distinct = [distinct_count(c, owner_of, pairs) if images is not None and len(c) > 1 else sum(sizes[k] for k in c)
+                for c in clusters]
+    return {"clusters": [[names[k] for k in c] for c in clusters], "cluster_evidence": evidence[:MAX_MERGED_REPORTED],
+            "cluster_data_sizes": distinct, "cluster_check": check}
+
+
+def apply_clusters(manifest: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with the clusters written in (and the check that found them, in training)."""
+    training = dict(manifest.get("training") or {})
+    training["clusters"] = found["cluster_check"]
+    return {**manifest, "clusters": found["clusters"], "cluster_evidence": found["cluster_evidence"],
+            "cluster_data_sizes": found["cluster_data_sizes"], "training": training}
+
+
+def add_clusters(out: Path, manifest: dict[str, Any], probes: ImageSet | None, images: dict[str, ImageSet] | None,
+                 *, device: str = "auto") -> dict[str, Any]:
+    """Load the family just written at ``out``, find its clusters, and write the manifest again
+    with them (``write_manifest``: checked, atomic). Returns the new manifest."""
+    from royalflow.attribution.families.lora import LoraFamily
+    from royalflow.training.lora import write_manifest
+
+    family = LoraFamily.load(manifest, out, device=device)
+    found = find_lora_clusters(family, None if probes is None else probe_subset(probes), images)
+    del family
+    updated = apply_clusters(manifest, found)
+    write_manifest(out, updated)
+    return updated
+
+

@@ -1,0 +1,113 @@
+"""Same-source evidence for LoRA families: close gain profiles (the chunked Gram computation),
+near-copies across owners, the pair check of exact families, the clusters and their distinct
+counts, on stand-in profiles (the measured figures: benchmarks/lora_quality.py). One test runs
+the real evidence on the session's tiny family: its honest owners must not merge."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import royalflow.training.lora_clusters as lc
+from royalflow.training.images import ImageSet
+from royalflow.training.styles import owner_image
+
+
+def test_close_pairs_match_the_direct_distance_in_every_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lc, "GRAM_CHUNK", 3)
+    g = np.random.default_rng(0).normal(0, 1, (8, 16))
+    g[5] = g[1] * 1.1 + 0.01  # close to owner 1
+    got = lc.close_pairs(g, 0.5)
+    want = [(i, j) for i in range(8) for j in range(i + 1, 8) if lc.relative_distance(g[i], g[j]) <= 0.5]
+    assert [(i, j) for i, j, _ in got] == want == [(1, 5)]
+    assert got[0][2] == pytest.approx(lc.relative_distance(g[1], g[5]))
+
+
+def stand_in(owners: list[str], mode: str, profiles: dict[int, np.ndarray]) -> SimpleNamespace:
+    n = len(owners)
+    masks = list(range(1 << n)) if mode == "exact" else [0, *[1 << i for i in range(n)]]
+    manifest = SimpleNamespace(data_sizes={o: 24 for o in owners})
+    return SimpleNamespace(owners=tuple(owners), mode=mode, masks=masks, manifest=manifest, profiles=profiles)
+
+
+def images(owner: str, seed: int, count: int = 12) -> ImageSet:
+    rng = np.random.default_rng(seed)
+    return ImageSet(np.stack([np.asarray(owner_image(owner, rng)) for _ in range(count)]), ("",) * count,
+                    tuple(f"{i}.png" for i in range(count)))
+
+
+@pytest.fixture
+def profiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gain_profiles reads the stand-in family's table, by slot."""
+    monkeypatch.setattr(lc, "gain_profiles", lambda family, probes, slots: np.stack([family.profiles[s] for s in slots]))
+
+
+def test_interchangeable_owners_merge_honest_ones_do_not(profiles: None) -> None:
+    base = np.random.default_rng(1).normal(0, 1, (3, 32))
+    table = {1: base[0], 2: base[0] + 0.1, 3: base[0], 4: base[1], 8: base[2]}  # compositional: slot 1 + i
+    fam = stand_in(["a", "b", "c", "d"], "compositional", {0: base[0] * 0, 1: table[1], 2: table[2], 3: base[1], 4: base[2]})
+    found = lc.find_lora_clusters(fam, images("owner-red", 0), None)
+    assert found["clusters"] == [["a", "b"], ["c"], ["d"]]
+    assert found["cluster_data_sizes"] == [48, 24, 24]  # no images: the members' data sizes
+    merged = [r for r in found["cluster_evidence"] if r["merged"]]
+    assert [r["owners"] for r in merged] == [["a", "b"]] and merged[0]["reasons"] == ["interchangeable"]
+    assert len(found["cluster_evidence"]) == 6  # a small family reports every pair, for review
+    assert found["cluster_check"]["profiles"] and not found["cluster_check"]["near_copies"]
+
+
+def test_exact_pair_check_keeps_owners_whose_union_adds_more(profiles: None) -> None:
+    g = np.random.default_rng(2).normal(0, 1, 32)
+    fam = stand_in(["a", "b"], "exact", {0: g * 0, 1: g, 2: g * 1.05, 3: g * 3})  # the pair adds far more
+    found = lc.find_lora_clusters(fam, images("owner-red", 0), None)
+    assert found["clusters"] == [["a"], ["b"]]
+    assert found["cluster_evidence"][0]["pair_distance"] > lc.PROFILE_DISTANCE
+    fam.profiles[3] = g * 1.02  # the pair adds what each adds alone: interchangeable
+    assert lc.find_lora_clusters(fam, images("owner-red", 0), None)["clusters"] == [["a", "b"]]
+
+
+def test_duplicated_images_merge_and_count_once(profiles: None) -> None:
+    rng = np.random.default_rng(3)
+    fam = stand_in(["a", "b", "c"], "compositional", {s: rng.normal(0, 1, 16) for s in range(4)})
+    red = images("owner-red", 5)
+    held = {"a": red, "b": red, "c": images("owner-blue", 6)}
+    found = lc.find_lora_clusters(fam, None, held)  # no probes: near-copies only
+    assert found["clusters"] == [["a", "b"], ["c"]]
+    assert found["cluster_data_sizes"] == [12, 24]  # the copies once; a single owner: its data size
+    assert found["cluster_evidence"][0]["reasons"] == ["near_copies"]
+    assert found["cluster_evidence"][0]["duplicate_fraction"] == 1.0
+
+
+def test_apply_clusters_records_the_check() -> None:
+    found = {"clusters": [["a", "b"]], "cluster_evidence": [], "cluster_data_sizes": [3],
+             "cluster_check": {"profiles": True}}
+    out = lc.apply_clusters({"training": {"plan": {}}, "owners": ["a", "b"]}, found)
+    assert out["clusters"] == [["a", "b"]] and out["training"] == {"plan": {}, "clusters": {"profiles": True}}
+
+
+def test_probe_subset_is_even_and_deterministic() -> None:
+    s = images("owner-red", 0, 10)
+    sub = lc.probe_subset(s, 4)
+    assert sub.files == ("0.png", "3.png", "6.png", "9.png") and lc.probe_subset(s, 20) is s
+
+
+def test_the_tiny_familys_honest_owners_are_not_merged_and_records_carry_clusters(tiny_lora) -> None:  # type: ignore[no-untyped-def]
+    """The session's family (three owners of distinct styles) went through the real evidence at
+    training time: no pair merged, every pair's profile distance recorded; its attributions carry
+    the (singleton) clusters into the audit record."""
+    from royalflow.attribution.families import load_family
+    from royalflow.attribution.families.content import png
+    from royalflow.attribution.registry import read_manifest
+    from royalflow.producer.events import generation_event
+
+    manifest = read_manifest(tiny_lora.family_path)
+    assert manifest["clusters"] == [[o] for o in manifest["owners"]]
+    assert len(manifest["cluster_evidence"]) == 3
+    assert all(not r["merged"] and r["profile_distance"] > lc.PROFILE_DISTANCE for r in manifest["cluster_evidence"])
+    family = load_family(manifest, tiny_lora.family_path, "cpu")
+    event = generation_event(event_id="clusters-1", family_id=family.family_id, family_version=family.version,
+                             revenue_amount=1000, currency="USD", content=png(tiny_lora.generations["owner-red"][0]),
+                             prompt="a red circle")
+    (attribution,) = family.attribute([family.prepare(event)])
+    assert attribution.clusters == tuple((o,) for o in manifest["owners"])
