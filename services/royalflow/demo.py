@@ -139,7 +139,9 @@ def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
         family_id, version = ensure_demo_family(Path(settings.families_dir), progress=True, device=settings.device)
         registry = DiskFamilyRegistry(Path(settings.families_dir), device="cpu")
         # Generated content: DDPM samples of the grand-coalition model, conditioned on the label.
-        return family_id, version, ImagePool(registry.get(family_id, version), batch=24)
+        # Sampler runs are kept beside the family, like it: later runs do not sample again.
+        return family_id, version, ImagePool(registry.get(family_id, version), batch=24,
+                                             cache_dir=Path(settings.families_dir) / ".samples")
     raise typer.BadParameter(f"unknown family kind {family!r}: use 'diffusion' or 'categorical'")
 
 

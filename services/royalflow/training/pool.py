@@ -97,6 +97,12 @@ class ModelPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    @property
+    def parallel(self) -> bool:
+        """Whether train() now runs every model in the workers (duplicates are cache copies here),
+        so that this process's global torch RNG is left alone while it trains."""
+        return self.workers > 1 and self._pool is not None
+
     def prestart(self) -> None:
         """Spawn the workers now (each imports torch and builds its trainer: seconds of CPU), for
         example while the base trains on one core, instead of when the first batch is due."""
