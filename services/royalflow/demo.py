@@ -57,8 +57,9 @@ def demo(
     notify = lambda line: console.print(line, style="yellow", markup=False)  # noqa: E731 - restart notices
     # The broker, PostgreSQL, the ledger and the agent start on a thread of their own while this
     # one trains (first run) or loads the family and samples the events: both take seconds.
-    replicas = [f"attribution-{i}" for i in range(2, _agent_count(agents, family, settings.device) + 1)]
-    background = BackgroundPlatform(settings, ("ledger", "attribution", *replicas), notify=notify)
+    # The agent count may need torch (is there a GPU?): told on the platform's thread, not here first.
+    services = lambda: ("ledger", *_agents(_agent_count(agents, family, settings.device)))  # noqa: E731
+    background = BackgroundPlatform(settings, services, notify=notify)
     background.start()
     try:
         family_id, version, image_source = _ensure_family(settings, family)
@@ -91,6 +92,11 @@ def demo(
     console.print(f"done in {clock.elapsed():.1f}s")
     if not ok:
         raise typer.Exit(1)
+
+
+def _agents(count: int) -> tuple[str, ...]:
+    """Service names of ``count`` attribution agents: the first, then replicas attribution-2..."""
+    return ("attribution", *[f"attribution-{i}" for i in range(2, count + 1)])
 
 
 def _agent_count(requested: int, family: str, device: str) -> int:
@@ -147,6 +153,8 @@ def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
 
 async def _run(settings, supervisor, batch, run_id, timeout, clock):  # type: ignore[no-untyped-def]
     """Publish, wait for settlement, report: (books ok, heatmap arguments or None)."""
+    import asyncpg
+
     from royalflow.ledger import queries
     from royalflow.ledger.reconcile import reconcile
     from royalflow.platform.database import create_pool
@@ -169,7 +177,10 @@ async def _run(settings, supervisor, batch, run_id, timeout, clock):  # type: ig
                     console.print(f"[red]timed out[/] with {settled}/{count} generations settled")
                     return False, None
                 supervisor.check_alive()
-                settled = await queries.settled_generation_count(pool)
+                try:
+                    settled = await queries.settled_generation_count(pool)
+                except asyncpg.exceptions.UndefinedTableError:  # the ledger is still migrating: none yet
+                    settled = 0
                 bar.update(task, completed=settled)
                 await asyncio.sleep(SETTLE_POLL_SECONDS)
         clock.phase(f"{count} generations settled")

@@ -28,8 +28,10 @@ class BackgroundPlatform:
     """``start()`` returns at once; ``wait()`` gives the effective settings and the supervisor of
     the started services (or raises the start's error); ``stop()`` stops it all."""
 
-    def __init__(self, settings: Settings, services: tuple[str, ...], *,
+    def __init__(self, settings: Settings, services: tuple[str, ...] | Callable[[], tuple[str, ...]], *,
                  notify: Callable[[str], None] | None = None) -> None:
+        """``services``: the names to start, or a function that tells them, called on the
+        platform's thread once the broker and PostgreSQL are up (it may import what it needs)."""
         self.settings = settings
         self.services = services
         self.notify = notify
@@ -73,7 +75,7 @@ class BackgroundPlatform:
             try:
                 supervisor = Supervisor(effective, Path(effective.state_dir) / "logs", notify=self.notify)
                 try:
-                    supervisor.start(*self.services)
+                    supervisor.start(*(self.services() if callable(self.services) else self.services))
                     self.effective, self.supervisor = effective, supervisor
                     self.started_seconds = time.monotonic() - clock
                     self._ready.set()
