@@ -7,16 +7,19 @@
     python3 dev.py bench    # create .venv, install, run every benchmark in benchmarks/
     python3 dev.py up       # create .venv, install, run the local platform until Ctrl-C
 
-Set-up is idempotent: the install is skipped while pyproject.toml is unchanged.
+Set-up is idempotent: the install is skipped while pyproject.toml is unchanged. It uses uv (from
+PyPI, with pip's configured indexes) where it can, else pip; demo and up skip the test tools.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -30,24 +33,105 @@ def sh(*cmd: str, check: bool = True, **kwargs: object) -> int:
     return subprocess.run(cmd, check=check, cwd=ROOT, **kwargs).returncode  # type: ignore[call-overload]
 
 
-def ensure_venv() -> None:
+def ensure_venv(extras: str = "") -> None:
+    """The virtual environment with royalflow installed (``extras``: "test" adds the test tools;
+    the demo and the platform need none). Skipped while pyproject.toml and the extras are unchanged."""
     if sys.version_info < (3, 11):
         sys.exit(f"royalflow needs Python 3.11+, this is {sys.version.split()[0]}")
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    # An install with the test extras also serves the demo: stamps name what they hold.
+    # (A stamp without a suffix is from before extras were chosen: it holds the test extras.)
+    wanted = [f".installed-{digest}-test", f".installed-{digest}"] + ([] if extras else [f".installed-{digest}-base"])
+    if PY.exists() and any((VENV / name).exists() for name in wanted):
+        return
+    started = time.monotonic()
     if not PY.exists():
         print(f"creating virtual environment {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    stamp = VENV / f".installed-{digest}"
-    if stamp.exists():
-        return
-    sh(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    target = f".[{extras}]" if extras else "."
     # torch first and alone: the pinned CPU build (a GPU host installs its CUDA build of the
     # same version beforehand; see README "GPU hosts").
-    sh(str(PY), "-m", "pip", "install", "--quiet", "torch==2.13.0")
-    sh(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    how = install(["torch==2.13.0"], ["-e", target])
     for old in VENV.glob(".installed-*"):
         old.unlink()
-    stamp.touch()
+    (VENV / f".installed-{digest}-{extras or 'base'}").touch()
+    print(f"installed royalflow{f'[{extras}]' if extras else ''} in {time.monotonic() - started:.1f}s ({how})", flush=True)
+
+
+UV = "uv==0.13.9"  # an installer from PyPI, pinned; pip is the fallback whenever it cannot be used
+# pip options (from pip's configuration files and PIP_* variables) that uv is told as flags; a
+# listed option whose value is a list takes one flag per item.
+UV_FLAGS = {"index-url": "--index-url", "extra-index-url": "--extra-index-url", "find-links": "--find-links",
+            "constraint": "--constraint"}
+# pip options that change nothing about what is installed from where.
+PIP_ONLY = {"disable-pip-version-check", "progress-bar", "quiet", "verbose", "no-input", "root-user-action",
+            "cache-dir", "no-cache-dir", "no-color", "no-warn-script-location"}
+
+
+def pip_configuration() -> dict[str, str]:
+    """pip's effective options for ``pip install``: ``pip config list`` lists the files' sections
+    and the PIP_* variables (":env:"); an install reads global, then install, then the variables."""
+    listed = subprocess.run([str(PY), "-m", "pip", "config", "list"], cwd=ROOT, check=True, capture_output=True,
+                            text=True).stdout
+    rank = {"global": 0, "install": 1, ":env:": 2}
+    found: dict[str, tuple[int, str]] = {}
+    for line in listed.splitlines():
+        key, sep, value = line.partition("=")
+        section, _, name = key.rpartition(".")
+        if not sep or section not in rank:
+            continue
+        text = ast.literal_eval(value) if value[:1] in "'\"" else value
+        if name not in found or rank[section] >= found[name][0]:
+            found[name] = (rank[section], str(text))
+    return {name: value for name, (_, value) in found.items()}
+
+
+def uv_arguments(options: dict[str, str]) -> tuple[list[str], dict[str, str]] | None:
+    """uv flags and environment that honour pip's ``options``, or None when one of them has no
+    known uv equivalent (then pip installs, so that nothing configured is ignored)."""
+    # Like pip, take the best version from every index and link folder, not the first that has the package.
+    args, env = ["--index-strategy", "unsafe-best-match"], {}
+    for name, value in options.items():
+        if name in UV_FLAGS:
+            args += [part for item in value.split() for part in (UV_FLAGS[name], item)]
+        elif name == "no-index":
+            if value.lower() in ("1", "true", "yes", "on"):
+                args.append("--no-index")
+        elif name == "cert":
+            env["SSL_CERT_FILE"] = value
+        elif name in ("timeout", "default-timeout"):
+            env["UV_HTTP_TIMEOUT"] = value
+        elif name not in PIP_ONLY:
+            return None
+    return args, env
+
+
+def install(*steps: list[str]) -> str:
+    """Install each step's requirements in order: with uv where it honours pip's configuration
+    (faster: parallel downloads and unpacking, bytecode compiled on every core), else with pip.
+    Returns which installer did it."""
+    try:
+        translated = uv_arguments(pip_configuration())
+    except (subprocess.CalledProcessError, ValueError, SyntaxError) as exc:
+        translated = None
+        print(f"note: could not read pip's configuration ({exc}); installing with pip", flush=True)
+    if translated is not None:
+        args, env = translated
+        uv = VENV / "bin" / "uv"
+        if uv.exists() or sh(str(PY), "-m", "pip", "install", "--quiet", UV, check=False) == 0:
+            uv_env = {**os.environ, **env}
+            # --compile-bytecode: as pip does. Without it every process (the demo starts several)
+            # compiles torch's modules again on import, on every run where PYTHONDONTWRITEBYTECODE
+            # is set; uv compiles on every core.
+            if all(sh(str(uv), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(PY), *args, *step,
+                      check=False, env=uv_env) == 0
+                   for step in steps):
+                return "uv"
+        print("note: uv could not install; installing with pip", flush=True)
+    sh(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    for step in steps:
+        sh(str(PY), "-m", "pip", "install", "--quiet", *step)
+    return "pip"
 
 
 # Debian package -> (binaries that show it is there, what skips without it). PyPI has neither
@@ -92,7 +176,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    ensure_venv()
+    ensure_venv("test" if command in ("test", "bench") else "")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if command == "demo":
         return sh(str(VENV / "bin" / "royalflow"), "demo", *rest, check=False, env=env)

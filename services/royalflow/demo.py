@@ -1,15 +1,17 @@
 """``royalflow demo``: the main job, end to end on the embedded default.
 
-1. start the platform (embedded broker + PostgreSQL unless configured), 2. make sure the
-demo model family exists (trained and cached on first run), 3. run the attribution agent and
-the ledger as real processes, 4. publish sample generation events (plus a few malformed
-records, which must land on the dead-letter topic), 5. wait until every generation is
-settled, 6. print each owner's balance and check that the books reconcile.
+1. start the platform (embedded broker + PostgreSQL unless configured) and the attribution
+agent and the ledger as real processes, on a thread of its own, while 2. the demo model family
+is made sure of (trained and cached on first run) and sample generation events are prepared,
+3. publish them (plus a few malformed records, which must land on the dead-letter topic),
+4. wait until every generation is settled, 5. print each owner's balance and check that the
+books reconcile. Each phase prints its time since the start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 console = Console()
+
+MAX_AGENTS = 8  # the topics' default partition count: more members would idle
+MAX_AUTO_AGENTS = 4  # each agent holds the family resident (~400 MB with torch)
+SETTLE_POLL_SECONDS = 0.2  # how often the settled count is read (one indexed count)
 
 BAD_RECORDS: tuple[tuple[bytes, str], ...] = (
     (b"{this is not json", "malformed_json"),
@@ -32,38 +38,94 @@ def demo(
     family: str = typer.Option("diffusion", help="'diffusion' (demo family of diffusers UNets) or 'categorical' (cheap utility)."),
     seed: int = typer.Option(0, help="Seed of the sample events."),
     timeout: float = typer.Option(900.0, help="Seconds to wait for settlement before failing."),
+    agents: int = typer.Option(0, min=0, max=MAX_AGENTS, help=(
+        "Attribution agents, members of one consumer group. 0: one per CPU core (at most "
+        f"{MAX_AUTO_AGENTS}) for the diffusion family on CPU, else 1.")),
 ) -> None:
     """Run the main job: platform up, publish events, settle, print reconciled balances.
 
     Every run starts the embedded database empty: the embedded broker is memory-only, and stored
     offsets of an earlier run would point beyond its new, empty logs (README, "Configuration").
     A crashed agent or ledger is restarted with backoff, as under `royalflow platform up`."""
+    from royalflow.attribution.heatmap import write_png
     from royalflow.config import get_settings
     from royalflow.errors import PlatformError
-    from royalflow.platform.runtime import LocalPlatform
-    from royalflow.platform.supervisor import Supervisor
+    from royalflow.platform.background import BackgroundPlatform
 
-    started = time.monotonic()
+    clock = Clock()
     settings = get_settings()
-    family_id, version, image_source = _ensure_family(settings, family)
-    with console.status("starting broker and PostgreSQL..."):
-        platform = LocalPlatform(settings)
-        try:
-            effective = platform.start()
-        except PlatformError as exc:  # e.g. stored offsets ahead of a new broker: say why
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+    notify = lambda line: console.print(line, style="yellow", markup=False)  # noqa: E731 - restart notices
+    # The broker, PostgreSQL, the ledger and the agent start on a thread of their own while this
+    # one trains (first run) or loads the family and samples the events: both take seconds.
+    # The agent count may need torch (is there a GPU?): told on the platform's thread, not here first.
+    services = lambda: ("ledger", *_agents(_agent_count(agents, family, settings.device)))  # noqa: E731
+    background = BackgroundPlatform(settings, services, notify=notify)
+    background.start()
     try:
-        console.print(f"[bold]platform[/] broker {effective.kafka_bootstrap_servers}, postgres {effective.database_url}")
-        notify = lambda line: console.print(line, style="yellow", markup=False)  # noqa: E731 - restart notices
-        with Supervisor(effective, Path(effective.state_dir) / "logs", notify=notify) as supervisor:
-            supervisor.start("ledger", "attribution")
-            ok = asyncio.run(_run(effective, supervisor, events, family_id, version, seed, image_source, timeout))
+        family_id, version, image_source = _ensure_family(settings, family)
+        clock.phase("model family ready")
+        run_id = f"demo-{uuid.uuid4().hex[:8]}"
+        with console.status(f"preparing {events} generation events..."):
+            from royalflow.producer.samples import sample_events
+
+            batch = sample_events(events, family_id=family_id, family_version=version, seed=seed, run_id=run_id,
+                                  image_source=image_source)
+        clock.phase(f"{events} generation events prepared")
+        with console.status("starting broker, PostgreSQL, ledger and attribution agent..."):
+            try:
+                effective, supervisor = background.wait()
+            except PlatformError as exc:  # e.g. stored offsets ahead of a new broker: say why
+                console.print(f"[red]error:[/] {exc}")
+                raise typer.Exit(1) from None
+        clock.phase(f"platform up (started in {background.started_seconds:.1f}s, beside the work above): broker "
+                    f"{effective.kafka_bootstrap_servers}, postgres {effective.database_url}")
+        ok, heatmap = asyncio.run(_run(effective, supervisor, batch, run_id, timeout, clock))
+        # The books are read: the platform stops while the heatmap is drawn (matplotlib: seconds).
+        background.request_stop()
+        if heatmap is not None:
+            out_png = write_png(*heatmap, Path(effective.state_dir) / "share-heatmap.png")
+            console.print(f"heatmap written to {out_png.resolve()}", markup=False)
     finally:
-        platform.stop()
-    console.print(f"done in {time.monotonic() - started:.1f}s")
+        with console.status("stopping the platform..."):
+            background.stop()
+    clock.phase("platform stopped")
+    console.print(f"done in {clock.elapsed():.1f}s")
     if not ok:
         raise typer.Exit(1)
+
+
+def _agents(count: int) -> tuple[str, ...]:
+    """Service names of ``count`` attribution agents: the first, then replicas attribution-2..."""
+    return ("attribution", *[f"attribution-{i}" for i in range(2, count + 1)])
+
+
+def _agent_count(requested: int, family: str, device: str) -> int:
+    """Attribution is the demo's costliest stage and each agent attributes on one CPU thread
+    (unet.limit_cpu_threads), so on CPU one agent per core settles up to that many times faster.
+    One on a GPU (its kernels are the parallelism) and for the cheap categorical family."""
+    if requested:
+        return requested
+    if family != "diffusion" or device.startswith("cuda"):
+        return 1
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_AGENTS))
+
+
+class Clock:
+    """Phase lines with the time since the start: where a run's time goes, for users too."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def phase(self, what: str) -> None:
+        console.print(f"[dim]{self.elapsed():6.1f}s[/] {what}", highlight=False)
 
 
 def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
@@ -83,25 +145,26 @@ def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
         family_id, version = ensure_demo_family(Path(settings.families_dir), progress=True, device=settings.device)
         registry = DiskFamilyRegistry(Path(settings.families_dir), device="cpu")
         # Generated content: DDPM samples of the grand-coalition model, conditioned on the label.
-        return family_id, version, ImagePool(registry.get(family_id, version), batch=24)
+        # Sampler runs are kept beside the family, like it: later runs do not sample again.
+        return family_id, version, ImagePool(registry.get(family_id, version), batch=24,
+                                             cache_dir=Path(settings.families_dir) / ".samples")
     raise typer.BadParameter(f"unknown family kind {family!r}: use 'diffusion' or 'categorical'")
 
 
-async def _run(settings, supervisor, count, family_id, version, seed, image_source, timeout) -> bool:  # type: ignore[no-untyped-def]
+async def _run(settings, supervisor, batch, run_id, timeout, clock):  # type: ignore[no-untyped-def]
+    """Publish, wait for settlement, report: (books ok, heatmap arguments or None)."""
+    import asyncpg
+
     from royalflow.ledger import queries
     from royalflow.ledger.reconcile import reconcile
     from royalflow.platform.database import create_pool
     from royalflow.producer.publisher import Publisher
-    from royalflow.producer.samples import sample_events
 
-    run_id = f"demo-{uuid.uuid4().hex[:8]}"
-    with console.status(f"preparing {count} generation events..."):
-        batch = sample_events(count, family_id=family_id, family_version=version, seed=seed, run_id=run_id,
-                              image_source=image_source)
+    count = len(batch)
     async with Publisher(settings) as publisher:
         await publisher.publish(batch)
         await publisher.publish_raw([(f"{run_id}-bad-{i}".encode(), raw) for i, (raw, _) in enumerate(BAD_RECORDS)])
-    console.print(f"[bold]published[/] {count} generation events and {len(BAD_RECORDS)} malformed records")
+    clock.phase(f"published {count} generation events and {len(BAD_RECORDS)} malformed records")
 
     pool = await create_pool(settings.database_url, max_size=2)
     try:
@@ -112,28 +175,34 @@ async def _run(settings, supervisor, count, family_id, version, seed, image_sour
             while settled < count:
                 if time.monotonic() > deadline:
                     console.print(f"[red]timed out[/] with {settled}/{count} generations settled")
-                    return False
+                    return False, None
                 supervisor.check_alive()
-                settled = await queries.settled_generation_count(pool)
+                try:
+                    settled = await queries.settled_generation_count(pool)
+                except asyncpg.exceptions.UndefinedTableError:  # the ledger is still migrating: none yet
+                    settled = 0
                 bar.update(task, completed=settled)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(SETTLE_POLL_SECONDS)
+        clock.phase(f"{count} generations settled")
         ok = await _report(pool, reconcile)
-        await _share_report(pool, Path(settings.state_dir) / "share-heatmap.png")
-        return ok
+        heatmap = await _share_report(pool)
+        clock.phase("books reconciled, shares reported")
+        return ok, heatmap
     finally:
         await pool.close()
 
 
-async def _share_report(pool, out_png: Path) -> None:  # type: ignore[no-untyped-def]
-    """Who is paid for what: mean share per class x owner, printed and as a heatmap PNG."""
-    from royalflow.attribution.heatmap import class_shares, fetch_records, table_text, write_png
+async def _share_report(pool):  # type: ignore[no-untyped-def]
+    """Who is paid for what: mean share per class x owner, printed; returns the heatmap's
+    (rows, owners, matrix) for write_png, or None when nothing settled."""
+    from royalflow.attribution.heatmap import class_shares, fetch_records, table_text
 
     rows, owners, matrix, counts = class_shares(await fetch_records(pool))
     if not rows:
-        return
+        return None
     console.print("[bold]mean royalty share per class x owner[/]", highlight=False)
     console.print(table_text(rows, owners, matrix, counts), markup=False, highlight=False)
-    console.print(f"heatmap written to {write_png(rows, owners, matrix, out_png).resolve()}", markup=False)
+    return rows, owners, matrix
 
 
 async def _report(pool, reconcile) -> bool:  # type: ignore[no-untyped-def]

@@ -25,3 +25,19 @@ def test_image_pool_serves_from_batches() -> None:
     rng = np.random.default_rng(0)
     first = [pool(7, rng) for _ in range(3)]  # the third image comes from a second sampler run
     assert all(png.startswith(b"\x89PNG") for png in first)
+
+
+def test_image_pool_keeps_its_sampler_runs_on_disk(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from royalflow.attribution.diffusion import sampling
+
+    family = random_family(2, samples=2)
+    family.manifest["weights"] = {hex(sampling.sampling_mask(family)): "digest-of-the-weights"}
+    pool = ImagePool(family, batch=2, seed=3, cache_dir=tmp_path)
+    first = [pool(5, np.random.default_rng(0)) for _ in range(2)]
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    monkeypatch.setattr(sampling, "sample_images", lambda *a, **k: (_ for _ in ()).throw(AssertionError("sampled")))
+    pool = ImagePool(family, batch=2, seed=3, cache_dir=tmp_path)
+    again = [pool(5, np.random.default_rng(0)) for _ in range(2)]
+    assert again == first  # the same images, from the cache

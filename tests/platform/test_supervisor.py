@@ -28,7 +28,7 @@ from royalflow.ledger.reconcile import reconcile
 from royalflow.platform.database import create_pool
 from royalflow.platform.deadletter import read_dead_letters
 from royalflow.platform.kafka import ensure_topics
-from royalflow.platform.supervisor import RestartPolicy, Supervisor
+from royalflow.platform.supervisor import RestartPolicy, ServiceProcess, Supervisor, service_kind
 from royalflow.producer import Publisher
 from royalflow.producer.samples import sample_events
 
@@ -40,6 +40,16 @@ def test_backoff_doubles_and_is_capped() -> None:
     policy = RestartPolicy(initial_backoff_seconds=0.5, max_backoff_seconds=30)
     assert [policy.backoff_seconds(n) for n in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
     assert policy.backoff_seconds(10**6) == 30  # no overflow however long it crashes
+
+
+def test_replicas_are_named_service_dash_number(tmp_path: Path) -> None:
+    assert service_kind("attribution") == "attribution"
+    assert service_kind("attribution-2") == "attribution"
+    assert ServiceProcess("attribution-3", Settings(), tmp_path).args == ("attribution", "run")
+    assert ServiceProcess("attribution-3", Settings(), tmp_path).log_path == tmp_path / "attribution-3.log"
+    for unknown in ("broker", "attribution-two", "broker-2", "-2"):
+        with pytest.raises(PlatformError, match="unknown service"):
+            ServiceProcess(unknown, Settings(), tmp_path)
 
 
 def test_a_crash_loop_is_restarted_with_backoff_then_given_up_with_the_log(tmp_path: Path) -> None:

@@ -62,6 +62,13 @@ SERVICE_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+def service_kind(name: str) -> str:
+    """The service a child runs: its name, or for a replica named ``<service>-<n>`` (a second
+    attribution agent, say: another member of the same consumer group) that service."""
+    kind, dash, number = name.rpartition("-")
+    return kind if dash and number.isdigit() and kind in SERVICE_ARGS else name
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process see exactly ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROYALFLOW_")}
@@ -78,12 +85,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 class ServiceProcess:
     def __init__(self, name: str, settings: Settings, log_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
-        if name not in SERVICE_ARGS:
-            raise PlatformError(f"unknown service {name!r}; known: {', '.join(SERVICE_ARGS)}")
+        if service_kind(name) not in SERVICE_ARGS:
+            raise PlatformError(f"unknown service {name!r}; known: {', '.join(SERVICE_ARGS)} (replicas: <service>-2 ...)")
         self.name = name
         self.settings = settings
         self.log_path = Path(log_dir) / f"{name}.log"
-        self.args = (*SERVICE_ARGS[name], *extra_args)
+        self.args = (*SERVICE_ARGS[service_kind(name)], *extra_args)
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts: deque[float] = deque(maxlen=64)  # monotonic times of restarts
         self.restart_at: float | None = None  # when a crashed child is due to come back

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from royalflow.attribution.diffusion.unet import (
     DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_scheduler, build_unet, limit_cpu_threads, pick_device,
 )
 from royalflow.attribution.families.digits import weight_file
-from royalflow.training.finetune import Trainer, seed_of
+from royalflow.training.finetune import BASE_FILE, Trainer, seed_of
 from royalflow.training.pool import ModelPool, worker_count
 
 NULL_CLASS = 10  # the "no class" label of unconditional (public) training data
@@ -175,25 +176,45 @@ def train_family(
         task = bar.add_task(f"{family_id} v{version} ({mode}, {torch_device})", total=total)
         trainer = Trainer(target, cache, config, plan, public, torch_device, levels, bar, task)
         clock = time.perf_counter()
-        base = trainer.base()
-        seconds = {"base": time.perf_counter() - clock}
-        control = trainer.control(base)
-        seconds["control"] = time.perf_counter() - clock - sum(seconds.values())
+        # The control fine-tunes from the base like every coalition model, so it trains on the
+        # pool beside them; only when coalitions start from the control must it come first.
+        control_first = plan.start == "control" and plan.control != "base"
         union = lambda mask: _union([owners[names[i]] for i in range(n) if mask >> i & 1])  # noqa: E731
-        with ModelPool(trainer, base, control, worker_count(torch_device, n + max(0, full - n), workers)) as pool:
-            pool.train({mask: owners[names[mask.bit_length() - 1]] for mask in singles})
+        with ModelPool(trainer, target / BASE_FILE, target / weight_file(0),
+                       worker_count(torch_device, 1 + n + max(0, full - n), workers)) as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="proposal") as side:
+            if not (target / BASE_FILE).exists():
+                pool.prestart()  # the workers start up on the second core while the base trains on the first
+            base = trainer.base()
+            seconds = {"base": time.perf_counter() - clock}
+            if control_first:
+                trainer.control(base)
+            seconds["control"] = time.perf_counter() - clock - sum(seconds.values())
+            # The cluster evidence needs the control and the single-owner models. In exact mode the
+            # grand coalition is always a model of the family (the union of all clusters), so it
+            # trains in this batch too, keeping every worker busy to the end of the batch.
+            first = {0: None, **{mask: owners[names[mask.bit_length() - 1]] for mask in singles}}
+            if mode == "exact" and full not in singles:
+                first[full] = union(full)
+            pool.train(first)
             seconds["single_owner_models"] = time.perf_counter() - clock - sum(seconds.values())
+            # The timestep proposal needs only the control and the single-owner models: with a pool it
+            # is computed on a thread of this process (draws from its own seeded generator) while
+            # the cluster evidence and the other coalition models are worked on. Not beside
+            # in-process training, whose initial weights come from the global RNG.
+            data = _union(list(owners.values()))
+            proposal = side.submit(_timestep_proposal, target, config, data, levels, n) if pool.parallel else None
             evidence = find_clusters(target, config, names, owners, public, levels, enabled=clusters,
                                      pair_models=(lambda ms: pool.train({m: union(m) for m in ms})) if mode == "exact" else None)
             seconds["cluster_evidence"] = time.perf_counter() - clock - sum(seconds.values())
             groups = [sum(1 << names.index(o) for o in c) for c in evidence["clusters"]]
             masks = [0, *singles] if mode == "compositional" else sorted(
                 {sum(g for j, g in enumerate(groups) if t >> j & 1) for t in range(1 << len(groups))} | {0, *singles})
-            pool.train({mask: union(mask) for mask in masks if mask and mask not in singles})
-        bar.update(task, completed=total)
-        seconds["coalition_models"] = time.perf_counter() - clock - sum(seconds.values())
-    proposal = _timestep_proposal(target, config, _union(list(owners.values())), levels, n)
-    seconds["timestep_proposal"] = time.perf_counter() - clock - sum(seconds.values())
+            pool.train({mask: union(mask) for mask in masks if mask and mask not in first})
+            bar.update(task, completed=total)
+            seconds["coalition_models"] = time.perf_counter() - clock - sum(seconds.values())
+            q = proposal.result() if proposal is not None else _timestep_proposal(target, config, data, levels, n)
+            seconds["timestep_proposal"] = time.perf_counter() - clock - sum(seconds.values())  # what was left
     manifest = {
         "kind": "diffusion", "family_id": family_id, "version": version, "mode": mode, "owners": names,
         "pool_fraction": pool_fraction, "levels": levels, "unet": config, "scheduler": DEFAULT_SCHEDULER,
@@ -201,7 +222,7 @@ def train_family(
         # Events without a label: scored by the uniform mixture over the classes (README).
         "content_only": "class_mixture",
         "estimator": {"samples": plan.samples, "target_std_error": 0.01, "max_permutations": 2000,
-                      "timestep_proposal": proposal},
+                      "timestep_proposal": q},
         "data_sizes": {"_base": max(1, len(public.labels)), **{o: len(d.labels) for o, d in owners.items()}},
         "clusters": evidence["clusters"], "cluster_evidence": evidence["evidence"],
         # Distinct images per cluster: the mixture weight of a cluster (duplicates count once).

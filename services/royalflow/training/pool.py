@@ -1,8 +1,9 @@
 """Independent coalition models of a family, trained on a pool of processes.
 
-Once the base and the control exist, every coalition model is a function of its own data only
-(the seed derives from the data digest, finetune.seed_of), so models can be trained in any
-order and in any process. Each worker is a spawned process with one intra-op thread (as
+Once the base exists, every coalition model is a function of its own data only (the seed
+derives from the data digest, finetune.seed_of), so models can be trained in any order and in
+any process; so is the control (mask 0), which fine-tunes from the base like them (unless the
+plan starts coalitions from the control: then the control is trained first). Each worker is a spawned process with one intra-op thread (as
 limit_cpu_threads) and deterministic algorithms, exactly like the sequential path, so the
 weights are the same bit for bit (tests/training/test_pool.py). Workers report every step on a
 shared counter; the parent polls it into the family's one progress bar.
@@ -67,7 +68,16 @@ def _start(counter: Any, spec: dict[str, Any]) -> None:
 def _coalition(mask: int, data: Any, base: Path, control: Path) -> Path:
     if _TRAINER is None:
         raise RuntimeError("worker started without its trainer")
-    return _TRAINER.coalition(mask, data, base, control)
+    return _model(_TRAINER, mask, data, base, control)
+
+
+def _model(trainer: Trainer, mask: int, data: Any, base: Path, control: Path) -> Path:
+    """Mask 0 is the control (v of the empty coalition, no data); any other a coalition model."""
+    return trainer.control(base) if mask == 0 else trainer.coalition(mask, data, base, control)
+
+
+def _ready() -> None:
+    """A no-op job: it makes the pool spawn a worker (and run its initializer) ahead of time."""
 
 
 class ModelPool:
@@ -87,18 +97,33 @@ class ModelPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    @property
+    def parallel(self) -> bool:
+        """Whether train() now runs every model in the workers (duplicates are cache copies here),
+        so that this process's global torch RNG is left alone while it trains."""
+        return self.workers > 1 and self._pool is not None
+
+    def prestart(self) -> None:
+        """Spawn the workers now (each imports torch and builds its trainer: seconds of CPU), for
+        example while the base trains on one core, instead of when the first batch is due."""
+        if self.workers > 1:
+            pool = self._start()
+            for _ in range(self.workers):
+                pool.submit(_ready)
+
     def train(self, jobs: dict[int, Any]) -> None:
+        """Train ``{mask: data}`` (mask 0: the control, data None), skipping models on disk."""
         t = self.trainer
         todo = {m: d for m, d in jobs.items() if not (t.target / weight_file(m)).exists()}  # resumed runs
         if self.workers == 1 or (self._pool is None and len(todo) < 2):  # a pool's start costs seconds
             for mask, data in todo.items():
-                t.coalition(mask, data, self.base, self.control)
+                _model(t, mask, data, self.base, self.control)
             return
         # Coalitions with the same data (a split owner's parts) have one model: train it once, in
         # the pool; the others are then cache hits, copied here.
         first: dict[str, int] = {}
         for mask, data in todo.items():
-            first.setdefault(data.canonical().digest(), mask)
+            first.setdefault("control" if mask == 0 else data.canonical().digest(), mask)
         pool = self._start()
         pending: set[Future[Path]] = {pool.submit(_coalition, m, todo[m], self.base, self.control) for m in first.values()}
         while pending:
@@ -107,7 +132,7 @@ class ModelPool:
             for future in done:
                 future.result()  # a worker's error is the family's error
         for mask in sorted(todo.keys() - set(first.values())):
-            t.coalition(mask, todo[mask], self.base, self.control)
+            _model(t, mask, todo[mask], self.base, self.control)
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:

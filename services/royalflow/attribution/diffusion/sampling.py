@@ -2,9 +2,18 @@
 
 Ancestral DDPM sampling from the grand-coalition model (exact families) or from the
 component with the most data (compositional families), quantised to the family's levels.
+A sampler run is a function of the sampling model's weights, the class, the count and the
+seed only, so ``ImagePool`` can keep its runs on disk (``cache_dir``): later demo runs reuse
+them instead of sampling again (100 UNet steps per run, seconds each on CPU).
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,11 +23,18 @@ from royalflow.attribution.diffusion.unet import build_scheduler
 from royalflow.attribution.families.digits import DiffusionFamily
 
 
+MAX_CACHED_RUNS = 10_000  # bound on the files of a sample cache (a run is ~24 small PNGs)
+
+
+def sampling_mask(family: DiffusionFamily) -> int:
+    """The model that generates: the grand coalition, else the component with the most data."""
+    full = (1 << len(family.owners)) - 1
+    return full if full in family.models else max(family.models, key=lambda m: family.log_weights[m.bit_length()])
+
+
 def sample_images(family: DiffusionFamily, class_label: int, count: int, seed: int) -> list[bytes]:
     """``count`` PNG images conditioned on ``class_label``; the same seed gives the same images."""
-    full = (1 << len(family.owners)) - 1
-    mask = full if full in family.models else max(family.models, key=lambda m: family.log_weights[m.bit_length()])
-    model = family.models[mask]
+    model = family.models[sampling_mask(family)]
     scheduler = build_scheduler(family.manifest["scheduler"])
     scheduler.set_timesteps(scheduler.config.num_train_timesteps)
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -35,15 +51,35 @@ def sample_images(family: DiffusionFamily, class_label: int, count: int, seed: i
 class ImagePool:
     """Generated images per class, made in batches on demand (one sampler run serves many events)."""
 
-    def __init__(self, family: DiffusionFamily, *, batch: int = 32, seed: int = 0) -> None:
+    def __init__(self, family: DiffusionFamily, *, batch: int = 32, seed: int = 0, cache_dir: Path | None = None) -> None:
         self.family = family
         self.batch = batch
         self.seed = seed
+        self.cache_dir = cache_dir
         self._pools: dict[int, list[bytes]] = {}
 
     def __call__(self, class_label: int, rng: np.random.Generator) -> bytes:
         pool = self._pools.get(class_label)
         if not pool:
-            pool = sample_images(self.family, class_label, self.batch, self.seed * 1000 + class_label + len(self._pools))
+            pool = self._run(class_label, self.seed * 1000 + class_label + len(self._pools))
             self._pools[class_label] = pool
         return pool.pop()
+
+    def _run(self, class_label: int, seed: int) -> list[bytes]:
+        """One sampler run, from the cache when it holds it (keyed by the model's weights digest)."""
+        weights = self.family.manifest.get("weights", {}).get(hex(sampling_mask(self.family)))
+        if self.cache_dir is None or weights is None:
+            return sample_images(self.family, class_label, self.batch, seed)
+        key = json.dumps([weights, self.family.manifest["scheduler"], class_label, self.batch, seed], sort_keys=True)
+        path = Path(self.cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+        try:
+            return [base64.b64decode(png) for png in json.loads(path.read_text())["images"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # absent or unreadable: sample (and rewrite) it
+        images = sample_images(self.family, class_label, self.batch, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if len(os.listdir(path.parent)) < MAX_CACHED_RUNS:
+            tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps({"key": key, "images": [base64.b64encode(png).decode() for png in images]}))
+            os.replace(tmp, path)  # whole or absent
+        return images
