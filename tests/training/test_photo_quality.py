@@ -3,7 +3,7 @@ hold crops of different sample photographs, captions without owner information, 
 crops that never share a pixel with training crops; and a small version of the issue #9 table
 on it (the full one: ``python benchmarks/photo_quality.py``).
 
-The small version trains a smaller base and shorter adapters than the benchmark (about 1.5
+The small version trains a smaller base and shorter adapters than the benchmark (under 2.5
 minutes of CPU), so its bars are loose: the style owner must beat chance (1/3) clearly."""
 
 from __future__ import annotations
