@@ -71,7 +71,7 @@ SHARED_UNITS = {  # module -> unit: modules that use one costly session fixture
     "tests/training/test_lora_family.py": "tiny_lora",
 }
 FIRST = ("tests/training/test_quality.py", "tiny_lora", "tests/hostile/test_corpus.py",
-         "tests/hostile/test_restart_conflicts.py")  # longest setups, longest first
+         "tests/hostile/test_restart_conflicts.py", "tests/training/test_photo_quality.py")  # longest setups, longest first
 
 
 def work_unit(nodeid: str) -> str:
@@ -93,7 +93,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
 # A session fixture is built inside the first test that asks for it, and pytest-timeout counts
 # that setup: such tests get the fixture's training time on top of their own (seconds).
-COSTLY_FIXTURE_TIMEOUTS = {"tiny_lora": 1800}
+COSTLY_FIXTURE_TIMEOUTS = {"tiny_lora": 1800, "photo_figures": 1800}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -105,3 +105,25 @@ def test_estimator_rejects_bad_settings() -> None:
         ElboEstimator(scheduler, levels=LEVELS, samples=1)
     with pytest.raises(ValueError):
         ElboEstimator(scheduler, levels=LEVELS, samples=4, proposal=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("proposal", ["uniform", "linear"])
+def test_stratified_timesteps_cover_the_proposal_and_stay_unbiased(proposal: str) -> None:
+    t = DEFAULT_SCHEDULER["num_train_timesteps"]
+    q = None if proposal == "uniform" else list(np.linspace(1.0, 5.0, t - 1))
+    est = ElboEstimator(build_scheduler(DEFAULT_SCHEDULER), levels=LEVELS, samples=16, proposal=q, stratified=True)
+    steps = est.draw([3, 4], (1, 8, 8)).timesteps
+    cdf = torch.cumsum(est.proposal, 0)
+    for row in steps:  # the k-th draw lies in the k-th 1/K of q's mass
+        assert torch.all(torch.diff(row) >= 0) and row.min() >= 2 and row.max() <= est.T
+        mass_below = torch.cat([torch.zeros(1, dtype=torch.float64), cdf])[row - 2]
+        assert torch.all(mass_below <= (torch.arange(16) + 1) / 16 + 1e-9)
+        assert torch.all(cdf[row - 2] >= torch.arange(16) / 16 - 1e-9)
+    # Unbiased: the mean over many events of the stratified estimate meets the closed form.
+    c, offset = image(1), 0.05
+    model = PointMassModel(c, est.abar, offset=offset)
+    draws = est.draw(list(range(32)), tuple(c.shape[1:]))
+    v = est.log_likelihood_samples(model, c.repeat(32, 1, 1, 1), torch.zeros(32, dtype=torch.int64), draws,
+                                   device=CPU, dtype=torch.float32).mean(dim=1).numpy()
+    expected = analytic_bound(est, c, offset)
+    assert abs(v.mean() - expected) < 4 * v.std(ddof=1) / np.sqrt(len(v)) + 1e-3, (v.mean(), expected)

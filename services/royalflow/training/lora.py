@@ -48,6 +48,8 @@ from royalflow.training.images import ImageSet
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 ENCODE_BATCH = 64  # images per VAE/text-encoder call while preparing data
 MAX_STEPS = 1_000_000
+MAX_PROPOSAL_DRAWS = 1024
+PROPOSAL_MAX_OWNERS = 16  # single-owner adapters that measure the timestep proposal (cost bound)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class LoraPlan:
     public_mix: float = 0.25
     samples: int = 16  # K Monte-Carlo timesteps per likelihood at attribution time
     seed: int = 0
+    # How attribution draws its K timesteps (manifest estimator, issue #15's ablation in the
+    # README): "independent" or "stratified"; proposal_draws > 0 measures the timestep proposal
+    # (where single-owner adapters disagree with the control) with that many draws per timestep.
+    timesteps: str = "independent"
+    proposal_draws: int = 0
 
     def fairness(self, has_control: bool) -> dict[str, object]:
         return {"control": "shuffled_captions" if has_control else "base", "null_dropout": self.caption_dropout,
@@ -176,6 +183,9 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
         raise ConfigurationError(f"mode must be exact or compositional, got {mode!r}")
     if not 1 <= plan.steps <= MAX_STEPS:
         raise ConfigurationError(f"steps must be in [1, {MAX_STEPS}]")
+    if plan.timesteps not in ("independent", "stratified") or not 0 <= plan.proposal_draws <= MAX_PROPOSAL_DRAWS:
+        raise ConfigurationError(f"timesteps must be independent or stratified and proposal_draws in "
+                                 f"[0, {MAX_PROPOSAL_DRAWS}], got {plan.timesteps!r}, {plan.proposal_draws}")
     Fraction(pool_fraction)
     check_family_ref(family_id, version)
     names = sorted(owners)
@@ -231,15 +241,38 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
         "mode": mode, "base": str(Path(base_folder).resolve()), "resolution": resolution, "rank": plan.rank,
         "target_modules": list(TARGET_MODULES), "adapters": adapters, "components": components,
         "data_sizes": {"_base": max(1, len(public)), **{o: len(owners[o]) for o in names}},
-        "estimator": {"samples": plan.samples},
+        "estimator": {"samples": plan.samples, "timesteps": plan.timesteps},
         "training": {"plan": asdict(plan), "fairness": plan.fairness(public_encoded is not None)},
     }
     write_manifest(out, manifest)
+    if plan.proposal_draws > 0:
+        del base  # the family loads its own copy of the base
+        manifest["estimator"]["timestep_proposal"] = measure_proposal(out, manifest, encoded, names, plan, target)
+        write_manifest(out, manifest)
     if clusters and n > 1:
         from royalflow.training.lora_clusters import add_clusters
 
         add_clusters(out, manifest, public if len(public) else None, owners, device=device)
     return out
+
+
+def measure_proposal(out: Path, manifest: dict, encoded: dict[str, Encoded], names: list[str],  # type: ignore[type-arg]
+                     plan: LoraPlan, device: torch.device) -> list[float]:
+    """The timestep proposal of (5) in elbo.py: q(s) ~ how far the single-owner adapters' ELBO
+    terms at s lie from the control's, on the owners' own images (at most PROPOSAL_MAX_OWNERS
+    of them, seeded), mixed with 10% uniform."""
+    from royalflow.attribution.families.latent import latent_term_differences, mixed_proposal
+    from royalflow.attribution.families.lora import LoraFamily
+
+    family = LoraFamily.load(manifest, out, device=str(device))
+    rng = np.random.default_rng(plan.seed)
+    picked = sorted(rng.permutation(len(names))[:PROPOSAL_MAX_OWNERS].tolist())
+    data = concat([encoded[names[i]] for i in picked])
+    slots = [family.masks.index(0), *[family.masks.index(1 << i) for i in picked]]
+    with torch.inference_mode():
+        scale = latent_term_differences(family.estimator, family._batched, data.latents.cpu(), data.text.cpu(),  # noqa: SLF001
+                                        slots, draws_per_step=plan.proposal_draws, seed=plan.seed)
+    return mixed_proposal(scale)
 
 
 def write_manifest(out: Path, manifest: dict) -> None:  # type: ignore[type-arg]

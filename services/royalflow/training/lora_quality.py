@@ -47,6 +47,7 @@ class Generation:
     kind: str  # "drawing" (text-to-image) or "edit" (img2img)
     pixels: np.ndarray  # (R, R, 3) uint8
     event_id: str
+    prompt: str | None = None  # its prompt; None: the style owner's caption (STYLES)
 
 
 def sample_generations(family, per_owner: int, *, seed: int = 0) -> list[Generation]:  # type: ignore[no-untyped-def]
@@ -70,7 +71,11 @@ def sample_generations(family, per_owner: int, *, seed: int = 0) -> list[Generat
 def prepare(family, items: Sequence[Generation], *, content_only: bool = False) -> list[Prepared]:  # type: ignore[no-untyped-def]
     return [family.prepare(generation_event(
         event_id=g.event_id, family_id=family.family_id, family_version=family.version, revenue_amount=10_000_000,
-        currency="USD", content=png(g.pixels), prompt=None if content_only else STYLES[g.owner][3])) for g in items]
+        currency="USD", content=png(g.pixels), prompt=None if content_only else prompt_of(g))) for g in items]
+
+
+def prompt_of(g: Generation) -> str:
+    return STYLES[g.owner][3] if g.prompt is None else g.prompt
 
 
 def share_table(family, items: Sequence[Generation], *, content_only: bool = False,  # type: ignore[no-untyped-def]
@@ -93,10 +98,11 @@ def holder_stats(table: np.ndarray, owners: Sequence[str], holders: Sequence[str
     return {"items": len(holders), "top1": float(np.mean(mine > others.max(axis=1))), "share": float(mine.mean())}
 
 
-def by_kind(table: np.ndarray, owners: Sequence[str], items: Sequence[Generation]) -> dict[str, dict[str, float]]:
+def by_kind(table: np.ndarray, owners: Sequence[str], items: Sequence[Generation],
+            kinds: Sequence[str] = KINDS) -> dict[str, dict[str, float]]:
     """holder_stats over all items and per generation kind."""
     out = {"all": holder_stats(table, owners, [g.owner for g in items])}
-    for kind in KINDS:
+    for kind in kinds:
         keep = [i for i, g in enumerate(items) if g.kind == kind]
         out[kind] = holder_stats(table[keep], owners, [items[i].owner for i in keep])
     return out

@@ -215,8 +215,9 @@ STYLE_PLAN = {"steps": 300, "batch": 8, "learning_rate": 1e-2, "samples": 16}
 def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = "1", *, per_owner: int = 48,
                        public: int = 192, owners: dict[str, str] | None = None, mode: str = "exact",
                        pretrain: dict | None = None, plan: dict | None = None,  # type: ignore[type-arg]
-                       styles: dict | None = None) -> StyleFamily:  # type: ignore[type-arg]
-    """Everything from nothing, on CPU: the synthetic style images (``styles.write_folders``),
+                       styles: dict | None = None, folders: Path | None = None) -> StyleFamily:  # type: ignore[type-arg]
+    """Everything from nothing, on CPU: the synthetic style images (``styles.write_folders``;
+    ``folders``: image folders written elsewhere instead, e.g. ``photos.write_photo_folders``),
     the tiny base (built, then pre-trained on the public images; its VAE on all images), and
     the family's adapters. ``owners`` renames/duplicates style owners: {new owner: style owner}
     (e.g. a twin with the same data, for the identical-owner check)."""
@@ -227,7 +228,8 @@ def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = 
     from royalflow.training.styles import write_folders
 
     root = Path(root)
-    source = write_folders(root / "images", per_owner=per_owner, public=public, owners=owners, styles=styles)
+    source = folders if folders is not None else write_folders(root / "images", per_owner=per_owner, public=public,
+                                                               owners=owners, styles=styles)
     public_set, owner_sets = read_image_folders(source, RESOLUTION)
     base = root / "base"
     if not (base / "unet" / "config.json").is_file():

@@ -90,6 +90,7 @@ class DiffusionFamily:
         self.estimator = ElboEstimator(
             build_scheduler(manifest["scheduler"]), levels=self.levels, samples=int(manifest["estimator"]["samples"]),
             proposal=manifest["estimator"].get("timestep_proposal"),
+            stratified=manifest["estimator"].get("timesteps") == "stratified",
         )
         sizes = manifest["data_sizes"]
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))

@@ -123,3 +123,35 @@ def row_losses(
     decoder = 0.5 * ((z0.to(torch.float64)[items][:, None] - mu) ** 2 / beta1
                      + math.log(2 * math.pi) + torch.log(beta1)).sum(dim=inner)
     return torch.where(sampled, kl, decoder)
+
+
+def latent_term_differences(estimator: ElboEstimator, forward: Forward, z0: torch.Tensor, text: torch.Tensor,
+                            slots: list[int], *, draws_per_step: int, seed: int,
+                            max_rows: int = MAX_ROWS_PER_FORWARD) -> torch.Tensor:
+    """sqrt(E[(L^m_{s-1} - L^c_{s-1})^2]) averaged over the adapters m of ``slots[1:]`` against
+    the control c = ``slots[0]``, for every s = 2..T, on the SAME draws for all adapters: the
+    timesteps where coalitions disagree, which is what Shapley values measure (the latent
+    counterpart of ``ElboEstimator.term_differences``; a proposal for (5)). ``z0`` (N, C, H, W)
+    scaled latents with their caption embeddings ``text`` (N, L, D), e.g. the owners' data."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    steps = torch.arange(2, estimator.T + 1).repeat_interleave(draws_per_step)  # (R,) paper index s
+    idx = torch.randint(0, len(z0), (steps.numel(),), generator=gen)
+    eps = torch.randn((steps.numel(), *z0.shape[1:]), generator=gen)
+    a = estimator.abar[steps - 1].float().view(-1, *[1] * (z0.dim() - 1))
+    z_s = a.sqrt() * z0[idx] + (1 - a).sqrt() * eps
+    terms = []
+    for slot in slots:  # (3): the KL term of each adapter at each drawn (s, eps)
+        out = torch.cat([forward(z_s[i:i + max_rows], steps[i:i + max_rows] - 1, text[idx[i:i + max_rows]],
+                                 torch.full((min(max_rows, steps.numel() - i),), slot)).to("cpu", torch.float64)
+                         for i in range(0, steps.numel(), max_rows)])
+        terms.append(estimator.weights[steps - 1] * ((out - eps.to(torch.float64)) ** 2).sum(dim=tuple(range(1, z0.dim()))))
+    stacked = torch.stack(terms).reshape(len(slots), estimator.T - 1, draws_per_step)
+    return (stacked[1:] - stacked[:1]).pow(2).mean(dim=(0, 2)).sqrt()
+
+
+def mixed_proposal(scale: torch.Tensor, uniform: float = 0.1) -> list[float]:
+    """q(s) ~ scale, mixed with ``uniform`` of the uniform law so that every timestep keeps
+    probability (the estimator stays unbiased whatever q is), as the digits kind's proposal."""
+    q = scale / scale.sum() if float(scale.sum()) > 0 else torch.full_like(scale, 1.0 / len(scale))
+    q = (1 - uniform) * q + uniform / len(q)
+    return [float(v) for v in q / q.sum()]

@@ -93,7 +93,8 @@ class LoraFamily:
         if scheduler.config.prediction_type != "epsilon":
             raise ConfigurationError(f"base {base.folder} predicts {scheduler.config.prediction_type!r}; "
                                      "the ELBO utility needs an epsilon-prediction UNet")
-        self.estimator = ElboEstimator(scheduler, levels=256, samples=settings.samples)
+        self.estimator = ElboEstimator(scheduler, levels=256, samples=settings.samples,
+                                       proposal=settings.timestep_proposal, stratified=settings.timesteps == "stratified")
         sizes = manifest.data_sizes
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
         # Players of the quotient game (valuation.py): the manifest's clusters, split by data size.

@@ -19,6 +19,10 @@ from royalflow.errors import ConfigurationError
 MAX_OWNERS = 10_000  # compositional LoRA families: one component file per owner
 EXACT_MAX_OWNERS = 12  # exact LoRA families train 2^n adapters
 CONTROL = "_control"  # the components key of v(∅)'s adapter
+# How the K Monte-Carlo timesteps are drawn from the proposal (attribution/diffusion/elbo.py):
+# "independent" (K i.i.d. draws; every manifest before issue #15) or "stratified" (one per 1/K of
+# the proposal's mass). Part of the audit trail: a manifest keeps its rule, so replays repeat.
+Timesteps = Literal["independent", "stratified"]
 HEX_MASK = re.compile(r"^0x[0-9a-f]+$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _OWNER_ID = re.compile(OWNER_ID_PATTERN)
@@ -106,6 +110,7 @@ class DigitsEstimator(BaseModel):
     target_std_error: float = Field(gt=0)
     max_permutations: int = Field(ge=1, le=1_000_000)
     timestep_proposal: list[float] | None = None  # q(s), sums to 1 (absent: uniform)
+    timesteps: Timesteps = "independent"  # how the K timesteps are drawn from q (elbo.py)
 
 
 class DiffusionManifest(_Common):
@@ -188,6 +193,8 @@ class Screen(BaseModel):
 class Estimator(BaseModel):
     model_config = ConfigDict(extra="forbid")
     samples: int = Field(ge=2, le=1024)  # K Monte-Carlo timesteps per likelihood
+    timesteps: Timesteps = "independent"  # how the K timesteps are drawn (elbo.py); absent: as before
+    timestep_proposal: list[float] | None = None  # q(s) over s = 2..T (absent: uniform)
     max_rows_per_forward: int = Field(default=4096, ge=1, le=1 << 20)
     target_std_error: float = Field(default=0.01, gt=0)  # permutation sampling (compositional, many owners)
     max_permutations: int = Field(default=2000, ge=1, le=1_000_000)
