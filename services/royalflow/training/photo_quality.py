@@ -73,8 +73,12 @@ def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, tw
     folders = root / "images"
     if not (folders / "_public" / "metadata.jsonl").is_file():
         write_photo_folders(folders, per_owner=int(build.get("per_owner", 48)), public=int(build.get("public", 192)))
+    # Without the split defence: its gain-profile rule merges two of these honest owners
+    # (owner-cat and owner-coffee at profile distance 0.46, under its 0.5 line; issue #15 keeps
+    # that false merge open), which would pay them as one source and hide what this harness
+    # measures: the attribution itself.
     built = build_style_family(root, family_id, "1", folders=folders, pretrain=build.get("pretrain"),
-                               plan=build.get("plan"))
+                               plan=build.get("plan"), clusters=False)
     stage(f"base + exact family {family_id} (3 owners, 8 adapters)")
     exact = load(built.family_path)
     comp = load(derive_compositional(root / "families", built.family_path, f"{family_id}-compositional"))

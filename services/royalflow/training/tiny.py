@@ -215,7 +215,8 @@ STYLE_PLAN = {"steps": 300, "batch": 8, "learning_rate": 1e-2, "samples": 16}
 def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = "1", *, per_owner: int = 48,
                        public: int = 192, owners: dict[str, str] | None = None, mode: str = "exact",
                        pretrain: dict | None = None, plan: dict | None = None,  # type: ignore[type-arg]
-                       styles: dict | None = None, folders: Path | None = None) -> StyleFamily:  # type: ignore[type-arg]
+                       styles: dict | None = None, folders: Path | None = None,  # type: ignore[type-arg]
+                       clusters: bool = True) -> StyleFamily:
     """Everything from nothing, on CPU: the synthetic style images (``styles.write_folders``;
     ``folders``: image folders written elsewhere instead, e.g. ``photos.write_photo_folders``),
     the tiny base (built, then pre-trained on the public images; its VAE on all images), and
@@ -239,7 +240,7 @@ def build_style_family(root: Path, family_id: str = "tiny-lora", version: str = 
                                **{**STYLE_PRETRAIN, **(pretrain or {})})
     path = train_lora_family(root / "families", family_id, version, base, public_set, owner_sets, mode=mode,
                              resolution=RESOLUTION, plan=LoraPlan(**{**STYLE_PLAN, **(plan or {})}), device="cpu",
-                             show_progress=False)
+                             show_progress=False, clusters=clusters)
     return StyleFamily(base, source, path)
 
 
