@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(default=1_048_576, ge=1024)  # larger records are dead-lettered
     max_revenue_amount: int = Field(default=10**15, ge=1)  # per generation, in asset-scale units
     attribution_batch_size: int = Field(default=128, ge=1, le=4096)
+    # Family kinds whose code (torch, diffusers: 5-8 s of imports on a 2-core host) the agent
+    # imports as it starts, before its first batch: "auto" = the kinds of the families on disk at
+    # start, "" = none (each kind on first use), else a comma-separated list such as "diffusion".
+    attribution_preload: str = Field(default="auto", max_length=200)
     # The agent's batch closes when full or after this long (a batch that fills while the last one
     # is processed goes at once): short, so a quiet stream pays little; load fills batches anyway.
     attribution_batch_seconds: float = Field(default=0.01, gt=0, le=5.0)

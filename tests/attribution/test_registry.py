@@ -73,3 +73,23 @@ def test_list_and_categorical_dispatch(root: Path, tmp_path: Path) -> None:
     write_manifest(tmp_path, manifest)
     family = DiskFamilyRegistry(tmp_path).get(manifest["family_id"], str(manifest["version"]))
     assert type(family).__name__ == "CategoricalFamily"
+
+
+def test_kinds_on_disk_are_what_an_agent_preloads(tmp_path: Path) -> None:
+    import json
+
+    from royalflow.attribution.agents import preload_kinds
+    from royalflow.attribution.families import preload
+    from royalflow.attribution.registry import kinds_on_disk
+    from royalflow.config import Settings
+
+    for family_id, kind in (("a", "diffusion"), ("b", "categorical"), ("c", "diffusion")):
+        (tmp_path / family_id / "1").mkdir(parents=True)
+        (tmp_path / family_id / "1" / "manifest.json").write_text(json.dumps({"kind": kind}))
+    (tmp_path / "d" / "1").mkdir(parents=True)
+    (tmp_path / "d" / "1" / "manifest.json").write_text("{not json")  # skipped: its load reports it
+    assert kinds_on_disk(tmp_path) == ["categorical", "diffusion"]
+    assert preload_kinds(Settings(families_dir=tmp_path)) == ["categorical", "diffusion"]
+    assert preload_kinds(Settings(families_dir=tmp_path, attribution_preload="")) == []
+    assert preload_kinds(Settings(families_dir=tmp_path, attribution_preload="lora, diffusion")) == ["lora", "diffusion"]
+    assert preload(["categorical", "no-such-kind"]) == ["categorical"]

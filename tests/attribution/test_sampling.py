@@ -41,3 +41,30 @@ def test_image_pool_keeps_its_sampler_runs_on_disk(tmp_path, monkeypatch) -> Non
     pool = ImagePool(family, batch=2, seed=3, cache_dir=tmp_path)
     again = [pool(5, np.random.default_rng(0)) for _ in range(2)]
     assert again == first  # the same images, from the cache
+
+
+def test_a_pool_served_from_its_cache_never_loads_the_family(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from royalflow.attribution.diffusion import sampling
+
+    family = random_family(2, samples=2)
+    family.manifest["weights"] = {hex(sampling.sampling_mask(family)): "digest-of-the-weights"}
+    first = [ImagePool(family, batch=2, seed=3, cache_dir=tmp_path)(5, np.random.default_rng(0)) for _ in range(1)]
+    loads: list[int] = []
+
+    def load():  # type: ignore[no-untyped-def]
+        loads.append(1)
+        return family
+
+    # A later demo run: the manifest keys the cache, so neither the family nor torch is loaded.
+    lazy = ImagePool(load, manifest=family.manifest, batch=2, seed=3, cache_dir=tmp_path)
+    assert [lazy(5, np.random.default_rng(0))] == first and loads == []
+    assert lazy(6, np.random.default_rng(0)).startswith(b"\x89PNG") and loads == [1]  # not cached: sampled
+
+
+def test_a_family_loader_needs_the_manifest() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="manifest"):
+        ImagePool(lambda: random_family(2, samples=2))

@@ -52,6 +52,40 @@ def test_replicas_are_named_service_dash_number(tmp_path: Path) -> None:
             ServiceProcess(unknown, Settings(), tmp_path)
 
 
+_SLOW_TO_STOP = """
+import signal, sys, time
+from pathlib import Path
+out = Path(sys.argv[1])
+def stop(*_):
+    out.with_suffix(".term").write_text(repr(time.time()))
+    time.sleep(0.5)  # a faust worker's shutdown takes seconds
+    out.with_suffix(".exit").write_text(repr(time.time()))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+out.with_suffix(".ready").write_text("")
+time.sleep(60)
+"""
+
+
+def test_replicas_stop_side_by_side_and_the_ledger_after_them(tmp_path: Path) -> None:
+    supervisor = Supervisor(Settings(state_dir=tmp_path), tmp_path / "logs")
+    for name in ("ledger", "attribution", "attribution-2"):  # the start order of `platform up`
+        service = ServiceProcess(name, supervisor.settings, tmp_path / "logs")
+        service.process = subprocess.Popen([sys.executable, "-c", _SLOW_TO_STOP, str(tmp_path / name)])
+        supervisor.services[name] = service
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / f"{n}.ready").exists() for n in supervisor.services) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    supervisor.stop()
+    at = {f"{n}.{e}": float((tmp_path / f"{n}.{e}").read_text()) for n in ("ledger", "attribution", "attribution-2")
+          for e in ("term", "exit")}
+    # Both agents were told to stop before either had stopped: one shutdown's time, not two.
+    assert at["attribution.term"] < at["attribution-2.exit"] and at["attribution-2.term"] < at["attribution.exit"]
+    # The ledger, downstream, was told only once both agents had gone.
+    assert at["ledger.term"] >= max(at["attribution.exit"], at["attribution-2.exit"])
+    assert supervisor.services == {}
+
+
 def test_a_crash_loop_is_restarted_with_backoff_then_given_up_with_the_log(tmp_path: Path) -> None:
     # `api serve` with no database and no running platform exits at once: a real crash loop.
     settings = Settings(kafka_bootstrap_servers=None, database_url=None, state_dir=tmp_path / "no-platform")

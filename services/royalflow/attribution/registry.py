@@ -47,6 +47,22 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return json.loads((path / "manifest.json").read_text())
 
 
+def kinds_on_disk(families_dir: Path, *, max_manifests: int = 1000) -> list[str]:
+    """The kinds of the families under ``families_dir`` (at most ``max_manifests`` read; an
+    unreadable manifest is skipped here: loading that family reports it)."""
+    kinds: set[str] = set()
+    for count, manifest_path in enumerate(sorted(Path(families_dir).glob("*/*/manifest.json"))):
+        if count >= max_manifests:
+            break
+        try:
+            kind = json.loads(manifest_path.read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(kind, str):
+            kinds.add(kind)
+    return sorted(kinds)
+
+
 class DiskFamilyRegistry:
     def __init__(self, families_dir: Path, *, device: str = "auto") -> None:
         self.families_dir = Path(families_dir)

@@ -46,8 +46,7 @@ from royalflow.training.pool import ModelPool, worker_count
 
 NULL_CLASS = 10  # the "no class" label of unconditional (public) training data
 DIGIT_LEVELS = 17  # scikit-learn's digits: intensities 0..16
-DEMO_HOLDINGS = {"owner-a": (0, 1, 2), "owner-b": (3, 4, 5), "owner-c": (6, 7), "owner-d": (8, 9)}
-DEMO_FAMILY = ("digits-diffusion", "2")  # v2: fair control, null dropout, clusters
+from royalflow.training import DEMO_FAMILY, DEMO_HOLDINGS  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,16 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from royalflow.attribution.diffusion.images import unit_to_png
-from royalflow.attribution.diffusion.unet import build_scheduler
-from royalflow.attribution.families.digits import DiffusionFamily
+
+if TYPE_CHECKING:  # torch and diffusers load only to sample: a pool served from its cache needs neither
+    from royalflow.attribution.families.digits import DiffusionFamily
 
 
 MAX_CACHED_RUNS = 10_000  # bound on the files of a sample cache (a run is ~24 small PNGs)
@@ -34,6 +36,10 @@ def sampling_mask(family: DiffusionFamily) -> int:
 
 def sample_images(family: DiffusionFamily, class_label: int, count: int, seed: int) -> list[bytes]:
     """``count`` PNG images conditioned on ``class_label``; the same seed gives the same images."""
+    import torch
+
+    from royalflow.attribution.diffusion.unet import build_scheduler
+
     model = family.models[sampling_mask(family)]
     scheduler = build_scheduler(family.manifest["scheduler"])
     scheduler.set_timesteps(scheduler.config.num_train_timesteps)
@@ -51,8 +57,14 @@ def sample_images(family: DiffusionFamily, class_label: int, count: int, seed: i
 class ImagePool:
     """Generated images per class, made in batches on demand (one sampler run serves many events)."""
 
-    def __init__(self, family: DiffusionFamily, *, batch: int = 32, seed: int = 0, cache_dir: Path | None = None) -> None:
-        self.family = family
+    def __init__(self, family: DiffusionFamily | Callable[[], DiffusionFamily], *, manifest: dict[str, Any] | None = None,
+                 batch: int = 32, seed: int = 0, cache_dir: Path | None = None) -> None:
+        """``family``: the family, or a function that loads it, called on the first run the cache
+        does not hold (with ``manifest``, its manifest document, to key the cache without it)."""
+        if callable(family) and manifest is None:
+            raise ValueError("a family loader needs the family's manifest")
+        self._family = family
+        self.manifest = manifest if manifest is not None else family.manifest  # type: ignore[union-attr]
         self.batch = batch
         self.seed = seed
         self.cache_dir = cache_dir
@@ -65,12 +77,23 @@ class ImagePool:
             self._pools[class_label] = pool
         return pool.pop()
 
+    @property
+    def family(self) -> DiffusionFamily:
+        if callable(self._family):
+            self._family = self._family()
+        return self._family
+
+    def _sampling_mask(self) -> int:
+        """sampling_mask from the manifest when it can tell (an exact family: the grand coalition)."""
+        full = (1 << len(self.manifest.get("owners", []))) - 1
+        return full if hex(full) in self.manifest.get("weights", {}) else sampling_mask(self.family)
+
     def _run(self, class_label: int, seed: int) -> list[bytes]:
         """One sampler run, from the cache when it holds it (keyed by the model's weights digest)."""
-        weights = self.family.manifest.get("weights", {}).get(hex(sampling_mask(self.family)))
+        weights = self.manifest.get("weights", {}).get(hex(self._sampling_mask()))
         if self.cache_dir is None or weights is None:
             return sample_images(self.family, class_label, self.batch, seed)
-        key = json.dumps([weights, self.family.manifest["scheduler"], class_label, self.batch, seed], sort_keys=True)
+        key = json.dumps([weights, self.manifest["scheduler"], class_label, self.batch, seed], sort_keys=True)
         path = Path(self.cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
         try:
             return [base64.b64decode(png) for png in json.loads(path.read_text())["images"]]

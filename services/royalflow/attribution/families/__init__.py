@@ -45,6 +45,29 @@ def _lora(manifest: dict[str, Any], path: Path, device: str) -> Family:
 LOADERS: dict[str, Loader] = {"categorical": _categorical, "diffusion": _diffusion, "lora": _lora}
 
 
+# The module of each kind, imported by preload() and by the kind's loader.
+KIND_MODULES: dict[str, str] = {
+    "categorical": "royalflow.attribution.families.categorical",
+    "diffusion": "royalflow.attribution.families.digits",
+    "lora": "royalflow.attribution.families.lora",
+}
+
+
+def preload(kinds: list[str]) -> list[str]:
+    """Import the modules of ``kinds`` now (unknown kinds are skipped): a worker that imports
+    torch and diffusers as it starts serves its first batch without them. Returns the kinds
+    imported."""
+    import importlib
+
+    done = []
+    for kind in kinds:
+        module = KIND_MODULES.get(kind)
+        if module is not None:
+            importlib.import_module(module)
+            done.append(kind)
+    return done
+
+
 def load_family(manifest: dict[str, Any], path: Path, device: str = "auto") -> Family:
     """Validate the manifest (typed, per kind) and load the family with its kind's loader."""
     kind = manifest.get("kind")
