@@ -106,6 +106,9 @@ async def sign_in(page: Any, token: str) -> None:
     assert page.url.endswith("/portal/signin")  # no session: the sign-in page
     await page.fill("#token", token)
     await page.click("button[type=submit]")
+    # The click returns once the redirect's URL is committed, not once its page has loaded: a
+    # reload or goto issued before that raced the load ("Not attached to an active page").
+    await page.wait_for_load_state("load")
 
 
 async def test_sign_in_shows_the_balance_the_api_returns(live: Live, page: Any) -> None:
@@ -162,7 +165,7 @@ async def test_a_revoked_tokens_session_is_refused(live: Live, page: Any) -> Non
     await sign_in(page, token)
     assert page.url.endswith("/portal/owners/owner-b")
     await revoke_token(live.pool, token_id)
-    await page.reload()
+    await page.goto("/portal/owners/owner-b")  # the same page again, with the revoked token's session
     assert page.url.endswith("/portal/signin")
     await page.fill("#token", token)
     await page.click("button[type=submit]")
