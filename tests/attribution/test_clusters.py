@@ -89,3 +89,11 @@ def test_content_only_by_class_mixture_scores_every_class() -> None:
         assert best - np.log(10) - 1e-6 <= value  # log (1/C) sum_c p_c >= max_c log p_c - log C
     with pytest.raises(Exception, match="content_only"):
         DiffusionFamily({**base.manifest, "content_only": "guess"}, base.models, base.device)
+
+
+def test_components_are_the_clusters_of_merged_pairs() -> None:
+    from royalflow.training.clusters import components
+
+    assert components(4, []) == [[0], [1], [2], [3]]
+    assert components(5, [(3, 1), (1, 4)]) == [[0], [1, 3, 4], [2]]
+    assert components(4, [(0, 2), (2, 0), (1, 3)]) == [[0, 2], [1, 3]]  # repeated and reversed edges

@@ -22,7 +22,7 @@ split owner: they are merged and listed as a suspected cluster for human review
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -111,14 +111,7 @@ def find_clusters(target: Path, config: dict[str, Any], names: list[str], owners
     models = [_load(target, config, m) for m in [0, *[1 << i for i in range(n)]]]
     ll = _profile(models, public.images, levels, null_class)
     gains = ll[1:] - ll[0]
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    merged: list[tuple[int, int]] = []
     # Pairs whose profiles are close get the pair check: their models are trained together first.
     close = [(1 << i) | (1 << j) for i, j in combinations(range(n), 2) if _distance(gains[i], gains[j]) <= PROFILE_DISTANCE]
     if pair_models is not None and close:
@@ -139,10 +132,26 @@ def find_clusters(target: Path, config: dict[str, Any], names: list[str], owners
         row["merged"] = bool(reasons)
         row["reasons"] = reasons
         if reasons:
-            parent[root(j)] = root(i)
+            merged.append((i, j))
         if reasons or n * (n - 1) // 2 <= MAX_REPORTED_PAIRS:
             evidence.append(row)
-    groups: dict[int, list[str]] = {}
+    return {"clusters": [[names[k] for k in c] for c in components(n, merged)], "evidence": evidence}
+
+
+def components(n: int, edges: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Connected components of players 0..n-1 joined by ``edges`` (union-find), each in
+    increasing order, ordered by their first member: the clusters of merged owner pairs."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in edges:
+        parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
     for i in range(n):
-        groups.setdefault(root(i), []).append(names[i])
-    return {"clusters": sorted(groups.values(), key=lambda c: names.index(c[0])), "evidence": evidence}
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda c: c[0])

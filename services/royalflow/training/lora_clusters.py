@@ -41,6 +41,7 @@ import torch
 
 from royalflow.attribution.families.content import to_unit
 from royalflow.attribution.families.latent import pair_log_likelihood_samples
+from royalflow.training.clusters import components
 from royalflow.training.fingerprints import distinct_count, duplicate_fractions, fingerprints, matching, near_pairs
 from royalflow.training.images import ImageSet
 
@@ -163,23 +164,10 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
         if n * (n - 1) // 2 <= MAX_REPORTED_PAIRS:  # small families: every pair's distance, for review
             for i, j in combinations(range(n), 2):
                 row(i, j).setdefault("profile_distance", round(relative_distance(profiles[i], profiles[j]), 4))
-    # 3. Clusters: connected components of the merged pairs (union-find).
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for (i, j), r in rows.items():
+    # 3. Clusters: connected components of the merged pairs.
+    for r in rows.values():
         r["merged"] = bool(r["reasons"])
-        if r["merged"]:
-            parent[root(j)] = root(i)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
-    clusters = sorted(groups.values(), key=lambda c: c[0])
+    clusters = components(n, [pair for pair, r in rows.items() if r["merged"]])
     evidence = [r for (i, j), r in sorted(rows.items()) if r["merged"] or n * (n - 1) // 2 <= MAX_REPORTED_PAIRS]
     # 4. Mixture weight of each cluster: its distinct images (near-copies once); without images,
     #    the members' data sizes (an imported family reports counts, not pictures).
