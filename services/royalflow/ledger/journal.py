@@ -85,6 +85,7 @@ _PART_COLUMNS = attrgetter(
     "occurred_at",
 )
 _TERMS = attrgetter("currency", "revenue_amount", "pool_amount", "parts_total", "family_id", "family_version")
+_SALE_TERMS = attrgetter("currency", "revenue_amount", "pool_amount", "parts_total")  # parts of one sale agree on these
 
 _UPSERT_GENERATIONS = """
 INSERT INTO generations (generation_id, currency, revenue_amount, pool_amount, parts_total, family_id,
@@ -253,8 +254,7 @@ async def _prepare_new(
     )
     new_generations = [first[r["generation_id"]] for r in seen if r["inserted"]]
     # Parts of one generation inside this batch must agree with each other too.
-    terms = lambda c: (c.currency, c.revenue_amount, c.pool_amount, c.parts_total)  # noqa: E731
-    disagreeing = sorted({c.generation_id for c in new if terms(c) != terms(first[c.generation_id])})
+    disagreeing = sorted({c.generation_id for c in new if _SALE_TERMS(c) != _SALE_TERMS(first[c.generation_id])})
     if disagreeing:
         await conn.execute(
             "UPDATE generations SET inconsistent = 'parts disagree on revenue, pool, currency or parts_total' "
