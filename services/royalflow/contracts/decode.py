@@ -14,6 +14,7 @@ from royalflow import topics
 from royalflow.contracts.bounded_json import load_bounded_json
 from royalflow.contracts.signing import Verifier
 from royalflow.contracts.events import MAX_REVENUE_AMOUNT, WIRE, AttributionRecord, ContributionEvent, GenerationEvent
+from royalflow.contracts.fast_contribution import fast_contribution
 from royalflow.errors import ContractError
 from royalflow.money import currency_for
 
@@ -71,11 +72,16 @@ def decode_generation(
 
 
 def decode_contribution(raw: bytes, *, max_record_bytes: int = 1_048_576) -> ContributionEvent:
-    doc = _load_json(raw, max_record_bytes)
-    try:
-        event = ContributionEvent.model_validate(doc, context=WIRE)
-    except ValidationError as exc:
-        raise _schema_error(exc) from None
+    # 1. The common, well-formed record: a path that only accepts (contracts/fast_contribution.py);
+    #    anything else, and every refusal, is decided and worded by the general path below.
+    event = fast_contribution(raw) if len(raw) <= max_record_bytes else None
+    if event is None:
+        doc = _load_json(raw, max_record_bytes)
+        try:
+            event = ContributionEvent.model_validate(doc, context=WIRE)
+        except ValidationError as exc:
+            raise _schema_error(exc) from None
+    # 2. Money and consistency, on both paths.
     _check_money(event.pool_amount, event.currency, event.asset_scale, MAX_REVENUE_AMOUNT)
     if event.amount > event.pool_amount:
         raise ContractError("inconsistent_contribution", f"amount {event.amount} exceeds pool {event.pool_amount}")

@@ -42,6 +42,7 @@ class Prepared:
 
     items: list[tuple[TopicPartition, Any, Decoded]] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # offset of each partition's first record
 
 
 class Origins(Mapping[int, Origin]):

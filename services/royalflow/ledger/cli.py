@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from datetime import UTC, datetime
 
@@ -43,7 +44,26 @@ def run(
     from royalflow.ledger.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(_settings(), port, group_id=group, instance_id=instance_id))
+    settings = _settings()
+    _tune_collector()
+    asyncio.run(serve(settings, port, group_id=group, instance_id=instance_id))
+
+
+# Young-generation threshold of the ledger process (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _tune_collector() -> None:
+    """The ledger holds whole fetched batches (Kafka records, decoded events, column arrays)
+    between fetch and commit, and allocates several containers per record: with CPython's
+    default thresholds the cyclic collector ran every 700 allocations and kept re-scanning
+    those batches and every object of start-up (modules, classes), about 15% of the decode
+    step's CPU (measured in the decode loop). Start-up objects are frozen out of collection and
+    young collections run every GC_YOUNG_THRESHOLD allocations. Reference counting still frees
+    every acyclic object at once; only garbage cycles wait a little longer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 
 @app.command("balances")

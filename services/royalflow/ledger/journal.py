@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 import asyncpg
 
@@ -32,13 +33,21 @@ from royalflow.ledger.posting import Entries, allocate_entry_ids, post
 # comes back in clash_ids (clash_booked: against the booked generation, else against this
 # batch); ids booked before are neither inserted nor clashing (compared afterwards, only when
 # there are some). One row back: when every part is new, nothing per part crosses the wire.
+# The terms come once per distinct set ($11-$16), each part names its set ($17): the parts of a
+# generation share theirs, so six columns per part cross the wire once per generation instead.
 _INSERT_CONTRIBUTIONS = """
-WITH x AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
-                         $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::timestamptz[], $13::int8[],
-                         $14::int8[], $15::int8[], $16::int4[]) WITH ORDINALITY
-        AS x(contribution_id, generation_id, owner_id, family_id, family_version, method, shapley_value, std_error,
-             share, amount, currency, event_time, entry_id, revenue_amount, pool_amount, parts_total, ord)
+WITH sent AS (
+    SELECT * FROM unnest($11::text[], $12::int8[], $13::int8[], $14::int4[], $15::text[], $16::text[]) WITH ORDINALITY
+        AS s(currency, revenue_amount, pool_amount, parts_total, family_id, family_version, term_no)
+), x AS (
+    SELECT p.contribution_id, p.generation_id, p.owner_id, s.family_id, s.family_version, p.method, p.shapley_value,
+           p.std_error, p.share, p.amount, s.currency, p.event_time, p.entry_id, s.revenue_amount, s.pool_amount,
+           s.parts_total, p.ord
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::float8[],
+                $8::int8[], $9::timestamptz[], $10::int8[], $17::int8[]) WITH ORDINALITY
+        AS p(contribution_id, generation_id, owner_id, method, shapley_value, std_error, share, amount, event_time,
+             entry_id, term_no, ord)
+    JOIN sent s USING (term_no)
 ), firsts AS (
     SELECT DISTINCT ON (generation_id) generation_id, currency, revenue_amount, pool_amount, parts_total, family_id,
            family_version
@@ -63,12 +72,20 @@ WITH x AS (
     RETURNING contribution_id
 )
 SELECT (SELECT count(*) FROM ins) AS inserted,
-       -- the inserted ids only when some part was not inserted ($17: the parts sent)
-       CASE WHEN (SELECT count(*) FROM ins) = $17 THEN NULL ELSE (SELECT COALESCE(array_agg(contribution_id), '{}') FROM ins) END
+       -- the inserted ids only when some part was not inserted ($18: the parts sent)
+       CASE WHEN (SELECT count(*) FROM ins) = $18 THEN NULL ELSE (SELECT COALESCE(array_agg(contribution_id), '{}') FROM ins) END
            AS inserted_ids,
        (SELECT array_agg(contribution_id ORDER BY contribution_id) FROM clash) AS clash_ids,
        (SELECT array_agg(booked ORDER BY contribution_id) FROM clash) AS clash_booked
 """
+
+# A part's own columns, in the INSERT's parameter order (less the entry id), and its terms.
+_PART_COLUMNS = attrgetter(
+    "contribution_id", "generation_id", "owner_id", "method", "shapley_value", "std_error", "share", "amount",
+    "occurred_at",
+)
+_TERMS = attrgetter("currency", "revenue_amount", "pool_amount", "parts_total", "family_id", "family_version")
+_SALE_TERMS = attrgetter("currency", "revenue_amount", "pool_amount", "parts_total")  # parts of one sale agree on these
 
 _UPSERT_GENERATIONS = """
 INSERT INTO generations (generation_id, currency, revenue_amount, pool_amount, parts_total, family_id,
@@ -144,14 +161,18 @@ async def apply_batch(
         ids = _BatchIds(dict(zip(currencies, drawn[0::2])), dict(zip(currencies, drawn[1::2])))
         # 1. Contributions: the idempotency gate. Only ids not seen before come back as new;
         #    parts that disagree with their generation come back refused.
+        # The columns in one pass: a row tuple per part, transposed (both in C); each distinct
+        # set of terms once, numbered from 1 in order of first appearance (WITH ORDINALITY).
+        term_numbers: dict[tuple[object, ...], int] = {}
+        term_of_part = [term_numbers.setdefault(terms, len(term_numbers) + 1) for terms in map(_TERMS, rows)]
+        (contribution_ids, generation_ids, owner_ids, methods, shapley_values, std_errors, shares, amounts,
+         times) = zip(*map(_PART_COLUMNS, rows))
+        currencies, revenues, pools, parts, family_ids, family_versions = zip(*term_numbers)
         outcome = await conn.fetchrow(
             _INSERT_CONTRIBUTIONS,
-            [c.contribution_id for c in rows], [c.generation_id for c in rows], [c.owner_id for c in rows],
-            [c.family_id for c in rows], [c.family_version for c in rows], [c.method for c in rows],
-            [c.shapley_value for c in rows], [c.std_error for c in rows], [c.share for c in rows],
-            [c.amount for c in rows], [c.currency for c in rows], [c.occurred_at for c in rows],
-            [ids.royalty[c.currency] if c.amount > 0 else None for c in rows],
-            [c.revenue_amount for c in rows], [c.pool_amount for c in rows], [c.parts_total for c in rows], len(rows),
+            contribution_ids, generation_ids, owner_ids, methods, shapley_values, std_errors, shares, amounts, times,
+            [ids.royalty[c.currency] if amount > 0 else None for c, amount in zip(rows, amounts)],
+            currencies, revenues, pools, parts, family_ids, family_versions, term_of_part, len(rows),
         )
         returning: list[ContributionEvent] = []
         if outcome["inserted_ids"] is None:
@@ -233,8 +254,7 @@ async def _prepare_new(
     )
     new_generations = [first[r["generation_id"]] for r in seen if r["inserted"]]
     # Parts of one generation inside this batch must agree with each other too.
-    terms = lambda c: (c.currency, c.revenue_amount, c.pool_amount, c.parts_total)  # noqa: E731
-    disagreeing = sorted({c.generation_id for c in new if terms(c) != terms(first[c.generation_id])})
+    disagreeing = sorted({c.generation_id for c in new if _SALE_TERMS(c) != _SALE_TERMS(first[c.generation_id])})
     if disagreeing:
         await conn.execute(
             "UPDATE generations SET inconsistent = 'parts disagree on revenue, pool, currency or parts_total' "

@@ -66,6 +66,9 @@ class Entries:
     p_currencies: list[str] = field(default_factory=list)
     p_amounts: list[int] = field(default_factory=list)
     hourly: list[tuple[int, str, str, datetime, int]] = field(default_factory=list)  # (entry, account, currency, hour, amount)
+    # event time -> its hour: the parts of one generation share one event time, so a batch
+    # converts each time once (equal instants have equal hours, whatever their offsets).
+    hours: dict[datetime, datetime] = field(default_factory=dict, repr=False)
 
     def add(
         self, entry_id: int, kind: str, reference: str, generation_id: str | None, event_time: datetime, currency: str,
@@ -89,7 +92,10 @@ class Entries:
 
     def credit_hour(self, entry_id: int, account: str, currency: str, event_time: datetime, amount: int) -> None:
         """An owner-like account's credit (or reversal) in the hour its event happened."""
-        self.hourly.append((entry_id, account, currency, hour_of(event_time), amount))
+        hour = self.hours.get(event_time)
+        if hour is None:
+            hour = self.hours[event_time] = hour_of(event_time)
+        self.hourly.append((entry_id, account, currency, hour, amount))
 
     def __len__(self) -> int:
         return len(self.refs)

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from royalflow import topics
 from royalflow.config import Settings
-from royalflow.contracts import AttributionRecord, ContributionEvent, decode_ledger_record
+from royalflow.contracts import decode_ledger_record
 from royalflow.contracts.keys import key_material
 from royalflow.errors import ContractError, LedgerError
 from royalflow.ledger.accounts import account_type
@@ -179,32 +179,36 @@ class LedgerService:
             await asyncio.gather(bounded(producer.stop(), "closing the Kafka producer"),
                                  bounded(self.pool.close(), "closing the database pool"))
 
-    def _decode(self, topic: str, value: bytes, key: bytes | None, headers) -> ContributionEvent | AttributionRecord:  # type: ignore[no-untyped-def]
-        short = topic.removeprefix(f"{self.settings.topic_prefix}.")
-        return decode_ledger_record(short, value, verifier=self.verifier, key=key, headers=headers,
-                                    max_record_bytes=self.settings.max_record_bytes)
+    def _short(self, topic: str) -> str:
+        return topic.removeprefix(f"{self.settings.topic_prefix}.")
 
     async def _prepare(self, batches: dict) -> Prepared:  # type: ignore[type-arg]
         """Decode a fetched batch; bad records go to the dead-letter topic (awaited) here."""
         prepared = Prepared()
         decoded_count = 0
+        verifier, limit = self.verifier, self.settings.max_record_bytes
         for tp, fetched in batches.items():
-            records = [r for r in fetched if r.offset >= self.positions.get((tp.topic, tp.partition), 0)]
+            position = self.positions.get((tp.topic, tp.partition), 0)
+            records = [r for r in fetched if r.offset >= position]
             if not records:
                 continue
             metrics.RECORDS_CONSUMED.labels(SERVICE, tp.topic).inc(len(records))
+            short = self._short(tp.topic)  # once per partition, not per record
+            append = prepared.items.append
             for record in records:
                 decoded_count += 1
                 if decoded_count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let the in-flight commit send its next statement
                 try:
-                    decoded = self._decode(tp.topic, record.value or b"", record.key, record.headers)
+                    decoded = decode_ledger_record(short, record.value or b"", verifier=verifier, key=record.key,
+                                                   headers=record.headers, max_record_bytes=limit)
                 except (ContractError, ValueError) as exc:
                     reason, detail = (exc.reason, exc.detail) if isinstance(exc, ContractError) else ("schema_violation", str(exc)[:500])
                     await self._dead_letter(reason, detail, tp, record)
                     continue
-                prepared.items.append((tp, record, decoded))
+                append((tp, record, decoded))
             prepared.offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+            prepared.first_offsets[(tp.topic, tp.partition)] = records[0].offset
         return prepared
 
     async def _commit(self, prepared: Prepared) -> None:
@@ -213,7 +217,13 @@ class LedgerService:
             # still ours, and records PostgreSQL has not seen (positions were re-read on assignment).
             owned = self.consumer.assignment() if self.consumer is not None else set()
             keep = lambda tp, record: tp in owned and record.offset >= self.positions.get((tp.topic, tp.partition), 0)  # noqa: E731
-            items = [(tp, r, d) for tp, r, d in prepared.items if keep(tp, r)]
+            # Records of a partition come in offset order: when each partition is still ours
+            # and its first record is new, every record is (the usual case: no check per record).
+            if all(TopicPartition(*k) in owned and first >= self.positions.get(k, 0)
+                   for k, first in prepared.first_offsets.items()):
+                items = prepared.items
+            else:
+                items = [(tp, r, d) for tp, r, d in prepared.items if keep(tp, r)]
             offsets = {k: o for k, o in prepared.offsets.items() if TopicPartition(*k) in owned
                        and o > self.positions.get(k, 0)}
             if not offsets:
