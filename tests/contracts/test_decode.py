@@ -109,3 +109,20 @@ def test_largest_allowed_literals_still_decode() -> None:
     assert load_bounded_json(b"[1.7976931348623157e308, -123456789012345678901234567890]", 64) == [
         1.7976931348623157e308, -123456789012345678901234567890
     ]
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "x\\ud83dy", "\\ude00\\ud83d"])
+def test_an_unpaired_surrogate_escape_is_malformed_in_every_record(escape: str) -> None:
+    # Such a string is not Unicode text: PostgreSQL and the payload digests would fail to
+    # encode it later, outside the contract checks, on every redelivery of a signed record.
+    for decode, doc, field in ((decode_generation, GENERATION, "producer"), (decode_contribution, CONTRIBUTION, "owner_id")):
+        raw = _raw(doc).replace(f'"{field}": "'.encode(), f'"{field}": "{escape}'.encode(), 1)
+        with pytest.raises(ContractError) as info:
+            decode(raw)
+        assert info.value.reason == "malformed_json" and "surrogate" in info.value.detail
+    with pytest.raises(ContractError, match="surrogate"):
+        load_bounded_json(f'{{"{escape}": 1}}'.encode(), 1024)  # in a key too
+
+
+def test_a_paired_surrogate_escape_is_text() -> None:
+    assert load_bounded_json(b'{"note": "\\ud83d\\ude00"}', 1024) == {"note": "\U0001F600"}

@@ -13,7 +13,8 @@ bound was hit. The bounds:
 * number literals: integers of at most :data:`MAX_INTEGER_DIGITS` digits (no record needs more
   than 10^30), floats of at most :data:`MAX_FLOAT_CHARS` characters with a finite value, and
   no ``NaN`` / ``Infinity`` (not JSON; they would poison sums);
-* keys: each at most once per object (parsers disagree on which duplicate wins).
+* keys: each at most once per object (parsers disagree on which duplicate wins);
+* strings: Unicode text, so no unpaired surrogate escape such as ``\\ud800``.
 """
 
 from __future__ import annotations
@@ -107,8 +108,30 @@ def load_bounded_json(raw: bytes, max_record_bytes: int) -> object:
         raise ContractError("malformed_json", f"nesting deeper than {MAX_DEPTH} levels")
     # 3. Parse; number literals are bounded as they are met.
     try:
-        return _DECODER.decode(text)
+        doc = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise ContractError("malformed_json", f"not valid UTF-8 JSON: {exc}") from None
     except RecursionError:  # unreachable after the depth scan; kept so a scanner bug cannot crash a consumer
         raise ContractError("malformed_json", f"nesting deeper than {MAX_DEPTH} levels") from None
+    # 4. A \ud800 escape without its pair parses to a string that is not Unicode text: encoding
+    #    it (PostgreSQL's text, a payload digest) raises later, outside every contract check, and a
+    #    signed record with one would stop a consumer on the same batch again and again. Only
+    #    escapes make one (raw UTF-8 cannot encode a surrogate), so only texts with escapes are walked.
+    if "\\u" in text and _lone_surrogate(doc):
+        raise ContractError("malformed_json", "a string holds an unpaired UTF-16 surrogate escape (not Unicode text)")
+    return doc
+
+
+def _lone_surrogate(value: object) -> bool:
+    """Whether any string or key in the parsed document holds an unpaired surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
