@@ -75,9 +75,9 @@ def create_app(settings: Settings, *, web_port: int) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        # As the platform's other producers (platform/kafka.py): up to 5 ms for a batch to fill,
-        # so one batch of outputs goes out in a few requests, not one per record.
-        producer_linger=0.005,
+        # As the platform's other producers (platform/kafka.py). The outputs of a batch do not
+        # wait for it: they are handed over as closed record batches (output.py).
+        producer_linger=settings.kafka_linger_seconds,
         producer_max_batch_size=256 * 1024,
         producer_max_request_size=max(2 * settings.max_record_bytes, 1_048_576),
         # A short session timeout bounds how long a dead agent holds its partitions, and how long
