@@ -56,9 +56,9 @@ Send = tuple[Any, bytes, bytes, list[tuple[str, bytes]] | None]  # (Output topic
 def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) -> None:
     configure_content_root(settings.content_root)
     generations = app.topic(settings.topic(topics.GENERATIONS))
-    contributions = Output(app, settings.topic(topics.CONTRIBUTIONS))
-    audits = Output(app, settings.topic(topics.ATTRIBUTIONS))
-    dead_letters = Output(app, settings.topic(topics.DEADLETTER))
+    contributions = Output(app, settings.topic(topics.CONTRIBUTIONS), repeated_keys=True)  # keyed by owner
+    audits = Output(app, settings.topic(topics.ATTRIBUTIONS))  # keyed by generation: every key new
+    dead_letters = Output(app, settings.topic(topics.DEADLETTER), repeated_keys=True)  # keyed by topic
     claims = ClaimStore(app, settings)
     pipeline = Pipeline(
         registry, max_record_bytes=settings.max_record_bytes, max_revenue_amount=settings.max_revenue_amount,
