@@ -64,8 +64,8 @@ class CategoricalFamily:
         self.probs = (counts + SMOOTHING_ALPHA) / (self.data_sizes[:, None] + SMOOTHING_ALPHA * num_classes)
         # 2. Exact attributions by class label: with exact Shapley values the utility, and so the
         #    whole attribution, depends on the label alone (the seed only drives sampling). Each
-        #    label is computed once (about 50 us of numpy per generation otherwise); only the
-        #    worker thread writes here, and every caller gets its own copies.
+        #    label is computed once (about 50 us of numpy per generation otherwise). Two threads
+        #    racing on a label store the same values; every caller gets its own copies.
         self._exact: dict[int, Attribution] = {}
 
     @classmethod
