@@ -56,9 +56,9 @@ Send = tuple[Any, bytes, bytes, list[tuple[str, bytes]] | None]  # (Output topic
 def install_agent(app: faust.App, settings: Settings, registry: FamilyRegistry) -> None:
     configure_content_root(settings.content_root)
     generations = app.topic(settings.topic(topics.GENERATIONS))
-    contributions = Output(app, settings.topic(topics.CONTRIBUTIONS))
-    audits = Output(app, settings.topic(topics.ATTRIBUTIONS))
-    dead_letters = Output(app, settings.topic(topics.DEADLETTER))
+    contributions = Output(app, settings.topic(topics.CONTRIBUTIONS), repeated_keys=True)  # keyed by owner
+    audits = Output(app, settings.topic(topics.ATTRIBUTIONS))  # keyed by generation: every key new
+    dead_letters = Output(app, settings.topic(topics.DEADLETTER), repeated_keys=True)  # keyed by topic
     claims = ClaimStore(app, settings)
     pipeline = Pipeline(
         registry, max_record_bytes=settings.max_record_bytes, max_revenue_amount=settings.max_revenue_amount,
@@ -248,7 +248,11 @@ async def deliver(sends: list[Send], *, attempts: int = DELIVERY_ATTEMPTS) -> No
     are harmless downstream), at most ``attempts`` times of DELIVERY_TIMEOUT_SECONDS each."""
     for attempt in range(1, attempts + 1):
         try:
-            await asyncio.wait_for(_send_all(sends), DELIVERY_TIMEOUT_SECONDS)
+            # A timeout scope, not wait_for: wait_for runs the sends in a new task, so the
+            # producer's sender ran first and sent what was handed over before (the batch's
+            # claims) in a request of its own.
+            async with asyncio.timeout(DELIVERY_TIMEOUT_SECONDS):
+                await _send_all(sends)
             return
         except Exception:
             if attempt == attempts:
@@ -259,6 +263,17 @@ async def deliver(sends: list[Send], *, attempts: int = DELIVERY_ATTEMPTS) -> No
 
 
 async def _send_all(sends: list[Send]) -> None:
-    pending = [await topic.send(key=key, value=value, headers=headers) for topic, key, value, headers in sends]
+    # 1. By topic, in order of first appearance (the audit records before the contributions:
+    #    see _outputs_per_record); each output hands its records over in one batch per partition.
+    by_topic: dict[int, tuple[Any, list[tuple[bytes, bytes, list[tuple[str, bytes]] | None]]]] = {}
+    for topic, key, value, headers in sends:
+        by_topic.setdefault(id(topic), (topic, []))[1].append((key, value, headers))
+    pending = []
+    for topic, records in by_topic.values():
+        if isinstance(topic, Output):
+            pending.extend(await topic.send_many([(k, v, h, None) for k, v, h in records]))
+        else:
+            pending.extend([await topic.send(key=k, value=v, headers=h) for k, v, h in records])
+    # 2. Every acknowledgement.
     if pending:
         await asyncio.gather(*pending)

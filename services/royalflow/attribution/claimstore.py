@@ -61,12 +61,14 @@ class ClaimStore:
         await asyncio.shield(self._loaded)
 
     async def record(self, claims: list[Claim]) -> list[asyncio.Future[Any]]:
-        futures = []
+        """Remember the claims and hand them over (one record batch per partition); the futures
+        of their acknowledgements."""
+        records = []
         for claim in claims:
             key, value = claim.event_id.encode(), claim.encode()
             self.data[key] = value
-            futures.append(await self.topic.send(key=key, value=value, partition=claim.partition))
-        return futures
+            records.append((key, value, None, claim.partition))
+        return await self.topic.send_many(records) if records else []
 
     async def purge(self) -> int:
         """Drop expired claims, and the oldest beyond the bound, with tombstones on the topic."""

@@ -70,7 +70,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     options: dict[str, Any] = {
         "acks": "all",
         "enable_idempotence": False,
-        "linger_ms": 5,
+        "linger_ms": round(settings.kafka_linger_seconds * 1000),
         "max_batch_size": 256 * 1024,
         "max_request_size": max(2 * settings.max_record_bytes, 1_048_576),
         "request_timeout_ms": 30_000,

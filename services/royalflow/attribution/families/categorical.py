@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,11 @@ class CategoricalFamily:
                 counts[k, int(c)] = count
         self.data_sizes = counts.sum(axis=1)
         self.probs = (counts + SMOOTHING_ALPHA) / (self.data_sizes[:, None] + SMOOTHING_ALPHA * num_classes)
+        # 2. Exact attributions by class label: with exact Shapley values the utility, and so the
+        #    whole attribution, depends on the label alone (the seed only drives sampling). Each
+        #    label is computed once (about 50 us of numpy per generation otherwise). Two threads
+        #    racing on a label store the same values; every caller gets its own copies.
+        self._exact: dict[int, Attribution] = {}
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], path: Path | None = None) -> "CategoricalFamily":
@@ -102,6 +108,15 @@ class CategoricalFamily:
         return v
 
     def _attribute_one(self, label: int, seed: int) -> Attribution:
+        if len(self.owners) <= EXACT_MAX_OWNERS:
+            cached = self._exact.get(label)
+            if cached is None:
+                cached = self._exact[label] = self._compute(label, seed)
+            return replace(cached, shapley_values=cached.shapley_values.copy(), std_errors=cached.std_errors.copy(),
+                           coalition_utilities=dict(cached.coalition_utilities))
+        return self._compute(label, seed)
+
+    def _compute(self, label: int, seed: int) -> Attribution:
         n = len(self.owners)
         v = self._utility(label)
         if n <= EXACT_MAX_OWNERS:
