@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,25 +188,32 @@ def load(path: Path):  # type: ignore[no-untyped-def]
     return load_family(read_manifest(path), path, "cpu")
 
 
+class StageClock:
+    """A harness run's seconds per stage: ``clock(name)`` ends the stage running since the last
+    call (or the start), records it in ``seconds`` and logs the running total."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.seconds: dict[str, float] = {}
+        self._log = log
+        self._started = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._started, 1)
+        self._started = now
+        self._log(f"[{sum(self.seconds.values()):7.1f}s] {name}: {self.seconds[name]:.1f}s")
+
+
 def evaluate(root: Path, *, per_owner: int, attacks: bool | dict, build: dict | None = None,  # type: ignore[type-arg]
              log: Callable[[str], None] = print) -> dict:  # type: ignore[type-arg]
     """Every figure of the table; ``build`` goes to ``build_style_family`` (per_owner, public,
     pretrain, plan). Stage timings in seconds under "seconds"."""
-    import time
-
     from royalflow.training.tiny import build_style_family
 
     build = dict(build or {})
     plan = build.get("plan")
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
-
-    def stage(name: str) -> None:
-        nonlocal started
-        now = time.perf_counter()
-        seconds[name] = round(now - started, 1)
-        started = now
-        log(f"[{sum(seconds.values()):7.1f}s] {name}: {seconds[name]:.1f}s")
+    stage = StageClock(log)
+    seconds = stage.seconds
 
     root = Path(root)
     built = build_style_family(root, "styles", "1", **build)

@@ -14,13 +14,13 @@ Each item is scored with its generic prompt (conditioned) and with none (content
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from royalflow.training.lora_quality import (
+    StageClock,
     GUIDANCE, STRENGTH, Generation, agreement, by_kind, derive_compositional, identical_gap, load, share_table,
     train_variant,
 )
@@ -59,15 +59,8 @@ def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, tw
     from royalflow.training.tiny import build_style_family
 
     build = dict(build or {})
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
-
-    def stage(name: str) -> None:
-        nonlocal started
-        now = time.perf_counter()
-        seconds[name] = round(now - started, 1)
-        started = now
-        log(f"[{sum(seconds.values()):7.1f}s] {name}: {seconds[name]:.1f}s")
+    stage = StageClock(log)
+    seconds = stage.seconds
 
     root = Path(root)
     folders = root / "images"
