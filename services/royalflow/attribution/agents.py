@@ -147,10 +147,13 @@ def preload_kinds(settings: Settings) -> list[str]:
 
 
 def _preload(kinds: list[str]) -> None:
-    from royalflow.attribution.families import preload
+    from royalflow.attribution.families import KIND_MODULES, preload
 
     try:
-        preload(kinds)
+        done = preload(kinds)
+        if len(done) != len(kinds):  # a typo in the setting: say so rather than import nothing quietly
+            log.warning("ROYALFLOW_ATTRIBUTION_PRELOAD names unknown family kinds %s (known: %s)",
+                        sorted(set(kinds) - set(done)), ", ".join(sorted(KIND_MODULES)))
     except Exception:  # the family's first load reports it again, per event, as it does today
         log.exception("preloading the code of family kinds %s failed", kinds)
 
