@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -44,6 +45,7 @@ from royalflow.attribution.families.manifest import (
 from royalflow.attribution.registry import check_family_ref
 from royalflow.errors import ConfigurationError
 from royalflow.training.images import ImageSet
+from royalflow.training.rows import ORDERS, Encoded, build_rows, concat
 
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 ENCODE_BATCH = 64  # images per VAE/text-encoder call while preparing data
@@ -67,16 +69,14 @@ class LoraPlan:
     # (where single-owner adapters disagree with the control) with that many draws per timestep.
     timesteps: str = "independent"
     proposal_draws: int = 0
+    # A coalition's training rows (rows.py): "canonical", its distinct rows in content-key order
+    # (equal data train equal adapters whoever holds them: what the split defence compares), or
+    # "owners", the owners' rows concatenated in owner order (families trained before).
+    data_order: str = "canonical"
 
     def fairness(self, has_control: bool) -> dict[str, object]:
         return {"control": "shuffled_captions" if has_control else "base", "null_dropout": self.caption_dropout,
                 "public_mix": self.public_mix if has_control else 0.0, "start": "base"}
-
-
-@dataclass(frozen=True)
-class Encoded:
-    latents: torch.Tensor  # (N, C, h, w) on the device
-    text: torch.Tensor  # (N, L, D) caption embeddings on the device
 
 
 def encode_set(base: BasePipeline, images: ImageSet, captions: list[str] | None = None) -> Encoded:
@@ -90,8 +90,13 @@ def encode_set(base: BasePipeline, images: ImageSet, captions: list[str] | None 
     return Encoded(torch.cat(latents).to(device), torch.cat(text).to(device))
 
 
-def concat(parts: list[Encoded]) -> Encoded:
-    return Encoded(torch.cat([p.latents for p in parts]), torch.cat([p.text for p in parts]))
+def coalition_rows(base: BasePipeline, owners: dict[str, ImageSet], names: list[str],
+                   order: str) -> Callable[[list[str]], Encoded]:
+    """owners -> their coalition's training rows, in the plan's ``data_order`` (rows.py)."""
+    if order == "canonical":
+        return build_rows(base, {o: owners[o] for o in names}).coalition
+    encoded = {o: encode_set(base, owners[o]) for o in names}
+    return lambda members: concat([encoded[o] for o in members])
 
 
 def train_adapter(base: BasePipeline, data: Encoded, public: Encoded | None, empty: torch.Tensor, name: str,
@@ -186,6 +191,8 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
     if plan.timesteps not in ("independent", "stratified") or not 0 <= plan.proposal_draws <= MAX_PROPOSAL_DRAWS:
         raise ConfigurationError(f"timesteps must be independent or stratified and proposal_draws in "
                                  f"[0, {MAX_PROPOSAL_DRAWS}], got {plan.timesteps!r}, {plan.proposal_draws}")
+    if plan.data_order not in ORDERS:
+        raise ConfigurationError(f"data_order must be one of {ORDERS}, got {plan.data_order!r}")
     Fraction(pool_fraction)
     check_family_ref(family_id, version)
     names = sorted(owners)
@@ -203,7 +210,7 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
     shuffled = list(public.captions)
     rng.shuffle(shuffled)  # the control's captions: paired with the wrong images
     public_encoded = encode_set(base, public, shuffled) if len(public) else None
-    encoded = {o: encode_set(base, owners[o]) for o in names}
+    rows = coalition_rows(base, owners, names, plan.data_order)
     empty = base.encode_prompts([""]).float()[0]
 
     masks = list(range(1 << n)) if mode == "exact" else [0, *[1 << i for i in range(n)]]
@@ -220,7 +227,7 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
                 if mask == 0:
                     data, mix = public_encoded, 0.0
                 else:
-                    data, mix = concat([encoded[o] for i, o in enumerate(names) if mask >> i & 1]), plan.public_mix
+                    data, mix = rows([o for i, o in enumerate(names) if mask >> i & 1]), plan.public_mix
                 # compositional names by slot: a mask of 1,024 owners is 257 hex digits
                 name = f"coalition_0x{mask:x}" if mode == "exact" else f"component_{mask.bit_length():05d}"
                 state = train_adapter(base, data, public_encoded, empty, name, plan,
@@ -247,7 +254,7 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
     write_manifest(out, manifest)
     if plan.proposal_draws > 0:
         del base  # the family loads its own copy of the base
-        manifest["estimator"]["timestep_proposal"] = measure_proposal(out, manifest, encoded, names, plan, target)
+        manifest["estimator"]["timestep_proposal"] = measure_proposal(out, manifest, rows, names, plan, target)
         write_manifest(out, manifest)
     if clusters and n > 1:
         from royalflow.training.lora_clusters import add_clusters
@@ -256,7 +263,7 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
     return out
 
 
-def measure_proposal(out: Path, manifest: dict, encoded: dict[str, Encoded], names: list[str],  # type: ignore[type-arg]
+def measure_proposal(out: Path, manifest: dict, rows: Callable[[list[str]], Encoded], names: list[str],  # type: ignore[type-arg]
                      plan: LoraPlan, device: torch.device) -> list[float]:
     """The timestep proposal of (5) in elbo.py: q(s) ~ how far the single-owner adapters' ELBO
     terms at s lie from the control's, on the owners' own images (at most PROPOSAL_MAX_OWNERS
@@ -267,7 +274,7 @@ def measure_proposal(out: Path, manifest: dict, encoded: dict[str, Encoded], nam
     family = LoraFamily.load(manifest, out, device=str(device))
     rng = np.random.default_rng(plan.seed)
     picked = sorted(rng.permutation(len(names))[:PROPOSAL_MAX_OWNERS].tolist())
-    data = concat([encoded[names[i]] for i in picked])
+    data = rows([names[i] for i in picked])
     slots = [family.masks.index(0), *[family.masks.index(1 << i) for i in picked]]
     with torch.inference_mode():
         scale = latent_term_differences(family.estimator, family._batched, data.latents.cpu(), data.text.cpu(),  # noqa: SLF001
