@@ -68,8 +68,8 @@ def test_exact_pair_check_keeps_owners_whose_union_adds_more(profiles: None) -> 
 
 
 def test_duplicated_images_merge_and_count_once(profiles: None) -> None:
-    rng = np.random.default_rng(3)
-    fam = stand_in(["a", "b", "c"], "compositional", {s: rng.normal(0, 1, 16) for s in range(4)})
+    # Adapters that fit nobody else's pictures (means 1, 3, 9: every cross-fit (3) at most 1/3).
+    fam = stand_in(["a", "b", "c"], "compositional", {s: np.full(16, 3.0 ** (s - 1)) for s in range(4)})
     red = images("owner-red", 5)
     held = {"a": red, "b": red, "c": images("owner-blue", 6)}
     found = lc.find_lora_clusters(fam, None, held)  # no probes: near-copies only
@@ -77,6 +77,73 @@ def test_duplicated_images_merge_and_count_once(profiles: None) -> None:
     assert found["cluster_data_sizes"] == [12, 24]  # the copies once; a single owner: its data size
     assert found["cluster_evidence"][0]["reasons"] == ["near_copies"]
     assert found["cluster_evidence"][0]["duplicate_fraction"] == 1.0
+
+
+def tagged(owner: str, style: str, seed: int) -> ImageSet:
+    """``images`` with file names that say whose pictures they are (for the stand-in below)."""
+    pictures = images(style, seed)
+    return ImageSet(pictures.pixels, pictures.captions, tuple(f"{owner}/{f}" for f in pictures.files))
+
+
+def cross_stand_in(monkeypatch: pytest.MonkeyPatch, profiles: dict, cross: dict) -> list[str]:  # type: ignore[type-arg]
+    """gain_profiles from tables: the probes' by slot, an owner's own pictures' by (owner, slot);
+    returns the owners whose pictures were scored."""
+    scored: list[str] = []
+
+    def fake(family, probes: ImageSet, slots: list[int]) -> np.ndarray:  # type: ignore[no-untyped-def]
+        owner = probes.files[0].split("/")[0]
+        if owner == "probe":
+            return np.stack([profiles[s] for s in slots])
+        scored.append(owner)
+        return np.stack([np.full(4, {("c", 3): 5.0, **cross}.get((owner, s), 0.0)) for s in slots])
+
+    monkeypatch.setattr(lc, "gain_profiles", fake)
+    return scored
+
+
+HELD = {"a": ("owner-red", 1), "b": ("owner-red", 2), "c": ("owner-blue", 3)}
+
+
+@pytest.mark.parametrize(("cross", "merged"), [
+    ({("a", 1): 10.0, ("a", 2): 1.0, ("b", 2): 8.0, ("b", 1): 2.0}, False),  # two honest photo owners
+    ({("a", 1): 10.0, ("a", 2): 9.0, ("b", 2): 8.0, ("b", 1): 7.0}, True),  # shells of one source
+    ({("a", 1): -1.0, ("a", 2): 0.5, ("b", 2): 8.0, ("b", 1): 6.0}, True),  # a's adapter gains nothing: b decides
+    ({("a", 1): -1.0, ("a", 2): 0.5, ("b", 2): -2.0, ("b", 1): 6.0}, False),  # neither gains: no evidence, no merge
+])
+def test_cross_fit_decides_whatever_the_probes_say(monkeypatch: pytest.MonkeyPatch, cross: dict, merged: bool) -> None:  # type: ignore[type-arg]
+    """(3) with the pictures: a and b are close on the probes (2), yet merge only if each one's
+    adapter explains the other's pictures; a small family checks every pair."""
+    base = np.random.default_rng(4).normal(0, 1, (2, 32))
+    scored = cross_stand_in(monkeypatch, {0: base[0] * 0, 1: base[0], 2: base[0] * 1.05, 3: base[1]}, cross)
+    fam = stand_in(["a", "b", "c"], "compositional", {})
+    found = lc.find_lora_clusters(fam, tagged("probe", "owner-green", 0), {o: tagged(o, *h) for o, h in HELD.items()})
+    assert sorted(set(scored)) == ["a", "b", "c"]  # 3 owners <= CROSS_FIT_ALL_PAIRS: every pair
+    (row,) = [r for r in found["cluster_evidence"] if r["owners"] == ["a", "b"]]
+    assert row["merged"] is merged and row["profile_distance"] <= lc.PROFILE_DISTANCE
+    assert (row["cross_fit"] >= lc.CROSS_FIT) is merged and row["reasons"] == (["cross_fit"] if merged else [])
+    assert found["clusters"] == ([["a", "b"], ["c"]] if merged else [["a"], ["b"], ["c"]])
+    assert found["cluster_check"]["cross_fit"] == lc.CROSS_FIT
+
+
+def test_cross_fit_merges_shells_far_apart_on_the_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two halves of one style can land far apart on public probes (0.99 measured): (3) finds them."""
+    g = np.random.default_rng(5).normal(0, 1, (3, 32))
+    cross_stand_in(monkeypatch, {0: g[0] * 0, 1: g[0], 2: g[1], 3: g[2]}, {("a", 1): 10.0, ("a", 2): 9.0, ("b", 2): 8.0, ("b", 1): 7.0})
+    fam = stand_in(["a", "b", "c"], "compositional", {})
+    found = lc.find_lora_clusters(fam, tagged("probe", "owner-green", 0), {o: tagged(o, *h) for o, h in HELD.items()})
+    assert found["clusters"] == [["a", "b"], ["c"]]
+    assert found["cluster_evidence"][0]["profile_distance"] > lc.PROFILE_DISTANCE
+
+
+def test_large_families_check_cross_fit_only_on_close_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above CROSS_FIT_ALL_PAIRS owners, (2) picks the pairs (3) checks (cost): c is never scored."""
+    monkeypatch.setattr(lc, "CROSS_FIT_ALL_PAIRS", 2)
+    base = np.random.default_rng(4).normal(0, 1, (2, 32))
+    cross = {("a", 1): 10.0, ("a", 2): 9.0, ("b", 2): 8.0, ("b", 1): 7.0}
+    scored = cross_stand_in(monkeypatch, {0: base[0] * 0, 1: base[0], 2: base[0] * 1.05, 3: base[1]}, cross)
+    fam = stand_in(["a", "b", "c"], "compositional", {})
+    found = lc.find_lora_clusters(fam, tagged("probe", "owner-green", 0), {o: tagged(o, *h) for o, h in HELD.items()})
+    assert sorted(set(scored)) == ["a", "b"] and found["clusters"] == [["a", "b"], ["c"]]
 
 
 def test_apply_clusters_records_the_check() -> None:

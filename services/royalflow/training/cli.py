@@ -204,6 +204,9 @@ def summary(manifest: dict) -> str:  # type: ignore[type-arg]
     return "\n".join(lines)
 
 
+EVIDENCE_FIGURES = ("duplicate_fraction", "profile_distance", "pair_distance", "cross_fit")
+
+
 def suspected_clusters(clusters: list[list[str]], evidence: list[dict]) -> str:  # type: ignore[type-arg]
     """Clusters of owners paid as one player (same-source evidence found at training time), for
     human review: a wrong merge pays honest owners by data size instead of by contribution."""
@@ -215,7 +218,7 @@ def suspected_clusters(clusters: list[list[str]], evidence: list[dict]) -> str: 
         lines.append(f"  {' + '.join(cluster)}")
         for row in evidence:
             if row.get("merged") and set(row["owners"]) <= set(cluster):
-                detail = ", ".join(f"{k} {row[k]}" for k in ("duplicate_fraction", "profile_distance", "pair_distance") if k in row)
+                detail = ", ".join(f"{k} {row[k]}" for k in EVIDENCE_FIGURES if k in row)
                 lines.append(f"    {row['owners'][0]} ~ {row['owners'][1]}: {', '.join(row['reasons'])} ({detail})")
     return "\n".join(lines)
 

@@ -2,26 +2,41 @@
 
 An owner who splits its data over shell owners gains under plain Shapley values (README, the
 LoRA table). The defence values clusters of owners (``attribution/families/valuation.py``,
-``shapley/quotient.py``); this module finds them, at training or import time, from two kinds of
-evidence that cost O(n) model passes, never one adapter per pair:
+``shapley/quotient.py``); this module finds them, at training or import time, from three kinds
+of evidence, none of which trains an adapter per pair:
 
   * near-copies (training only: needs the owners' images): near-copies across owners by
     perceptual hashes (``fingerprints.py``); owners i, j merge when a fraction of at least
     ``DUPLICATE_FRACTION`` of the smaller owner's images has a near-copy in the other's;
-  * interchangeable owners (training and import: needs only the adapters and public probe
-    images): on each probe image x, with the empty prompt and with its own caption, the gain of
-    owner i's adapter over the control on common random numbers,
+  * gain profiles (training and import: needs only the adapters and public probe images): on
+    each probe image x, with the empty prompt and with its own caption, the gain of owner i's
+    adapter over the control on common random numbers,
 
         g_i(x) = l_i(x) - l_0(x)      (l: the family's ELBO utility, ``latent.py``)          (1)
 
-    is a profile of what the owner adds. Owners merge when their profiles are close,
+    is a profile of what the owner adds; owners are close when
 
-        d(i, j) = ||g_i - g_j|| / max(||g_i||, ||g_j||) <= PROFILE_DISTANCE                 (2)
+        d(i, j) = ||g_i - g_j|| / max(||g_i||, ||g_j||) <= PROFILE_DISTANCE,                (2)
 
     found for all pairs at once from the Gram matrix of the profiles (chunked: n = 10,000
-    owners of 64-entry profiles is one 10^4 x 10^4 product). In exact mode the family also
-    holds every pair's adapter: a pair (i, j) that passes (2) must also pass it for the pair
-    adapter against each alone (their union adds nothing over either), as in the digits kind.
+    owners of 64-entry profiles is one 10^4 x 10^4 product);
+  * cross-fit (training only: needs the owners' images): shells of one source explain EACH
+    OTHER'S pictures. With g_j(D_i) the mean gain (1) of owner j's adapter on owner i's own
+    pictures,
+
+        c(i, j) = min( g_j(D_i) / g_i(D_i),  g_i(D_j) / g_j(D_j) ) >= CROSS_FIT.           (3)
+
+    An owner whose adapter gains nothing on its own pictures (g_i(D_i) <= 0) gives no evidence
+    either way: the other side decides, and with neither the pair does not merge on (3).
+
+Where the pictures are known, (3) decides, for every pair of a family of up to
+``CROSS_FIT_ALL_PAIRS`` owners and for the pairs that pass (2) in larger ones: (2) alone is too
+noisy either way. Measured on the tiny pipeline: two honest photo owners were 0.46 apart on the
+probes (a false merge under the old rule) but fit each other at 0.04; two disjoint halves of one
+style were 0.44 apart in one training and 0.99 in another (whose data order differed), and fit
+each other at 0.87; honest owners fit each other at 0.24 at most (README). Without the pictures
+(``families import``), (2) merges, and in exact mode the pair's own adapter must also lie within
+the line of each alone (their union adds nothing over either), as in the digits kind.
 
 Clusters are the connected components of the merged pairs. Each cluster's distinct image count
 (near-copies counted once) becomes its mixture weight in compositional mode
@@ -32,6 +47,7 @@ LoRA families*).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -47,6 +63,9 @@ from royalflow.training.images import ImageSet
 
 DUPLICATE_FRACTION = 0.5  # share of the smaller owner's images with a near-copy in the other's
 PROFILE_DISTANCE = 0.5  # (2); measured: see the README's LoRA split table
+CROSS_FIT = 0.5  # (3); measured: see the README's LoRA split table
+CROSS_FIT_IMAGES = 8  # each owner's pictures (evenly spaced) scored for (3), with and without caption
+CROSS_FIT_ALL_PAIRS = 8  # families up to this many owners check (3) for every pair (cost n^2 x images)
 PROBE_IMAGES = 32  # public probe images (each scored with the empty prompt and with its caption)
 PROBE_SAMPLES = 8  # Monte-Carlo timesteps per probe likelihood (common random numbers)
 PROBE_SEED = 20_261_206  # the probes' draws: fixed, so a family's evidence is reproducible
@@ -112,6 +131,44 @@ def relative_distance(g: np.ndarray, h: np.ndarray) -> float:
     return float(np.linalg.norm(g - h)) / max(float(np.linalg.norm(g)), float(np.linalg.norm(h)), 1e-9)
 
 
+def cross_fit(family: Any, images: dict[str, ImageSet], single: list[int],
+              pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """(3) for each pair (i, j) of owner indices; ``single``: each owner's adapter slot. Each
+    owner's pictures are scored once, under its own adapter and its partners'."""
+    names = list(family.owners)
+    partners: dict[int, set[int]] = {}
+    for i, j in pairs:
+        partners.setdefault(i, {i}).add(j)
+        partners.setdefault(j, {j}).add(i)
+    gain: dict[tuple[int, int], float] = {}
+    for k, group in sorted(partners.items()):
+        order = sorted(group)
+        means = gain_profiles(family, probe_subset(images[names[k]], CROSS_FIT_IMAGES), [single[j] for j in order])
+        gain.update({(k, j): float(m) for j, m in zip(order, means.mean(axis=1))})
+
+    def fit(i: int, j: int) -> float:
+        sides = [gain[(a, b)] / gain[(a, a)] for a, b in ((i, j), (j, i)) if gain[(a, a)] > 0]
+        return min(sides) if sides else 0.0  # neither adapter gains on its own pictures: no evidence
+
+    return {(i, j): fit(i, j) for i, j in pairs}
+
+
+def interchangeable(family: Any, probes: ImageSet, profiles: np.ndarray, close: list[tuple[int, int, float]],
+                    row: Callable[[int, int], dict[str, Any]]) -> list[tuple[int, int]]:
+    """The close pairs (2) that merge without pictures; in exact mode each pair's own adapter must
+    also lie within the line of each alone (its distance goes into the pair's evidence row)."""
+    if family.mode != "exact" or not close:
+        return [(i, j) for i, j, _ in close]
+    slots = [family.masks.index((1 << i) | (1 << j)) for i, j, _ in close]
+    passed = []
+    for (i, j, _), pair in zip(close, gain_profiles(family, probes, slots)):
+        distance = max(relative_distance(pair, profiles[i]), relative_distance(pair, profiles[j]))
+        row(i, j)["pair_distance"] = round(distance, 4)
+        if distance <= PROFILE_DISTANCE:
+            passed.append((i, j))
+    return passed
+
+
 def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, ImageSet] | None = None) -> dict[str, Any]:
     """{"clusters", "cluster_evidence", "cluster_data_sizes", "cluster_check"} for a loaded
     ``LoraFamily`` (its owners in order). ``probes``: public images for (1), None: no profile
@@ -120,7 +177,9 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
     n = len(names)
     sizes = [int(family.manifest.data_sizes[o]) for o in names]
     check: dict[str, Any] = {"near_copies": images is not None, "profiles": probes is not None and len(probes) > 0,
-                             "profile_distance": PROFILE_DISTANCE, "duplicate_fraction": DUPLICATE_FRACTION}
+                             "profile_distance": PROFILE_DISTANCE, "duplicate_fraction": DUPLICATE_FRACTION,
+                             "cross_fit": CROSS_FIT if images is not None else None,
+                             "cross_fit_all_pairs": CROSS_FIT_ALL_PAIRS}
     rows: dict[tuple[int, int], dict[str, Any]] = {}
 
     def row(i: int, j: int) -> dict[str, Any]:
@@ -142,26 +201,26 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
         # Only duplicate owner pairs' copies count once: look-alikes between other owners are chance.
         pairs = matched[[(min(owner_of[a], owner_of[b]), max(owner_of[a], owner_of[b])) in copied
                          for a, b in matched.tolist()]] if len(matched) else matched
-    # 2. Profiles (1) of the single-owner adapters; close pairs (2); exact mode: the pair check.
-    if check["profiles"] and n > 1:
+    # 2. Same-source adapters. With the owners' pictures (training) the cross-fit (3) decides:
+    #    for every pair of a small family, and above that for the pairs close on the probes (2).
+    #    Without them (import): (2), and in exact mode the pair check.
+    if n > 1 and (check["profiles"] or images is not None):
         single = [family.masks.index(1 << i) if family.mode == "exact" else 1 + i for i in range(n)]
-        profiles = gain_profiles(family, probes, single)
-        close = close_pairs(profiles)
-        pair_profiles: dict[tuple[int, int], np.ndarray] = {}
-        if family.mode == "exact" and close:
-            slots = [family.masks.index((1 << i) | (1 << j)) for i, j, _ in close]
-            pair_profiles = dict(zip([(i, j) for i, j, _ in close], gain_profiles(family, probes, slots)))
+        profiles = gain_profiles(family, probes, single) if check["profiles"] else None
+        close = close_pairs(profiles) if profiles is not None else []
         for i, j, d in close:
-            r = row(i, j)
-            r["profile_distance"] = round(d, 4)
-            ok = True
-            if (i, j) in pair_profiles:
-                r["pair_distance"] = round(max(relative_distance(pair_profiles[(i, j)], profiles[i]),
-                                               relative_distance(pair_profiles[(i, j)], profiles[j])), 4)
-                ok = r["pair_distance"] <= PROFILE_DISTANCE
-            if ok:
-                r["reasons"].append("interchangeable")
-        if n * (n - 1) // 2 <= MAX_REPORTED_PAIRS:  # small families: every pair's distance, for review
+            row(i, j)["profile_distance"] = round(d, 4)
+        if images is not None:
+            candidates = list(combinations(range(n), 2)) if n <= CROSS_FIT_ALL_PAIRS else [(i, j) for i, j, _ in close]
+            for (i, j), fit in cross_fit(family, images, single, candidates).items():
+                r = row(i, j)
+                r["cross_fit"] = round(fit, 4)
+                if fit >= CROSS_FIT:
+                    r["reasons"].append("cross_fit")
+        elif profiles is not None:
+            for i, j in interchangeable(family, probes, profiles, close, row):
+                row(i, j)["reasons"].append("interchangeable")
+        if profiles is not None and n * (n - 1) // 2 <= MAX_REPORTED_PAIRS:  # small families: every pair, for review
             for i, j in combinations(range(n), 2):
                 row(i, j).setdefault("profile_distance", round(relative_distance(profiles[i], profiles[j]), 4))
     # 3. Clusters: connected components of the merged pairs.
