@@ -80,3 +80,11 @@ def test_the_photo_owner_wins_its_held_out_crops_and_edits(photo_figures: dict) 
         assert q[table]["all"]["top1"] >= TOP1_BAR, (table, q[table])
         assert q[table]["all"]["share"] >= SHARE_BAR, (table, q[table])
     assert 0.0 <= photo_figures["agreement"]["conditioned"] <= 1.0
+
+
+def test_the_split_defence_merges_no_honest_photo_owner(photo_figures: dict) -> None:  # type: ignore[type-arg]
+    """The family trains with the defence on: three honest owners, so every merge is a false one
+    (the probe-only rule merged owner-cat and owner-coffee; measured cross-fits 0.04-0.24)."""
+    assert photo_figures["clusters"] == [[o] for o in photo_figures["owners"]]
+    rows = photo_figures["cluster_evidence"]
+    assert len(rows) == 3 and all(not r["merged"] and r["cross_fit"] < 0.5 for r in rows)

@@ -24,6 +24,7 @@ from royalflow.training.lora_quality import (
     GUIDANCE, STRENGTH, Generation, agreement, by_kind, derive_compositional, identical_gap, load, share_table,
     train_variant,
 )
+from royalflow.attribution.registry import read_manifest
 from royalflow.training.photos import OWNER_PHOTOS, caption, held_out_crops, write_photo_folders
 
 KINDS = ("held-out", "edit")
@@ -66,12 +67,11 @@ def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, tw
     folders = root / "images"
     if not (folders / "_public" / "metadata.jsonl").is_file():
         write_photo_folders(folders, per_owner=int(build.get("per_owner", 48)), public=int(build.get("public", 192)))
-    # Without the split defence: its gain-profile rule merges two of these honest owners
-    # (owner-cat and owner-coffee at profile distance 0.46, under its 0.5 line; issue #15 keeps
-    # that false merge open), which would pay them as one source and hide what this harness
-    # measures: the attribution itself.
+    # With the split defence on, as `families train` runs it: these owners are honest, so any
+    # merge is a false one (the old probe-only rule merged owner-cat and owner-coffee at profile
+    # distance 0.46; the cross-fit now decides, lora_clusters.py). ``figures["clusters"]`` says.
     built = build_style_family(root, family_id, "1", folders=folders, pretrain=build.get("pretrain"),
-                               plan=build.get("plan"), clusters=False)
+                               plan=build.get("plan"))
     stage(f"base + exact family {family_id} (3 owners, 8 adapters)")
     exact = load(built.family_path)
     comp = load(derive_compositional(root / "families", built.family_path, f"{family_id}-compositional"))
@@ -86,6 +86,8 @@ def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, tw
     stage("attribution: exact + compositional, conditioned + content-only")
     figures: dict = {"generations": len(items), "per_owner": per_owner, "owners": list(owners),  # type: ignore[type-arg]
                      "kinds": list(KINDS), "family_id": family_id,
+                     "clusters": read_manifest(built.family_path).get("clusters"),
+                     "cluster_evidence": read_manifest(built.family_path).get("cluster_evidence"),
                      "quality": {k: by_kind(t, owners, items, KINDS) for k, t in tables.items()},
                      "agreement": {"conditioned": agreement(tables["exact"], tables["compositional"]),
                                    "content_only": agreement(tables["exact_content"], tables["compositional_content"])}}
