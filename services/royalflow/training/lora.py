@@ -253,13 +253,24 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
     }
     write_manifest(out, manifest)
     if plan.proposal_draws > 0:
-        del base  # the family loads its own copy of the base
         manifest["estimator"]["timestep_proposal"] = measure_proposal(out, manifest, rows, names, plan, target)
         write_manifest(out, manifest)
     if clusters and n > 1:
+        from royalflow.training.cluster_components import write_cluster_components
         from royalflow.training.lora_clusters import add_clusters
 
-        add_clusters(out, manifest, public if len(public) else None, owners, device=device)
+        threads = torch.get_num_threads()  # loading the family for the evidence may change it
+        manifest = add_clusters(out, manifest, public if len(public) else None, owners, device=device)
+        if mode == "compositional":  # each multi-owner cluster's own component, on its distinct rows
+
+            def cluster_adapter(j: int, members: list[str]) -> dict[str, torch.Tensor]:
+                # The thread count the owners' adapters trained with: float sums follow it, and the
+                # cluster's adapter must equal a single owner's on the same rows bit for bit.
+                torch.set_num_threads(threads)
+                return train_adapter(base, rows(members), public_encoded, empty, f"cluster_{j:05d}", plan,
+                                     public_mix=plan.public_mix)
+
+            write_cluster_components(out, manifest, cluster_adapter)
     return out
 
 

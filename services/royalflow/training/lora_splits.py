@@ -101,7 +101,9 @@ def share_tables(family: Any, items: Sequence[Any], ways: dict[str, tuple[Any, A
     rows: dict[str, list[np.ndarray]] = {name: [] for name in ways}
     k1 = family.estimator.samples + 1
     for start in range(0, len(items), batch):
-        samples = family.utility_samples(prepare(family, items[start:start + batch])).numpy()  # (M, B, K)
+        samples = family.utility_samples(prepare(family, items[start:start + batch]))  # (M, B, K)
+        # Compositional: clusters with their own component stand in for their members.
+        samples = (samples if family.mode == "exact" else family.components(samples)).numpy()
         for name, (clusters, distinct) in ways.items():
             with playing(family, clusters, distinct):
                 for b in range(samples.shape[1]):
@@ -170,21 +172,23 @@ def evaluate_attacks(root: Path, built: Any, exact: Any, comp: Any, seeds: Seque
                                "import_clusters": imported.get("clusters"),
                                "false_merges": false_merges(manifest.get("clusters") or [], shells),
                                "import_false_merges": false_merges(imported.get("clusters") or [], shells)}
+        with_components = derive_compositional(root / "families", path, f"{name}-compositional-clusters", clusters=True)
         attacked = {"exact": (load(path), {"plain": (None, None), "quotient": trained}),
                     "compositional": (load(imported_path), {"plain": (None, None), "quotient": trained,
-                                                            "import": (imported.get("clusters"), None)})}
+                                                            "import": (imported.get("clusters"), None)}),
+                    "compositional_components": (load(with_components), {"quotient": trained})}
         for mode, (family, ways) in attacked.items():
             per_seed: dict[str, dict[str, list[float]]] = {w: {"own": [], "others": []} for w in ways}
             for s in seeds:
                 tables = share_tables(family, draws[s], ways)
                 for w, table in tables.items():
-                    g = gains(honest[s][mode], exact.owners, table, family.owners, draws[s], shells)
+                    g = gains(honest[s][mode.removesuffix("_components")], exact.owners, table, family.owners, draws[s], shells)
                     per_seed[w]["own"].append(g["own"])
                     per_seed[w]["others"].append(g["others"])
             row[mode] = {w: {where: spread(v) for where, v in d.items()} for w, d in per_seed.items()}
         log(json.dumps({key: row[key] for key in ("k", "data", "clusters", "import_clusters", "false_merges")}))
         log(json.dumps({m: {w: {where: (round(v["min"], 3), round(v["max"], 3)) for where, v in d.items()}
-                            for w, d in row[m].items()} for m in ("exact", "compositional")}))
+                            for w, d in row[m].items()} for m in attacked}))
         out["variants"].append(row)
         del attacked
     return out

@@ -158,3 +158,20 @@ def test_lora_clusters_are_typed_and_optional() -> None:
                             cluster_evidence=[{"owners": ["a", "b"], "reasons": ["near_copies"], "merged": True}]), "x")
     assert m.clusters == [["b", "a"]] and m.cluster_data_sizes == [7] and m.cluster_evidence
     assert parse_manifest(lora(), "x").clusters is None
+
+
+def test_cluster_components_follow_the_owners_slots_in_compositional_mode_only() -> None:
+    from royalflow.attribution.families.manifest import cluster_component_file
+
+    entry = {"file": cluster_component_file(1), "sha256": DIGEST}
+    m = parse_manifest(composed(["a", "b", "c"], clusters=[["a"], ["b", "c"]], cluster_components=[None, entry]), "x")
+    assert isinstance(m, LoraManifest)
+    assert [s.file if s else None for s in m.slot_files()] == [*[component_file(i) for i in range(4)],
+                                                               "components/clusters/00001.safetensors"]
+    for changes, message in [({"clusters": [["a"], ["b", "c"]], "cluster_components": [entry]}, "one entry per cluster"),
+                             ({"cluster_components": [entry]}, "one entry per cluster"),
+                             ({"clusters": [["a"], ["b", "c"]], "cluster_components": [entry, None]}, "single-owner")]:
+        with pytest.raises(ConfigurationError, match=message):
+            parse_manifest(composed(["a", "b", "c"], **changes), "x")
+    with pytest.raises(ConfigurationError, match="compositional mode only"):
+        parse_manifest(lora(clusters=[["a", "b"]], cluster_components=[entry]), "x")

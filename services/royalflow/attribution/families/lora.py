@@ -79,13 +79,19 @@ class LoraFamily:
         n = len(self.owners)
         # Slots: every coalition mask the mode needs, mask 0 (the control) first.
         self.masks = list(range(1 << n)) if self.mode == "exact" else [0, *[1 << i for i in range(n)]]
-        if len(factors) != len(self.masks):
-            raise ConfigurationError(f"family {self.family_id}: {len(factors)} adapters for {len(self.masks)} slots")
+        # Compositional clusters with their own component (manifest ``cluster_components``): slots
+        # after the owners'; that component stands for every member in the mixture (components()).
+        position = {o: i for i, o in enumerate(self.owners)}
+        given = [c for c, e in zip(manifest.clusters or [], manifest.cluster_components or []) if e is not None]
+        self.cluster_slots = [([position[o] for o in c], len(self.masks) + j) for j, c in enumerate(given)]
+        self.slot_count = len(self.masks) + len(self.cluster_slots)
+        if len(factors) != self.slot_count:
+            raise ConfigurationError(f"family {self.family_id}: {len(factors)} adapters for {self.slot_count} slots")
         host = FactorStack.build(factors, linear_shapes(base.unet))
         settings = manifest.estimator
         self.screen_settings = settings.screen
         self.screened = self.mode == "compositional" and n >= settings.screen.min_owners
-        capacity = DEFAULT_CAPACITY if self.screened else len(self.masks)
+        capacity = DEFAULT_CAPACITY if self.screened else self.slot_count
         self.pool = ResidentPool(host, capacity, device=device, dtype=self.dtype)
         self.bank = AdapterBank(base.unet, self.pool.stack)
         self.screen = FirstOrderScreen(host, device) if self.screened else None
@@ -149,8 +155,19 @@ class LoraFamily:
             return [exact_attribution(self, samples[:, b, :].numpy(), len(self.masks) * k1) for b in range(len(batch))]
         if path == "screen" or (path == "auto" and self.screened):
             return self._screened(batch)
-        samples = self.utility_samples(batch)  # (n+1, B, K)
-        return [compositional_attribution(self, samples[:, b, :].numpy(), len(self.masks) * k1) for b in range(len(batch))]
+        samples = self.components(self.utility_samples(batch))  # (n+1, B, K)
+        return [compositional_attribution(self, samples[:, b, :].numpy(), self.slot_count * k1) for b in range(len(batch))]
+
+    def components(self, samples: torch.Tensor) -> torch.Tensor:
+        """Compositional (S, B, K) slot samples -> (n+1, B, K) component samples: the control and
+        the owners, every member of a cluster with its own component taking that component's
+        samples. The cluster's members' weights sum to its distinct images (cluster_log_weights),
+        so the mixture holds d_C p_C(x): the cluster's adapter, trained on its distinct rows,
+        is the single owner's adapter when the cluster is one owner's shells (rows.py)."""
+        out = samples[: len(self.masks)].clone()
+        for members, slot in self.cluster_slots:
+            out[[1 + m for m in members]] = samples[slot]
+        return out
 
     # -- utilities ---------------------------------------------------------------------
     def _inputs(self, batch: Sequence[Prepared]):  # type: ignore[no-untyped-def]
@@ -160,13 +177,13 @@ class LoraFamily:
         return z0, text, self.estimator.draw([p.seed for p in batch], tuple(z0.shape[1:]))
 
     def utility_samples(self, batch: Sequence[Prepared], *, strategy: str = "batched") -> torch.Tensor:
-        """v_k per slot (self.masks order), item and Monte-Carlo sample: (M, B, K) nats, every
-        slot's full forward. ``strategy="switching"``: one adapter per forward (the baseline)."""
+        """v_k per slot (self.masks order, then cluster components), item and Monte-Carlo sample:
+        (S, B, K) nats, every slot's full forward. ``strategy="switching"``: one adapter per forward (the baseline)."""
         if strategy not in ("batched", "switching"):
             raise ValueError(f"unknown strategy {strategy!r}")
         z0, text, draws = self._inputs(batch)
         rows = 1 if strategy == "switching" else self.manifest.estimator.max_rows_per_forward
-        return latent_log_likelihood_samples(self.estimator, self._batched, z0, text, draws, len(self.masks), max_rows=rows)
+        return latent_log_likelihood_samples(self.estimator, self._batched, z0, text, draws, self.slot_count, max_rows=rows)
 
     def embed(self, prompts: list[str]) -> torch.Tensor:
         """Text embeddings on CPU (B, L, D), cached per prompt (bounded)."""

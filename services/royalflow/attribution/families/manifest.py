@@ -230,6 +230,10 @@ class LoraManifest(_Common):
     clusters: list[list[str]] | None = None
     cluster_evidence: list[Any] | None = Field(default=None, max_length=10_000)
     cluster_data_sizes: list[int] | None = None
+    # Compositional: one adapter per multi-owner cluster, trained on the cluster's distinct rows
+    # (training/rows.py): the cluster's component in the mixture (None: singletons, or the
+    # members' mixture). Aligned with ``clusters``.
+    cluster_components: list[AdapterFile | None] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -292,14 +296,21 @@ class LoraManifest(_Common):
                                  f"unexpected keys {_few(extra)}")
         _check_data_sizes(self.owners, self.data_sizes)
         _check_clusters(self.owners, self.clusters, self.cluster_data_sizes)
+        if self.cluster_components is not None:
+            if self.mode != "compositional" or self.clusters is None or len(self.cluster_components) != len(self.clusters):
+                raise ValueError("cluster_components: compositional mode only, one entry per cluster")
+            if any(e is not None and len(c) < 2 for c, e in zip(self.clusters, self.cluster_components)):
+                raise ValueError("cluster_components: a single-owner cluster's component is its owner's")
         return self
 
     def slot_files(self) -> list[AdapterFile | None]:
         """The adapter file of every slot, in the runtime's slot order; None: the plain base.
-        exact: coalition masks 0x0 .. 2^n - 1; compositional: the control, then the owners."""
+        exact: coalition masks 0x0 .. 2^n - 1; compositional: the control, the owners, then the
+        clusters' components (those given, in cluster order)."""
         if self.mode == "exact":
             return [self.adapters.get(hex(m)) for m in range(1 << len(self.owners))]
-        return [self.components.get(CONTROL), *[self.components[o] for o in self.owners]]
+        clusters = [e for e in self.cluster_components or [] if e is not None]
+        return [self.components.get(CONTROL), *[self.components[o] for o in self.owners], *clusters]
 
 
 def _check_clusters(owners: list[str], clusters: list[list[str]] | None, sizes: list[int] | None) -> None:
@@ -322,6 +333,13 @@ def component_file(index: int) -> str:
     if not 0 <= index <= MAX_OWNERS:
         raise ValueError(f"component index {index} outside [0, {MAX_OWNERS}]")
     return f"components/{index:05d}.safetensors"
+
+
+def cluster_component_file(index: int) -> str:
+    """Where a compositional family keeps cluster ``index``'s component (training/lora.py)."""
+    if not 0 <= index < MAX_OWNERS:
+        raise ValueError(f"cluster index {index} outside [0, {MAX_OWNERS})")
+    return f"components/clusters/{index:05d}.safetensors"
 
 
 def _few(names: list[str], shown: int = 5) -> str:

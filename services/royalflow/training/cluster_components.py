@@ -1,0 +1,49 @@
+"""One adapter per multi-owner cluster of a compositional LoRA family: the cluster's component.
+
+Compositional mode values a cluster through the mixture. Valued by its members' own adapters,
+one owner's shells hold two half-data adapters where the honest owner held one, and the
+difference moves every owner's share (README, the LoRA split table: 0.89-4.26x on the others'
+generations). Trained on the cluster's distinct rows in canonical order (``rows.py``) with the
+fair schedule every adapter shares, the cluster's adapter IS the honest owner's adapter, bit for
+bit, when the cluster is one owner's shells, disjoint or duplicated; the family then puts it in
+the mixture for every member (``LoraFamily.components``), weighted by the cluster's distinct
+images (``cluster_data_sizes``)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from royalflow.attribution.families.manifest import cluster_component_file
+
+
+def write_cluster_components(out: Path, manifest: dict[str, Any],
+                             adapter: Callable[[int, list[str]], dict[str, torch.Tensor] | Path]) -> dict[str, Any]:
+    """Each multi-owner cluster's component at ``cluster_component_file(j)``, from ``adapter(j,
+    members)``: a state dict to save, or an adapter file to copy (e.g. an exact family's union
+    adapter); the manifest written again with ``cluster_components``. Returns it."""
+    from royalflow.training.lora import save_component, write_manifest
+
+    entries: list[dict[str, str] | None] = []
+    for j, members in enumerate(manifest.get("clusters") or []):
+        if len(members) < 2:
+            entries.append(None)
+            continue
+        file = out / cluster_component_file(j)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        made = adapter(j, list(members))
+        if isinstance(made, Path):
+            shutil.copyfile(made, file)
+        else:
+            save_component(made, file)
+        entries.append({"file": cluster_component_file(j), "sha256": hashlib.sha256(file.read_bytes()).hexdigest()})
+    if not any(entries):
+        return manifest
+    updated = {**manifest, "cluster_components": entries}
+    write_manifest(out, updated)
+    return updated

@@ -1,0 +1,72 @@
+"""A compositional family's cluster components (``training/cluster_components.py``): one owner's
+duplicated shells get the owner's own component, bit for bit, and so the owner's shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from royalflow.attribution.families.lora import LoraFamily
+
+
+def test_a_cluster_component_stands_in_for_each_member() -> None:
+    samples = torch.arange(6 * 2 * 3, dtype=torch.float64).reshape(6, 2, 3)  # control, 4 owners, 1 cluster
+    family = SimpleNamespace(masks=[0, 1, 2, 4, 8], cluster_slots=[([1, 3], 5)])
+    out = LoraFamily.components(family, samples)  # type: ignore[arg-type]
+    assert out.shape == (5, 2, 3)
+    assert torch.equal(out[[0, 1, 3]], samples[[0, 1, 3]])
+    assert torch.equal(out[2], samples[5]) and torch.equal(out[4], samples[5])
+
+
+@pytest.fixture(scope="module")
+def families(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from royalflow.attribution.families import load_family
+    from royalflow.attribution.registry import read_manifest
+    from royalflow.training.images import read_image_folders
+    from royalflow.training.lora import LoraPlan, train_lora_family
+    from royalflow.training.styles import write_folders
+    from royalflow.training.tiny import RESOLUTION, build_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("cluster-components")
+    build_tiny_pipeline(root / "base")
+    public, owners = read_image_folders(write_folders(root / "images", per_owner=4, public=4), RESOLUTION)
+    red, blue = owners["owner-red"], owners["owner-blue"]
+    plan = LoraPlan(steps=2, batch=4)
+    common = {"mode": "compositional", "resolution": RESOLUTION, "plan": plan, "device": "cpu", "show_progress": False}
+    honest = train_lora_family(root / "families", "honest", "1", root / "base", public,
+                               {"owner-red": red, "owner-blue": blue}, clusters=False, **common)
+    shells = train_lora_family(root / "families", "shells", "1", root / "base", public,
+                               {"owner-red-1": red, "owner-red-2": red, "owner-blue": blue}, **common)
+    return {name: (path, read_manifest(path), load_family(read_manifest(path), path, "cpu"))
+            for name, path in (("honest", honest), ("shells", shells))}
+
+
+def test_duplicated_shells_get_the_owners_component_and_shares(families) -> None:  # type: ignore[no-untyped-def]
+    from royalflow.attribution.families.content import png
+    from royalflow.producer.events import generation_event
+
+    (honest_path, honest_manifest, honest), (shells_path, manifest, shells) = families["honest"], families["shells"]
+    assert manifest["clusters"] == [["owner-blue"], ["owner-red-1", "owner-red-2"]]
+    assert manifest["cluster_components"][0] is None and manifest["cluster_data_sizes"][1] == 4
+    mine = load_file(str(shells_path / manifest["cluster_components"][1]["file"]))
+    owners = load_file(str(honest_path / honest_manifest["components"]["owner-red"]["file"]))
+    assert mine.keys() == owners.keys() and all(torch.equal(mine[k], owners[k]) for k in mine)
+    assert honest.mode == shells.mode == "compositional"
+    pixels = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+
+    def shares(family: LoraFamily) -> dict[str, float]:
+        event = generation_event(event_id="split-1", family_id=family.family_id, family_version=family.version,
+                                 revenue_amount=1000, currency="USD", content=png(pixels), prompt="a red circle")
+        (a,) = family.attribute([family.prepare(event)], path="full")
+        total = float(np.sum(a.shapley_values))
+        return {o: float(v) / total for o, v in zip(a.owners, a.shapley_values)}
+
+    before, after = shares(honest), shares(shells)
+    assert after["owner-red-1"] + after["owner-red-2"] == pytest.approx(before["owner-red"], abs=1e-9)
+    assert after["owner-blue"] == pytest.approx(before["owner-blue"], abs=1e-9)
+    assert after["owner-red-1"] == pytest.approx(after["owner-red-2"], abs=1e-12)  # equal data sizes
