@@ -152,13 +152,14 @@ def split_rows(f: dict, lines: list[str]) -> str:  # type: ignore[type-arg]
                               for m in ("exact", "compositional"))
             name = f"gain k={row['k']} {row['data']} ({label})"
             lines.append(f"{name:<52}{fmt('exact'):>14}{fmt('compositional'):>16}  [{spans}]")
-        for label, r in (("  compositional, cluster components", row["compositional_components"]["quotient"]),
+        for label, r in (("  compositional trained, cluster components", row["compositional_components"]["quotient"]),
                          ("  compositional, import-only clusters", row["compositional"]["import"])):
             cell = f"{r['own']['max']:.2f} ({r['others']['max']:.2f})"
             span = f"[{r['own']['min']:.2f}-{r['own']['max']:.2f}, {r['others']['min']:.2f}-{r['others']['max']:.2f}]"
             lines.append(f"{label:<52}{'':>14}{cell:>16}  {span}")
         lines.append(f"{'  clusters found (training; import)':<52}  {row['clusters']}; {row['import_clusters']}")
-    merged = splits["honest_family_false_merges"] + sum(r["false_merges"] + r["import_false_merges"] for r in splits["variants"])
+    merged = splits["honest_family_false_merges"] + sum(r["false_merges"] + r["import_false_merges"]
+                                                        + r.get("trained_compositional_false_merges", 0) for r in splits["variants"])
     lines.append(f"{'honest owners merged (all families, both evidences)':<52}{merged:>30}")
     return "\n".join(lines)
 

@@ -42,8 +42,22 @@ def families(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
                                {"owner-red": red, "owner-blue": blue}, clusters=False, **common)
     shells = train_lora_family(root / "families", "shells", "1", root / "base", public,
                                {"owner-red-1": red, "owner-red-2": red, "owner-blue": blue}, **common)
+    near = train_lora_family(root / "families", "near", "1", root / "base", public,
+                             {"owner-red-1": red, "owner-red-2": near_copies(red), "owner-blue": blue}, **common)
     return {name: (path, read_manifest(path), load_family(read_manifest(path), path, "cpu"))
-            for name, path in (("honest", honest), ("shells", shells))}
+            for name, path in (("honest", honest), ("shells", shells), ("near", near))}
+
+
+def near_copies(images):  # type: ignore[no-untyped-def]
+    """Re-encoded, resized, cropped and noised copies (the split harness's near-copy attack)."""
+    from PIL import Image
+
+    from royalflow.training.images import ImageSet
+    from royalflow.training.lora_splits import near_copy
+
+    rng = np.random.default_rng(7)
+    pixels = np.stack([np.asarray(near_copy(Image.fromarray(p), rng)) for p in images.pixels])
+    return ImageSet(pixels, images.captions, images.files)
 
 
 def test_duplicated_shells_get_the_owners_component_and_shares(families) -> None:  # type: ignore[no-untyped-def]
@@ -70,3 +84,14 @@ def test_duplicated_shells_get_the_owners_component_and_shares(families) -> None
     assert after["owner-red-1"] + after["owner-red-2"] == pytest.approx(before["owner-red"], abs=1e-9)
     assert after["owner-blue"] == pytest.approx(before["owner-blue"], abs=1e-9)
     assert after["owner-red-1"] == pytest.approx(after["owner-red-2"], abs=1e-12)  # equal data sizes
+
+
+def test_near_copy_shells_train_the_cluster_on_the_owners_pictures(families) -> None:  # type: ignore[no-untyped-def]
+    """Shell 2 holds near-copies (different bytes): the copies are matched and kept once, so the
+    cluster's component trains on owner-red's own pictures and equals its component."""
+    (honest_path, honest_manifest, _), (near_path, manifest, _) = families["honest"], families["near"]
+    assert manifest["clusters"] == [["owner-blue"], ["owner-red-1", "owner-red-2"]]
+    assert manifest["cluster_data_sizes"][1] == 4  # 8 pictures, 4 of them copies
+    mine = load_file(str(near_path / manifest["cluster_components"][1]["file"]))
+    owners = load_file(str(honest_path / honest_manifest["components"]["owner-red"]["file"]))
+    assert all(torch.equal(mine[k], owners[k]) for k in mine)

@@ -65,7 +65,10 @@ def test_exact_copies_count_once_and_empty_coalitions_are_refused(base_and_owner
     base, owners = base_and_owners
     table: RowTable = build_rows(base, _split(owners, "duplicated"))
     assert len(table.coalition(["shell-1", "shell-2"]).latents) == len(owners["owner-red"])
-    with pytest.raises(ValueError, match="at least one owner"):
+    # Chosen pictures: shell-1's first two and shell-2's copy of the first: two rows.
+    chosen = table.pictures({"shell-1": [0, 1], "shell-2": [0]})
+    assert torch.equal(chosen.latents, table.pictures({"shell-1": [0, 1]}).latents) and len(chosen.latents) == 2
+    with pytest.raises(ValueError, match="at least one owner with a picture"):
         table.coalition([])
 
 
@@ -89,8 +92,9 @@ def test_the_owner_order_stays_available(tmp_path: Path, base_and_owners) -> Non
     from royalflow.training.lora import LoraPlan, coalition_rows, train_lora_family
 
     base, owners = base_and_owners
-    old = coalition_rows(base, owners, ["owner-blue", "owner-red"], "owners")(["owner-blue", "owner-red"])
-    assert len(old.latents) == len(owners["owner-blue"]) + len(owners["owner-red"])
+    rows, pictures = coalition_rows(base, owners, ["owner-blue", "owner-red"], "owners")
+    old = rows(["owner-blue", "owner-red"])
+    assert len(old.latents) == len(owners["owner-blue"]) + len(owners["owner-red"]) and pictures is None
     with pytest.raises(ConfigurationError, match="data_order"):
         train_lora_family(tmp_path, "f", "1", tmp_path, owners["owner-blue"], owners, resolution=32,
                           plan=LoraPlan(data_order="shuffled"))

@@ -176,21 +176,19 @@ def duplicate_fractions(owner_of: np.ndarray, pairs: np.ndarray, owners: int) ->
     return out
 
 
+def representatives(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The images of the owners ``members`` with near-copies among them kept once: the first
+    image (lowest index) of each connected component of the near-copy graph ``pairs``
+    restricted to their images. Pass the matched pairs of owner pairs that ARE copies of each
+    other, so that look-alikes do not shrink the set. Ascending global image indices."""
+    from royalflow.training.clusters import components
+
+    inside = np.flatnonzero(np.isin(owner_of, list(members)))
+    local = {int(k): m for m, k in enumerate(inside)}
+    edges = [(local[i], local[j]) for i, j in pairs.tolist() if i in local and j in local]
+    return np.array(sorted(int(inside[c[0]]) for c in components(len(inside), edges)), dtype=np.int64)
+
+
 def distinct_count(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray) -> int:
-    """Images of the owners ``members`` once near-copies among them are counted once (connected
-    components of the near-copy graph ``pairs`` restricted to their images; pass the matched
-    pairs of owner pairs that ARE copies of each other, so that look-alikes do not shrink the count)."""
-    inside = np.isin(owner_of, list(members))
-    index = {int(k): m for m, k in enumerate(np.flatnonzero(inside))}
-    parent = list(range(len(index)))
-
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i, j in pairs.tolist():
-        if i in index and j in index:
-            parent[root(index[i])] = root(index[j])
-    return len({root(x) for x in range(len(parent))})
+    """How many images the owners ``members`` hold, near-copies among them counted once."""
+    return len(representatives(members, owner_of, pairs))

@@ -201,7 +201,7 @@ def _register(out: Path, family_id: str, version: str, base_folder: Path, owners
     if probes is not None and len(probes) and len(owners) > 1:  # profile evidence: adapters + public probes
         from royalflow.training.lora_clusters import add_clusters
 
-        add_clusters(out, manifest, probes, None, device="auto")
+        add_clusters(out, manifest, probes, None, device="auto")  # no pictures: nothing to train per cluster
     return out
 
 

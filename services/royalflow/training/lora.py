@@ -91,12 +91,14 @@ def encode_set(base: BasePipeline, images: ImageSet, captions: list[str] | None 
 
 
 def coalition_rows(base: BasePipeline, owners: dict[str, ImageSet], names: list[str],
-                   order: str) -> Callable[[list[str]], Encoded]:
-    """owners -> their coalition's training rows, in the plan's ``data_order`` (rows.py)."""
+                   order: str) -> tuple[Callable[[list[str]], Encoded], Callable[[dict[str, list[int]]], Encoded] | None]:
+    """owners -> their coalition's training rows, in the plan's ``data_order`` (rows.py); and,
+    in canonical order, chosen pictures -> their rows (None in owner order)."""
     if order == "canonical":
-        return build_rows(base, {o: owners[o] for o in names}).coalition
+        table = build_rows(base, {o: owners[o] for o in names})
+        return table.coalition, table.pictures
     encoded = {o: encode_set(base, owners[o]) for o in names}
-    return lambda members: concat([encoded[o] for o in members])
+    return (lambda members: concat([encoded[o] for o in members])), None
 
 
 def train_adapter(base: BasePipeline, data: Encoded, public: Encoded | None, empty: torch.Tensor, name: str,
@@ -210,7 +212,7 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
     shuffled = list(public.captions)
     rng.shuffle(shuffled)  # the control's captions: paired with the wrong images
     public_encoded = encode_set(base, public, shuffled) if len(public) else None
-    rows = coalition_rows(base, owners, names, plan.data_order)
+    rows, pictures = coalition_rows(base, owners, names, plan.data_order)
     empty = base.encode_prompts([""]).float()[0]
 
     masks = list(range(1 << n)) if mode == "exact" else [0, *[1 << i for i in range(n)]]
@@ -260,14 +262,16 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
         from royalflow.training.lora_clusters import add_clusters
 
         threads = torch.get_num_threads()  # loading the family for the evidence may change it
-        manifest = add_clusters(out, manifest, public if len(public) else None, owners, device=device)
+        manifest, kept = add_clusters(out, manifest, public if len(public) else None, owners, device=device)
         if mode == "compositional":  # each multi-owner cluster's own component, on its distinct rows
 
             def cluster_adapter(j: int, members: list[str]) -> dict[str, torch.Tensor]:
                 # The thread count the owners' adapters trained with: float sums follow it, and the
                 # cluster's adapter must equal a single owner's on the same rows bit for bit.
                 torch.set_num_threads(threads)
-                return train_adapter(base, rows(members), public_encoded, empty, f"cluster_{j:05d}", plan,
+                # Near-copies once (canonical order): shells holding copies train on the owner's pictures.
+                data = pictures(kept[j]) if pictures is not None and kept.get(j) else rows(members)
+                return train_adapter(base, data, public_encoded, empty, f"cluster_{j:05d}", plan,
                                      public_mix=plan.public_mix)
 
             write_cluster_components(out, manifest, cluster_adapter)

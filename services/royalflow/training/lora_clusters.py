@@ -58,7 +58,7 @@ import torch
 from royalflow.attribution.families.content import to_unit
 from royalflow.attribution.families.latent import pair_log_likelihood_samples
 from royalflow.training.clusters import components
-from royalflow.training.fingerprints import distinct_count, duplicate_fractions, fingerprints, matching, near_pairs
+from royalflow.training.fingerprints import duplicate_fractions, fingerprints, matching, near_pairs, representatives
 from royalflow.training.images import ImageSet
 
 DUPLICATE_FRACTION = 0.5  # share of the smaller owner's images with a near-copy in the other's
@@ -230,10 +230,15 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
     evidence = [r for (i, j), r in sorted(rows.items()) if r["merged"] or n * (n - 1) // 2 <= MAX_REPORTED_PAIRS]
     # 4. Mixture weight of each cluster: its distinct images (near-copies once); without images,
     #    the members' data sizes (an imported family reports counts, not pictures).
-    distinct = [distinct_count(c, owner_of, pairs) if images is not None and len(c) > 1 else sum(sizes[k] for k in c)
-                for c in clusters]
+    #    With the pictures, also which ones a cluster's own adapter trains on (cluster_components.py):
+    #    each near-copy once, so one owner's shells holding copies train on the owner's pictures.
+    kept = {j: representatives(c, owner_of, pairs) for j, c in enumerate(clusters) if images is not None and len(c) > 1}
+    distinct = [len(kept[j]) if j in kept else sum(sizes[k] for k in c) for j, c in enumerate(clusters)]
+    first = np.concatenate([[0], np.cumsum([len(images[o]) for o in names])]) if images is not None else None
+    pictures = {j: {names[k]: [int(g - first[k]) for g in keep if owner_of[g] == k] for k in clusters[j]}
+                for j, keep in kept.items()}
     return {"clusters": [[names[k] for k in c] for c in clusters], "cluster_evidence": evidence[:MAX_MERGED_REPORTED],
-            "cluster_data_sizes": distinct, "cluster_check": check}
+            "cluster_data_sizes": distinct, "cluster_check": check, "cluster_pictures": pictures}
 
 
 def apply_clusters(manifest: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +250,11 @@ def apply_clusters(manifest: dict[str, Any], found: dict[str, Any]) -> dict[str,
 
 
 def add_clusters(out: Path, manifest: dict[str, Any], probes: ImageSet | None, images: dict[str, ImageSet] | None,
-                 *, device: str = "auto") -> dict[str, Any]:
+                 *, device: str = "auto") -> tuple[dict[str, Any], dict[int, dict[str, list[int]]]]:
     """Load the family just written at ``out``, find its clusters, and write the manifest again
-    with them (``write_manifest``: checked, atomic). Returns the new manifest."""
+    with them (``write_manifest``: checked, atomic). Returns the new manifest, and for each
+    multi-owner cluster (by index) the pictures its own adapter would train on: owner -> the
+    indices of its images kept (near-copies once; empty without the pictures)."""
     from royalflow.attribution.families.lora import LoraFamily
     from royalflow.training.lora import write_manifest
 
@@ -256,6 +263,6 @@ def add_clusters(out: Path, manifest: dict[str, Any], probes: ImageSet | None, i
     del family
     updated = apply_clusters(manifest, found)
     write_manifest(out, updated)
-    return updated
+    return updated, found["cluster_pictures"]
 
 

@@ -132,28 +132,18 @@ def split_gain(honest: np.ndarray, honest_owners: Sequence[str], attacked: np.nd
 # -- families ---------------------------------------------------------------------------------
 
 def derive_compositional(families_dir: Path, exact_path: Path, family_id: str, version: str = "1", *,
-                         probes=None, clusters: bool = False) -> Path:  # type: ignore[no-untyped-def]
+                         probes=None) -> Path:  # type: ignore[no-untyped-def]
     """A compositional family from an exact one's control and single-owner adapters (import;
-    with ``probes``, public images, its clusters from the adapters' gain profiles). With
-    ``clusters``: the exact family's clusters instead, each multi-owner cluster's component its
-    union adapter (what ``families train`` trains for it: the cluster's distinct rows)."""
-    from royalflow.training.cluster_components import write_cluster_components
+    with ``probes``, public images, its clusters from the adapters' gain profiles)."""
     from royalflow.training.importing import import_lora_family
-    from royalflow.training.lora import write_manifest
 
     manifest = read_manifest(exact_path)
     owners = list(manifest["owners"])
     files = {"_control": exact_path / "adapters" / "0x0" / LORA_FILE,
              **{o: exact_path / "adapters" / hex(1 << i) / LORA_FILE for i, o in enumerate(owners)}}
-    out = import_lora_family(families_dir, family_id, version, Path(manifest["base"]), owners, files,
-                             mode="compositional", data_sizes=dict(manifest["data_sizes"]),
-                             samples=int(manifest["estimator"]["samples"]), probes=probes)
-    if clusters and manifest.get("clusters"):
-        derived = {**read_manifest(out), **{k: manifest[k] for k in ("clusters", "cluster_evidence", "cluster_data_sizes")}}
-        write_manifest(out, derived)
-        union = lambda j, members: exact_path / "adapters" / hex(sum(1 << owners.index(o) for o in members)) / LORA_FILE  # noqa: E731
-        write_cluster_components(out, derived, union)
-    return out
+    return import_lora_family(families_dir, family_id, version, Path(manifest["base"]), owners, files,
+                              mode="compositional", data_sizes=dict(manifest["data_sizes"]),
+                              samples=int(manifest["estimator"]["samples"]), probes=probes)
 
 
 def write_variant(source: Path, target: Path, holdings: dict[str, tuple[str, slice]]) -> Path:
@@ -177,10 +167,10 @@ def write_variant(source: Path, target: Path, holdings: dict[str, tuple[str, sli
 
 def train_variant(root: Path, base: Path, source: Path, family_id: str, holdings: dict[str, tuple[str, slice]],
                   *, plan: dict | None = None,  # type: ignore[type-arg]
-                  prepare_folders: Callable[[Path], object] | None = None) -> Path:
-    """An exact family on the honest family's base: folders by ``write_variant`` (then changed by
-    ``prepare_folders``, e.g. near-copies), then every adapter trained (the recipe of
-    ``tiny.build_style_family``), its clusters found."""
+                  prepare_folders: Callable[[Path], object] | None = None, mode: str = "exact") -> Path:
+    """A family (``mode``) on the honest family's base: folders by ``write_variant`` (then changed
+    by ``prepare_folders``, e.g. near-copies), then every adapter trained (the recipe of
+    ``tiny.build_style_family``), its clusters found (compositional: and their components)."""
     from royalflow.training.images import read_image_folders
     from royalflow.training.lora import LoraPlan, train_lora_family
     from royalflow.training.tiny import RESOLUTION, STYLE_PLAN
@@ -189,7 +179,7 @@ def train_variant(root: Path, base: Path, source: Path, family_id: str, holdings
     if prepare_folders is not None:
         prepare_folders(folders)
     public, owners = read_image_folders(folders, RESOLUTION)
-    return train_lora_family(root / "families", family_id, "1", base, public, owners, mode="exact",
+    return train_lora_family(root / "families", family_id, "1", base, public, owners, mode=mode,
                              resolution=RESOLUTION, plan=LoraPlan(**{**STYLE_PLAN, **(plan or {})}), device="cpu",
                              show_progress=False)
 

@@ -160,9 +160,8 @@ def evaluate_attacks(root: Path, built: Any, exact: Any, comp: Any, seeds: Seque
     for k, data in variants:
         shells = shell_names(k)
         name = f"styles-shells-k{k}-{data}"
-        path = train_variant(root, built.base, built.source, name, holdings(k, data), plan=plan,
-                             prepare_folders=(lambda folder: [make_near(folder / s, NEAR_SEED + i)
-                                                             for i, s in enumerate(shells[1:])]) if data == "near" else None)
+        near = (lambda folder: [make_near(folder / s, NEAR_SEED + i) for i, s in enumerate(shells[1:])]) if data == "near" else None
+        path = train_variant(root, built.base, built.source, name, holdings(k, data), plan=plan, prepare_folders=near)
         manifest = read_manifest(path)
         trained = (manifest.get("clusters"), manifest.get("cluster_data_sizes"))
         imported_path = derive_compositional(root / "families", path, f"{name}-compositional", probes=probes)
@@ -172,11 +171,17 @@ def evaluate_attacks(root: Path, built: Any, exact: Any, comp: Any, seeds: Seque
                                "import_clusters": imported.get("clusters"),
                                "false_merges": false_merges(manifest.get("clusters") or [], shells),
                                "import_false_merges": false_merges(imported.get("clusters") or [], shells)}
-        with_components = derive_compositional(root / "families", path, f"{name}-compositional-clusters", clusters=True)
+        # The product's compositional path: trained with the defence, clusters with their own components.
+        with_components = train_variant(root, built.base, built.source, f"{name}-compositional-trained", holdings(k, data),
+                                        plan=plan, prepare_folders=near, mode="compositional")
+        trained_comp = read_manifest(with_components)
+        row["trained_compositional_clusters"] = trained_comp.get("clusters")
+        row["trained_compositional_false_merges"] = false_merges(trained_comp.get("clusters") or [], shells)
         attacked = {"exact": (load(path), {"plain": (None, None), "quotient": trained}),
                     "compositional": (load(imported_path), {"plain": (None, None), "quotient": trained,
                                                             "import": (imported.get("clusters"), None)}),
-                    "compositional_components": (load(with_components), {"quotient": trained})}
+                    "compositional_components": (load(with_components), {"quotient": (trained_comp.get("clusters"),
+                                                                                      trained_comp.get("cluster_data_sizes"))})}
         for mode, (family, ways) in attacked.items():
             per_seed: dict[str, dict[str, list[float]]] = {w: {"own": [], "others": []} for w in ways}
             for s in seeds:

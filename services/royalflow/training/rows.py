@@ -20,7 +20,7 @@ families trained before this existed (the owners' rows, concatenated in owner or
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,12 +57,20 @@ class RowTable:
 
     encoded: Encoded
     rows: dict[str, np.ndarray]  # owner -> its distinct rows (indices into ``encoded``), ascending
+    image_rows: dict[str, np.ndarray]  # owner -> the row of each of its images, in the owner's order
 
     def coalition(self, owners: Iterable[str]) -> Encoded:
         """(2): the distinct rows of the owners together, in key order."""
-        picked = [self.rows[o] for o in owners]
-        if not picked:
-            raise ValueError("a coalition needs at least one owner")
+        return self._take([self.rows[o] for o in owners])
+
+    def pictures(self, selection: dict[str, Sequence[int]]) -> Encoded:
+        """(2) for chosen pictures only: owner -> indices of its images (e.g. a cluster's
+        pictures with near-copies kept once, lora_clusters.py)."""
+        return self._take([self.image_rows[o][np.asarray(list(i), dtype=np.int64)] for o, i in selection.items()])
+
+    def _take(self, picked: list[np.ndarray]) -> Encoded:
+        if not picked or not sum(len(p) for p in picked):
+            raise ValueError("a coalition needs at least one owner with a picture")
         index = torch.from_numpy(np.unique(np.concatenate(picked)))
         return Encoded(self.encoded.latents[index], self.encoded.text[index])
 
@@ -84,5 +92,5 @@ def build_rows(base: BasePipeline, owners: dict[str, ImageSet]) -> RowTable:
     latents = [base.encode_images(torch.from_numpy(to_unit(keys[key][0][None])))[0] for key in order]
     device = next(base.unet.parameters()).device
     encoded = Encoded(torch.stack(latents).to(device), torch.stack([by_caption[keys[k][1]] for k in order]).to(device))
-    rows = {o: np.unique(np.array([position[k] for k in ks], dtype=np.int64)) for o, ks in owner_keys.items()}
-    return RowTable(encoded, rows)
+    image_rows = {o: np.array([position[k] for k in ks], dtype=np.int64) for o, ks in owner_keys.items()}
+    return RowTable(encoded, {o: np.unique(r) for o, r in image_rows.items()}, image_rows)
