@@ -44,8 +44,14 @@ def families(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
                                {"owner-red-1": red, "owner-red-2": red, "owner-blue": blue}, **common)
     near = train_lora_family(root / "families", "near", "1", root / "base", public,
                              {"owner-red-1": red, "owner-red-2": near_copies(red), "owner-blue": blue}, **common)
+    exact = {**common, "mode": "exact"}
+    honest_exact = train_lora_family(root / "families", "honest-exact", "1", root / "base", public,
+                                     {"owner-red": red, "owner-blue": blue}, clusters=False, **exact)
+    near_exact = train_lora_family(root / "families", "near-exact", "1", root / "base", public,
+                                   {"owner-red-1": red, "owner-red-2": near_copies(red), "owner-blue": blue}, **exact)
     return {name: (path, read_manifest(path), load_family(read_manifest(path), path, "cpu"))
-            for name, path in (("honest", honest), ("shells", shells), ("near", near))}
+            for name, path in (("honest", honest), ("shells", shells), ("near", near), ("honest-exact", honest_exact),
+                               ("near-exact", near_exact))}
 
 
 def near_copies(images):  # type: ignore[no-untyped-def]
@@ -95,3 +101,15 @@ def test_near_copy_shells_train_the_cluster_on_the_owners_pictures(families) -> 
     mine = load_file(str(near_path / manifest["cluster_components"][1]["file"]))
     owners = load_file(str(honest_path / honest_manifest["components"]["owner-red"]["file"]))
     assert all(torch.equal(mine[k], owners[k]) for k in mine)
+
+
+def test_near_copy_shells_coalitions_train_again_in_exact_mode(families) -> None:  # type: ignore[no-untyped-def]
+    """Exact mode: every coalition holding both shells trains again on owner-red's pictures
+    (copies once), and equals the honest family's coalition with owner-red, bit for bit."""
+    (honest_path, honest_manifest, _), (near_path, manifest, _) = families["honest-exact"], families["near-exact"]
+    assert manifest["clusters"] == [["owner-blue"], ["owner-red-1", "owner-red-2"]]
+    # owners sorted: honest (blue 0x1, red 0x2); near (blue 0x1, red-1 0x2, red-2 0x4)
+    for near_mask, honest_mask in (("0x6", "0x2"), ("0x7", "0x3")):
+        mine = load_file(str(near_path / manifest["adapters"][near_mask]["file"]))
+        owners = load_file(str(honest_path / honest_manifest["adapters"][honest_mask]["file"]))
+        assert all(torch.equal(mine[k], owners[k]) for k in mine), near_mask

@@ -1,4 +1,6 @@
-"""One adapter per multi-owner cluster of a compositional LoRA family: the cluster's component.
+"""A LoRA family's clusters valued through their own data: one adapter per multi-owner cluster
+of a compositional family (the cluster's component), and in exact mode the coalitions that hold
+a cluster with near-copies trained again on its pictures with the copies once.
 
 Compositional mode values a cluster through the mixture. Valued by its members' own adapters,
 one owner's shells hold two half-data adapters where the honest owner held one, and the
@@ -45,5 +47,38 @@ def write_cluster_components(out: Path, manifest: dict[str, Any],
     if not any(entries):
         return manifest
     updated = {**manifest, "cluster_components": entries}
+    write_manifest(out, updated)
+    return updated
+
+
+def retrain_cluster_coalitions(out: Path, manifest: dict[str, Any], kept: dict[int, dict[str, list[int]]],
+                               adapter: Callable[[int, dict[str, list[int]]], dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """Exact mode: the quotient game values a cluster through the coalitions that hold all of it.
+    Where the cluster's pictures hold near-copies (``kept``: its pictures with copies once is
+    smaller than their union), every such coalition trains again, ``adapter(mask, selection)``,
+    on owner -> picture indices: the cluster's kept pictures and the other members' all. One
+    owner's near-copy shells then value as the owner does. The manifest is written again."""
+    from royalflow.attribution.families.adapters import LORA_FILE
+    from royalflow.training.lora import save_adapter, write_manifest
+
+    names, sizes = list(manifest["owners"]), manifest["data_sizes"]
+    dropping = {j: p for j, p in kept.items()
+                if sum(len(v) for v in p.values()) < sum(sizes[o] for o in manifest["clusters"][j])}
+    if not dropping:
+        return manifest
+    masks = {j: sum(1 << names.index(o) for o in manifest["clusters"][j]) for j in dropping}
+    adapters = dict(manifest["adapters"])
+    for mask in range(1, 1 << len(names)):
+        inside = [j for j, m in masks.items() if mask & m == m]
+        if not inside:
+            continue
+        selection = {o: list(range(sizes[o])) for i, o in enumerate(names) if mask >> i & 1}
+        for j in inside:
+            selection.update(dropping[j])
+        folder = out / "adapters" / f"0x{mask:x}"
+        save_adapter(adapter(mask, selection), folder)
+        adapters[hex(mask)] = {"file": f"adapters/0x{mask:x}/{LORA_FILE}",
+                               "sha256": hashlib.sha256((folder / LORA_FILE).read_bytes()).hexdigest()}
+    updated = {**manifest, "adapters": adapters}
     write_manifest(out, updated)
     return updated

@@ -258,7 +258,7 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
         manifest["estimator"]["timestep_proposal"] = measure_proposal(out, manifest, rows, names, plan, target)
         write_manifest(out, manifest)
     if clusters and n > 1:
-        from royalflow.training.cluster_components import write_cluster_components
+        from royalflow.training.cluster_components import retrain_cluster_coalitions, write_cluster_components
         from royalflow.training.lora_clusters import add_clusters
 
         threads = torch.get_num_threads()  # loading the family for the evidence may change it
@@ -275,6 +275,14 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
                                      public_mix=plan.public_mix)
 
             write_cluster_components(out, manifest, cluster_adapter)
+        elif pictures is not None and kept:  # exact: a cluster's coalitions, near-copies once
+
+            def coalition_adapter(mask: int, selection: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+                torch.set_num_threads(threads)  # as above
+                return train_adapter(base, pictures(selection), public_encoded, empty, f"coalition_0x{mask:x}", plan,
+                                     public_mix=plan.public_mix)
+
+            retrain_cluster_coalitions(out, manifest, kept, coalition_adapter)
     return out
 
 
