@@ -13,22 +13,20 @@ images (``cluster_data_sizes``)."""
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from royalflow.attribution.families.adapters import LORA_FILE, sha256_file
 from royalflow.attribution.families.manifest import cluster_component_file
 
 
 def write_cluster_components(out: Path, manifest: dict[str, Any],
-                             adapter: Callable[[int, list[str]], dict[str, torch.Tensor] | Path]) -> dict[str, Any]:
-    """Each multi-owner cluster's component at ``cluster_component_file(j)``, from ``adapter(j,
-    members)``: a state dict to save, or an adapter file to copy (e.g. an exact family's union
-    adapter); the manifest written again with ``cluster_components``. Returns it."""
+                             adapter: Callable[[int, list[str]], dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """Each multi-owner cluster's component at ``cluster_component_file(j)``, trained by
+    ``adapter(j, members)``; the manifest written again with ``cluster_components``. Returns it."""
     from royalflow.training.lora import save_component, write_manifest
 
     entries: list[dict[str, str] | None] = []
@@ -38,12 +36,8 @@ def write_cluster_components(out: Path, manifest: dict[str, Any],
             continue
         file = out / cluster_component_file(j)
         file.parent.mkdir(parents=True, exist_ok=True)
-        made = adapter(j, list(members))
-        if isinstance(made, Path):
-            shutil.copyfile(made, file)
-        else:
-            save_component(made, file)
-        entries.append({"file": cluster_component_file(j), "sha256": hashlib.sha256(file.read_bytes()).hexdigest()})
+        save_component(adapter(j, list(members)), file)
+        entries.append({"file": cluster_component_file(j), "sha256": sha256_file(file)})
     if not any(entries):
         return manifest
     updated = {**manifest, "cluster_components": entries}
@@ -58,7 +52,6 @@ def retrain_cluster_coalitions(out: Path, manifest: dict[str, Any], kept: dict[i
     smaller than their union), every such coalition trains again, ``adapter(mask, selection)``,
     on owner -> picture indices: the cluster's kept pictures and the other members' all. One
     owner's near-copy shells then value as the owner does. The manifest is written again."""
-    from royalflow.attribution.families.adapters import LORA_FILE
     from royalflow.training.lora import save_adapter, write_manifest
 
     names, sizes = list(manifest["owners"]), manifest["data_sizes"]
@@ -77,8 +70,7 @@ def retrain_cluster_coalitions(out: Path, manifest: dict[str, Any], kept: dict[i
             selection.update(dropping[j])
         folder = out / "adapters" / f"0x{mask:x}"
         save_adapter(adapter(mask, selection), folder)
-        adapters[hex(mask)] = {"file": f"adapters/0x{mask:x}/{LORA_FILE}",
-                               "sha256": hashlib.sha256((folder / LORA_FILE).read_bytes()).hexdigest()}
+        adapters[hex(mask)] = {"file": f"adapters/0x{mask:x}/{LORA_FILE}", "sha256": sha256_file(folder / LORA_FILE)}
     updated = {**manifest, "adapters": adapters}
     write_manifest(out, updated)
     return updated
