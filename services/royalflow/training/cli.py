@@ -204,7 +204,7 @@ def summary(manifest: dict) -> str:  # type: ignore[type-arg]
     return "\n".join(lines)
 
 
-EVIDENCE_FIGURES = ("duplicate_fraction", "profile_distance", "pair_distance", "cross_fit")
+EVIDENCE_FIGURES = ("duplicate_fraction", "remainder_copies", "profile_distance", "pair_distance", "cross_fit")
 
 
 def suspected_clusters(clusters: list[list[str]], evidence: list[dict]) -> str:  # type: ignore[type-arg]

@@ -48,6 +48,7 @@ HASH_BITS = 14  # of 64: largest Hamming distance of a candidate pair, for eithe
 COLOUR_LEVELS = 9.0  # (3): mean |RGB difference| of 16 x 16 thumbnails, in levels 0..255
 SIDE = 16  # thumbnail side of (3)
 MAX_IMAGES = 200_000  # bound on the images compared at once (memory: ~0.3 kB each)
+MAX_REMAINDER_PAIRS = 1_000_000  # bound on the pairs (4) compares per owner pair (~10 s of numpy)
 CHUNK = 2048  # rows of the pairwise Hamming matrix per step (bounded memory: CHUNK x N bytes)
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -174,6 +175,32 @@ def duplicate_fractions(owner_of: np.ndarray, pairs: np.ndarray, owners: int) ->
         smaller = len(left) if counts[a] <= counts[b] else len(right)
         out[(a, b)] = smaller / max(1, min(counts[a], counts[b]))
     return out
+
+
+def remainder_pairs(prints: Fingerprints, owner_of: np.ndarray, matched: np.ndarray, a: int, b: int) -> np.ndarray | None:
+    """(4) The copies the hashes missed between owners ``a`` and ``b``, already known to hold
+    copies of each other (their matched fraction passed the duplicate line): every picture of
+    either left without a match in the other is compared with every one of the other's, on (3) alone (no
+    hash candidate needed), and matched one to one, closest first. The hashes find 75-98% of
+    the copies (module docstring) while (3) holds for all of them, and among two owners who
+    copy each other a look-alike matched by mistake only merges two near-identical pictures of
+    one cluster. Rows (i, j) of new matches; None when the remainder is over
+    ``MAX_REMAINDER_PAIRS`` (the caller reports that it was not checked)."""
+    owner_of = np.asarray(owner_of)
+    # Pictures already matched between these two owners (a picture may also have copies elsewhere).
+    done = {int(x) for row in matched.tolist() if {int(owner_of[row[0]]), int(owner_of[row[1]])} == {a, b} for x in row}
+    left = np.array([i for i in np.flatnonzero(owner_of == a) if int(i) not in done], dtype=np.int64)
+    right = np.array([j for j in np.flatnonzero(owner_of == b) if int(j) not in done], dtype=np.int64)
+    if len(left) * len(right) > MAX_REMAINDER_PAIRS:
+        return None
+    if not len(left) or not len(right):
+        return np.zeros((0, 2), dtype=np.int64)
+    i, j = (grid.ravel() for grid in np.meshgrid(left, right, indexing="ij"))
+    d = np.concatenate([_colour_distance(prints.colour[i[k:k + CHUNK]], prints.colour[j[k:k + CHUNK]])
+                        for k in range(0, len(i), CHUNK)])
+    keep = d <= COLOUR_LEVELS  # (3), as for the hash candidates
+    found = np.stack([np.minimum(i, j)[keep], np.maximum(i, j)[keep]], axis=1)
+    return matching(found, d[keep], owner_of)
 
 
 def representatives(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray) -> np.ndarray:

@@ -58,7 +58,9 @@ import torch
 from royalflow.attribution.families.content import to_unit
 from royalflow.attribution.families.latent import pair_log_likelihood_samples
 from royalflow.training.clusters import components
-from royalflow.training.fingerprints import duplicate_fractions, fingerprints, matching, near_pairs, representatives
+from royalflow.training.fingerprints import (
+    duplicate_fractions, fingerprints, matching, near_pairs, remainder_pairs, representatives,
+)
 from royalflow.training.images import ImageSet
 
 DUPLICATE_FRACTION = 0.5  # share of the smaller owner's images with a near-copy in the other's
@@ -189,7 +191,8 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
     pairs, owner_of = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
     if images is not None and n > 1:
         owner_of = np.concatenate([np.full(len(images[o]), k) for k, o in enumerate(names)])
-        found, distances = near_pairs(fingerprints(np.concatenate([images[o].pixels for o in names])), owner_of)
+        prints = fingerprints(np.concatenate([images[o].pixels for o in names]))
+        found, distances = near_pairs(prints, owner_of)
         matched = matching(found, distances, owner_of)
         copied = set()
         for (i, j), fraction in duplicate_fractions(owner_of, matched, n).items():
@@ -198,6 +201,14 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
             if fraction >= DUPLICATE_FRACTION:
                 r["reasons"].append("near_copies")
                 copied.add((i, j))
+        # (4) Between owners who copy each other, the copies the hashes missed (fingerprints.py).
+        extra = []
+        for i, j in sorted(copied):
+            more = remainder_pairs(prints, owner_of, matched, i, j)
+            row(i, j)["remainder_copies"] = None if more is None else len(more)  # None: over the bound, not checked
+            if more is not None:
+                extra.append(more)
+        matched = np.concatenate([matched, *extra]) if extra else matched
         # Only duplicate owner pairs' copies count once: look-alikes between other owners are chance.
         pairs = matched[[(min(owner_of[a], owner_of[b]), max(owner_of[a], owner_of[b])) in copied
                          for a, b in matched.tolist()]] if len(matched) else matched
