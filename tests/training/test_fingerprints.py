@@ -12,7 +12,7 @@ from PIL import Image
 from royalflow.errors import ConfigurationError
 from royalflow.training import fingerprints as fingerprints_module
 from royalflow.training.fingerprints import (
-    distinct_count, duplicate_fractions, fingerprints, matching, near_pairs, remainder_pairs,
+    distinct_count, duplicate_fractions, fingerprints, matching, near_pairs, remainder_pairs, representatives,
 )
 from royalflow.training.styles import owner_image
 
@@ -90,6 +90,21 @@ def test_the_remainder_finds_the_copies_the_hashes_missed() -> None:
 def test_three_sets_of_near_copies_count_once_with_the_remainder() -> None:
     images, owner_of = _copied("owner-blue", 16, 2)
     assert distinct_count([0, 1, 2], owner_of, _with_remainder(images, owner_of)) == 16
+
+
+def test_a_look_alike_between_two_copies_does_not_chain_two_originals() -> None:
+    """Shell 1 holds pictures 0-2, shells 2 and 3 a copy of each. One wrong match between the
+    copies (copy of 0 ~ copy of 1) would put two originals in one group; a group holds one
+    picture per owner, so every original stays. As measured (k = 3 near-copies): a copy lies
+    closer to its original than to another shell's copy of it (both noisy), and a look-alike
+    falls in between."""
+    owner_of = np.repeat([0, 1, 2], 3)
+    to_original = [(k, 3 + k) for k in range(3)] + [(k, 6 + k) for k in range(3)]
+    between_copies = [(3 + k, 6 + k) for k in range(3)]
+    pairs = np.array([(3, 7), *between_copies, *to_original])
+    distances = np.array([3.0, *[4.0] * 3, *[2.0] * 6])
+    assert representatives([0, 1, 2], owner_of, pairs, distances).tolist() == [0, 1, 2]
+    assert distinct_count([0, 1, 2], owner_of, pairs[::-1]) == 3  # in the order given, the same
 
 
 def test_the_remainder_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

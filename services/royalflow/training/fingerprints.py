@@ -203,19 +203,54 @@ def remainder_pairs(prints: Fingerprints, owner_of: np.ndarray, matched: np.ndar
     return matching(found, d[keep], owner_of)
 
 
-def representatives(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """The images of the owners ``members`` with near-copies among them kept once: the first
-    image (lowest index) of each connected component of the near-copy graph ``pairs``
-    restricted to their images. Pass the matched pairs of owner pairs that ARE copies of each
-    other, so that look-alikes do not shrink the set. Ascending global image indices."""
-    from royalflow.training.clusters import components
+def pair_distances(prints: Fingerprints, pairs: np.ndarray) -> np.ndarray:
+    """(3) for the rows (i, j) of ``pairs`` (P,)."""
+    if not len(pairs):
+        return np.zeros(0)
+    return np.concatenate([_colour_distance(prints.colour[pairs[k:k + CHUNK, 0]], prints.colour[pairs[k:k + CHUNK, 1]])
+                           for k in range(0, len(pairs), CHUNK)])
 
+
+def representatives(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray,
+                    distances: np.ndarray | None = None) -> np.ndarray:
+    """The images of the owners ``members`` with near-copies among them kept once: the first
+    image (lowest index) of each group of copies. Pass the matched pairs of owner pairs that ARE
+    copies of each other, so that look-alikes do not shrink the set. Ascending global indices.
+
+    Groups grow from the closest pair up (``distances``; else in the order given), and a group
+    holds at most one picture of each owner: a copy is a copy of ONE picture. Without that rule a
+    single look-alike matched between two shells' copies (both noisy, so their own match may be
+    the farther one) chains two originals into one group and drops one of them."""
+    owner_of = np.asarray(owner_of)
     inside = np.flatnonzero(np.isin(owner_of, list(members)))
     local = {int(k): m for m, k in enumerate(inside)}
-    edges = [(local[i], local[j]) for i, j in pairs.tolist() if i in local and j in local]
-    return np.array(sorted(int(inside[c[0]]) for c in components(len(inside), edges)), dtype=np.int64)
+    parent = list(range(len(inside)))
+    owners = [{int(owner_of[k])} for k in inside]  # per group root: the owners it holds
+
+    def root(m: int) -> int:
+        while parent[m] != m:
+            parent[m] = parent[parent[m]]
+            m = parent[m]
+        return m
+
+    order = np.argsort(distances, kind="stable") if distances is not None else range(len(pairs))
+    for row in order:
+        i, j = (int(x) for x in pairs[row])
+        if i not in local or j not in local:
+            continue
+        a, b = root(local[i]), root(local[j])
+        if a == b or owners[a] & owners[b]:
+            continue  # already one group, or two pictures of one owner would share a group
+        a, b = min(a, b), max(a, b)
+        parent[b] = a
+        owners[a] |= owners[b]
+    firsts: dict[int, int] = {}
+    for m, k in enumerate(inside):
+        firsts.setdefault(root(m), int(k))  # ascending k: the group's first image
+    return np.array(sorted(firsts.values()), dtype=np.int64)
 
 
-def distinct_count(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray) -> int:
+def distinct_count(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray,
+                   distances: np.ndarray | None = None) -> int:
     """How many images the owners ``members`` hold, near-copies among them counted once."""
-    return len(representatives(members, owner_of, pairs))
+    return len(representatives(members, owner_of, pairs, distances))

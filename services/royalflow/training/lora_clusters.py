@@ -59,7 +59,7 @@ from royalflow.attribution.families.content import to_unit
 from royalflow.attribution.families.latent import pair_log_likelihood_samples
 from royalflow.training.clusters import components
 from royalflow.training.fingerprints import (
-    duplicate_fractions, fingerprints, matching, near_pairs, remainder_pairs, representatives,
+    duplicate_fractions, fingerprints, matching, near_pairs, pair_distances, remainder_pairs, representatives,
 )
 from royalflow.training.images import ImageSet
 
@@ -243,7 +243,9 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
     #    the members' data sizes (an imported family reports counts, not pictures).
     #    With the pictures, also which ones a cluster's own adapter trains on (cluster_components.py):
     #    each near-copy once, so one owner's shells holding copies train on the owner's pictures.
-    kept = {j: representatives(c, owner_of, pairs) for j, c in enumerate(clusters) if images is not None and len(c) > 1}
+    closeness = pair_distances(prints, pairs) if images is not None and n > 1 else None
+    kept = {j: representatives(c, owner_of, pairs, closeness) for j, c in enumerate(clusters)
+            if images is not None and len(c) > 1}
     distinct = [len(kept[j]) if j in kept else sum(sizes[k] for k in c) for j, c in enumerate(clusters)]
     first = np.concatenate([[0], np.cumsum([len(images[o]) for o in names])]) if images is not None else None
     pictures = {j: {names[k]: [int(g - first[k]) for g in keep if owner_of[g] == k] for k in clusters[j]}
