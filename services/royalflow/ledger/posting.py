@@ -17,6 +17,7 @@ import asyncpg
 
 from royalflow.errors import LedgerError
 from royalflow.ledger.accounts import account_type
+from royalflow.ledger.columns import int_column, text_columns
 from royalflow.ledger.times import hour_of
 
 _INSERT_ENTRIES = """
@@ -140,11 +141,14 @@ async def post(conn: asyncpg.Connection, entries: Entries, *, shard: int) -> Pos
         )
     if hourly:
         keys = sorted(hourly)
+        # Late events spread a batch over many hours: thousands of rows, sent as texts (columns.py).
+        (accounts, currencies), separator = text_columns([k[0] for k in keys], [k[1] for k in keys])
         await conn.execute(
             "INSERT INTO owner_hourly (account_id, currency, hour, amount) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[]) "
+            "SELECT * FROM unnest(string_to_array($1::text, $5::text), string_to_array($2::text, $5::text), "
+            "$3::timestamptz[], string_to_array($4::text, ',')::int8[]) "
             "ON CONFLICT (account_id, currency, hour) DO UPDATE SET amount = owner_hourly.amount + EXCLUDED.amount",
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [hourly[k] for k in keys],
+            accounts, currencies, [k[2] for k in keys], int_column([hourly[k] for k in keys]), separator,
         )
     # 3. Outbox, same transaction: the new balance of every owner touched, for balances.v1.
     touched = sorted({a for a, _, _ in postings if account_type(a) in _OWNER_TYPES})

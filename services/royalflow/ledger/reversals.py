@@ -21,6 +21,7 @@ import asyncpg
 
 from royalflow.contracts import ContributionEvent
 from royalflow.ledger.accounts import UNATTRIBUTED, owner_account
+from royalflow.ledger.columns import text_columns
 from royalflow.ledger.conflicts import Origin, Rejection, payload_digest, rejection
 from royalflow.ledger.posting import Entries, allocate_entry_ids
 
@@ -33,7 +34,7 @@ _CLAIM = """
 WITH ready AS (
     SELECT r.reversal_id, c.owner_id AS booked_owner, c.currency AS booked_currency
     FROM reversals r JOIN contributions c ON c.contribution_id = r.corrects
-    WHERE r.applied_at IS NULL AND (r.corrects = ANY($1::text[]) OR r.reversal_id = ANY($2::text[]))
+    WHERE r.applied_at IS NULL AND (r.corrects = ANY(string_to_array($1::text, $3::text)) OR r.reversal_id = ANY($2::text[]))
     ORDER BY r.reversal_id
     FOR UPDATE OF r SKIP LOCKED
 )
@@ -163,7 +164,9 @@ async def claim_ready(
     """
     if not new_contribution_ids and not new_reversal_ids:
         return [], []
-    claimed = await conn.fetch(_CLAIM, new_contribution_ids, new_reversal_ids)
+    # The batch's new ids as one text (columns.py): thousands of them per batch, reversals are few.
+    (joined,), separator = text_columns(new_contribution_ids)
+    claimed = await conn.fetch(_CLAIM, joined, new_reversal_ids, separator)
     if not claimed:
         return [], []
     refused: list[Rejection] = []
