@@ -89,8 +89,16 @@ async def test_forged_records_move_nothing_and_admin_corrections_are_signed(sett
     try:
         dsn = settings.database_url or ""
         await wait_for_count(dsn, len(good) + len(withdrawn), timeout_seconds=60)
+        # The forgeries on corrections.v1 may be read after the last good contribution commits:
+        # wait for every letter (the ledger dead-letters each one), not for the first read.
+        forged = len(contributions_forgeries) + len(corrections_forgeries)
         letters = await read_dead_letters(settings, timeout_seconds=10)
-        assert [letter.reason for letter in letters] == ["bad_signature"] * (len(contributions_forgeries) + len(corrections_forgeries))
+        for _ in range(60):
+            if len(letters) >= forged:
+                break
+            await asyncio.sleep(0.5)
+            letters = await read_dead_letters(settings, timeout_seconds=10)
+        assert [letter.reason for letter in letters] == ["bad_signature"] * forged
         assert await pool.fetchval("SELECT count(*) FROM contributions WHERE owner_id IN ('owner-x', 'owner-y')") == 0
         assert await pool.fetchval("SELECT count(*) FROM reversals") == 0
         assert await _owner_balances(pool) == expected_balances(good + withdrawn)
