@@ -26,6 +26,7 @@ from royalflow.ledger.columns import float_column, int_column, text_columns
 from royalflow.ledger.conflicts import (
     Origin, Rejection, booked_conflicts, first_wins, in_batch_rejections, rejection, store_audits,
 )
+from royalflow.ledger.generations import settle_generations
 from royalflow.ledger.posting import Entries, allocate_entry_ids, post
 
 # The idempotency gate and the one-sale check in one statement. A part whose generation is booked
@@ -89,51 +90,6 @@ _PART_COLUMNS = attrgetter(
     "occurred_at",
 )
 _TERMS = attrgetter("currency", "revenue_amount", "pool_amount", "parts_total", "family_id", "family_version")
-_SALE_TERMS = attrgetter("currency", "revenue_amount", "pool_amount", "parts_total")  # parts of one sale agree on these
-
-# Generations, one statement and ONE row version per generation per batch: first sight inserts
-# the row (terms, platform entry) with this batch's progress; a generation seen before adds the
-# batch's parts and amount. Parts are keyed by owner, so one generation's parts arrive over
-# several partitions and batches: an insert-or-flag followed by a progress update wrote two row
-# versions per generation and batch (measured: half the database's CPU per contribution).
-# Reasons, in this order of precedence (as before): progress over the pool or the part count
-# ('parts do not sum to the pool'), then terms that differ from the booked row or from the
-# batch's first part ($12, which reaches the update as EXCLUDED.inconsistent).
-_SETTLE_GENERATIONS = """
-INSERT INTO generations AS g (generation_id, currency, revenue_amount, pool_amount, parts_total, family_id,
-                              family_version, event_time, platform_entry_id, parts_received, amount_received,
-                              completed_at, inconsistent)
-SELECT x.generation_id, x.currency, x.revenue_amount, x.pool_amount, x.parts_total, x.family_id, x.family_version,
-       x.event_time, x.platform_entry_id, x.parts, x.amount,
-       CASE WHEN x.parts = x.parts_total AND x.amount = x.pool_amount THEN now() END,
-       CASE WHEN x.parts > x.parts_total OR x.amount > x.pool_amount OR (x.parts = x.parts_total AND x.amount <> x.pool_amount)
-            THEN 'parts do not sum to the pool'
-            WHEN x.disagrees THEN 'parts disagree on revenue, pool, currency or parts_total' END
-FROM unnest(string_to_array($1::text, $13::text), string_to_array($2::text, $13::text),
-            string_to_array($3::text, ',')::int8[], string_to_array($4::text, ',')::int8[],
-            string_to_array($5::text, ',')::int4[], string_to_array($6::text, $13::text),
-            string_to_array($7::text, $13::text), $8::timestamptz[], string_to_array($9::text, ',', 'n')::int8[],
-            string_to_array($10::text, ',')::int4[], string_to_array($11::text, ',')::int8[], $12::bool[])
-    AS x(generation_id, currency, revenue_amount, pool_amount, parts_total, family_id, family_version, event_time,
-         platform_entry_id, parts, amount, disagrees)
-ON CONFLICT (generation_id) DO UPDATE SET
-    parts_received = g.parts_received + EXCLUDED.parts_received,
-    amount_received = g.amount_received + EXCLUDED.amount_received,
-    completed_at = CASE WHEN g.parts_received + EXCLUDED.parts_received = g.parts_total
-                         AND g.amount_received + EXCLUDED.amount_received = g.pool_amount THEN now() ELSE g.completed_at END,
-    inconsistent = CASE
-        WHEN g.parts_received + EXCLUDED.parts_received > g.parts_total OR g.amount_received + EXCLUDED.amount_received > g.pool_amount
-          OR (g.parts_received + EXCLUDED.parts_received = g.parts_total AND g.amount_received + EXCLUDED.amount_received <> g.pool_amount)
-        THEN 'parts do not sum to the pool'
-        -- EXCLUDED.inconsistent is set when the batch's parts disagree among themselves, or they
-        -- alone overrun their own terms, which with the booked terms equal is caught just above.
-        WHEN g.pool_amount <> EXCLUDED.pool_amount OR g.parts_total <> EXCLUDED.parts_total
-          OR g.revenue_amount <> EXCLUDED.revenue_amount OR g.currency <> EXCLUDED.currency OR EXCLUDED.inconsistent IS NOT NULL
-        THEN 'parts disagree on revenue, pool, currency or parts_total'
-        ELSE g.inconsistent END
-RETURNING g.generation_id, (g.xmax = 0) AS inserted, g.event_time, g.completed_at
-"""
-
 
 @dataclass
 class BatchResult:
@@ -271,28 +227,7 @@ async def _prepare_new(
     )
     # 3. Generations: first sight inserts the row and books its platform share (revenue - pool);
     #    every generation adds this batch's parts and amount, and completes when both match.
-    first = {c.generation_id: c for c in new}
-    progress: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for c in new:
-        counts = progress[c.generation_id]
-        counts[0] += 1
-        counts[1] += c.amount
-    # Parts of one generation inside this batch must agree with each other too.
-    disagreeing = {c.generation_id for c in new if _SALE_TERMS(c) != _SALE_TERMS(first[c.generation_id])}
-    gens = [first[g] for g in sorted(first)]  # key order: concurrent consumers lock rows alike
-    (generation_ids, currencies, family_ids, family_versions), separator = text_columns(
-        [g.generation_id for g in gens], [g.currency for g in gens], [g.family_id for g in gens],
-        [g.family_version for g in gens])
-    settled = await conn.fetch(
-        _SETTLE_GENERATIONS,
-        generation_ids, currencies, int_column([g.revenue_amount for g in gens]), int_column([g.pool_amount for g in gens]),
-        int_column([g.parts_total for g in gens]), family_ids, family_versions, [g.occurred_at for g in gens],
-        int_column([ids.platform[g.currency] if g.revenue_amount > g.pool_amount else None for g in gens]),
-        int_column([progress[g.generation_id][0] for g in gens]), int_column([progress[g.generation_id][1] for g in gens]),
-        [g.generation_id in disagreeing for g in gens], separator,
-    )
-    new_generations = [first[r["generation_id"]] for r in settled if r["inserted"]]
-    result.completed = [(r["generation_id"], r["event_time"], r["completed_at"]) for r in settled if r["completed_at"]]
+    new_generations, result.completed = await settle_generations(conn, new, ids.platform)
 
     # 4. One royalty entry per currency: credit each owner account the sum of its lines,
     #    debit external:revenue the total. Hot owners get ONE posting per batch.
