@@ -46,7 +46,11 @@ def text_columns(*columns: Sequence[str]) -> tuple[list[str], str]:
 def int_column(values: Iterable[int | None]) -> str:
     """Integers (None: SQL NULL) for ``string_to_array(joined, ',', 'n')::int8[]``. NULL is a
     letter, not the empty field: a column of one NULL would otherwise read back as no value."""
-    return ",".join(["n" if v is None else str(int(v)) for v in values])
+    values = list(values)
+    try:
+        return ",".join(map(str, map(int, values)))  # no NULL: the common case, mapped in C
+    except TypeError:  # int(None)
+        return ",".join(["n" if v is None else str(int(v)) for v in values])
 
 
 def float_column(values: Iterable[float]) -> str:
