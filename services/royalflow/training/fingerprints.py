@@ -30,6 +30,10 @@ matching (``matching``; each picture is the copy of at most one picture of the o
 
 Pairs are found by comparing every image's hashes with every other owner's, in chunks (XOR and
 popcount of 64-bit words: ~10^9 pairs a minute on one core); ``MAX_IMAGES`` bounds the total.
+Between two owners whose fraction shows they copy each other, the pictures the hashes left
+unmatched are compared on (3) alone, all against all (``remainder_pairs``)                   (4)
+(the hashes' misses are not (3)'s), and copies are kept once per group, a group holding at most
+one picture of each owner (``representatives``).
 """
 
 from __future__ import annotations
