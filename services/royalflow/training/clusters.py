@@ -22,7 +22,7 @@ split owner: they are merged and listed as a suspected cluster for human review
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -138,10 +138,14 @@ def find_clusters(target: Path, config: dict[str, Any], names: list[str], owners
     return {"clusters": [[names[k] for k in c] for c in components(n, merged)], "evidence": evidence}
 
 
-def components(n: int, edges: Iterable[tuple[int, int]]) -> list[list[int]]:
+def components(n: int, edges: Iterable[tuple[int, int]], *, labels: Sequence[int] | None = None) -> list[list[int]]:
     """Connected components of players 0..n-1 joined by ``edges`` (union-find), each in
-    increasing order, ordered by their first member: the clusters of merged owner pairs."""
+    increasing order, ordered by their first member: the clusters of merged owner pairs. With
+    ``labels``, a component never holds two players of one label: an edge that would join two
+    components sharing a label is skipped, in the order the edges come (near-copies: a group of
+    copies holds at most one picture of each owner, fingerprints.representatives)."""
     parent = list(range(n))
+    held = [{labels[i]} for i in range(n)] if labels is not None else None
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -150,7 +154,14 @@ def components(n: int, edges: Iterable[tuple[int, int]]) -> list[list[int]]:
         return i
 
     for i, j in edges:
-        parent[root(j)] = root(i)
+        a, b = root(i), root(j)
+        if a == b:
+            continue
+        if held is not None:
+            if held[a] & held[b]:
+                continue
+            held[a] |= held[b]
+        parent[b] = a
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(root(i), []).append(i)

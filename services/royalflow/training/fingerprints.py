@@ -192,19 +192,19 @@ def remainder_pairs(prints: Fingerprints, owner_of: np.ndarray, matched: np.ndar
     ``MAX_REMAINDER_PAIRS`` (the caller reports that it was not checked)."""
     owner_of = np.asarray(owner_of)
     # Pictures already matched between these two owners (a picture may also have copies elsewhere).
-    done = {int(x) for row in matched.tolist() if {int(owner_of[row[0]]), int(owner_of[row[1]])} == {a, b} for x in row}
-    left = np.array([i for i in np.flatnonzero(owner_of == a) if int(i) not in done], dtype=np.int64)
-    right = np.array([j for j in np.flatnonzero(owner_of == b) if int(j) not in done], dtype=np.int64)
+    ends = owner_of[matched.reshape(-1, 2)]  # (P, 2) owners of each matched pair
+    done = matched.reshape(-1, 2)[(ends == a).any(axis=1) & (ends == b).any(axis=1)].ravel()
+    left = np.setdiff1d(np.flatnonzero(owner_of == a), done)
+    right = np.setdiff1d(np.flatnonzero(owner_of == b), done)
     if len(left) * len(right) > MAX_REMAINDER_PAIRS:
         return None
     if not len(left) or not len(right):
         return np.zeros((0, 2), dtype=np.int64)
     i, j = (grid.ravel() for grid in np.meshgrid(left, right, indexing="ij"))
-    d = np.concatenate([_colour_distance(prints.colour[i[k:k + CHUNK]], prints.colour[j[k:k + CHUNK]])
-                        for k in range(0, len(i), CHUNK)])
+    found = np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1)
+    d = pair_distances(prints, found)
     keep = d <= COLOUR_LEVELS  # (3), as for the hash candidates
-    found = np.stack([np.minimum(i, j)[keep], np.maximum(i, j)[keep]], axis=1)
-    return matching(found, d[keep], owner_of)
+    return matching(found[keep], d[keep], owner_of)
 
 
 def pair_distances(prints: Fingerprints, pairs: np.ndarray) -> np.ndarray:
@@ -225,33 +225,15 @@ def representatives(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndar
     holds at most one picture of each owner: a copy is a copy of ONE picture. Without that rule a
     single look-alike matched between two shells' copies (both noisy, so their own match may be
     the farther one) chains two originals into one group and drops one of them."""
+    from royalflow.training.clusters import components
+
     owner_of = np.asarray(owner_of)
     inside = np.flatnonzero(np.isin(owner_of, list(members)))
     local = {int(k): m for m, k in enumerate(inside)}
-    parent = list(range(len(inside)))
-    owners = [{int(owner_of[k])} for k in inside]  # per group root: the owners it holds
-
-    def root(m: int) -> int:
-        while parent[m] != m:
-            parent[m] = parent[parent[m]]
-            m = parent[m]
-        return m
-
     order = np.argsort(distances, kind="stable") if distances is not None else range(len(pairs))
-    for row in order:
-        i, j = (int(x) for x in pairs[row])
-        if i not in local or j not in local:
-            continue
-        a, b = root(local[i]), root(local[j])
-        if a == b or owners[a] & owners[b]:
-            continue  # already one group, or two pictures of one owner would share a group
-        a, b = min(a, b), max(a, b)
-        parent[b] = a
-        owners[a] |= owners[b]
-    firsts: dict[int, int] = {}
-    for m, k in enumerate(inside):
-        firsts.setdefault(root(m), int(k))  # ascending k: the group's first image
-    return np.array(sorted(firsts.values()), dtype=np.int64)
+    edges = [(local[i], local[j]) for i, j in (pairs[row].tolist() for row in order) if i in local and j in local]
+    groups = components(len(inside), edges, labels=owner_of[inside].tolist())
+    return np.array(sorted(int(inside[g[0]]) for g in groups), dtype=np.int64)  # each group's first image
 
 
 def distinct_count(members: Sequence[int], owner_of: np.ndarray, pairs: np.ndarray,
