@@ -48,3 +48,23 @@ def test_worker_count_is_one_per_core_and_model_within_the_limit() -> None:
     assert worker_count(torch.device("cuda"), 100) == 1  # one accelerator: its kernels are the parallelism
     with pytest.raises(ValueError):
         worker_count(cpu, 4, requested=0)
+
+
+def test_prestart_spawns_the_workers_without_holding_up_the_caller(tmp_path: Path) -> None:
+    # A spawn returns only once the worker has read its arguments, after its imports (seconds):
+    # the prestart's thread waits for that, the caller (training the base) does not.
+    from rich.progress import Progress
+
+    from royalflow.attribution.diffusion.unet import DEFAULT_CONFIG
+    from royalflow.training.finetune import Trainer
+    from royalflow.training.pool import ModelPool
+
+    with Progress(disable=True) as bar:
+        trainer = Trainer(tmp_path, tmp_path, {**DEFAULT_CONFIG, "num_class_embeds": 11}, PLAN, dataset(0, 10),
+                          torch.device("cpu"), 17, bar, bar.add_task("x", total=1))
+        with ModelPool(trainer, tmp_path / "base.safetensors", tmp_path / "control.safetensors", 2) as pool:
+            pool.prestart()
+            spawning = pool._spawner
+            assert spawning is not None and spawning.is_alive()  # still spawning: the caller went on
+            started = pool._start()  # joins the prestart: its pool, with its workers
+            assert started is pool._pool and pool.parallel and not spawning.is_alive()
