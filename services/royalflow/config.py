@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     # wait, so this bounds every hop's latency there (aiokafka's 500 ms and faust's 1.5 s default
     # put 0.1-0.6 s on each hop). Idle cost: one fetch per consumer per wait.
     kafka_fetch_wait_seconds: float = Field(default=0.02, ge=0.005, le=5.0)
+    # An agent that stops heartbeating loses its partitions after this long. It also bounds how
+    # long a new group waits for its members on its first join: the embedded broker waits half
+    # of it (Apache Kafka waits group.initial.rebalance.delay.ms). Apache Kafka refuses less than
+    # its group.min.session.timeout.ms, 6 s by default.
+    kafka_session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
     # How long a producer lets a record batch fill before sending it (every producer of the
     # platform: make_producer and the agent's). Longer: fewer, larger record batches on the
     # broker, whose cost is mostly per request and per record batch, and above all per record

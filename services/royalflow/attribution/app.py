@@ -13,6 +13,7 @@ from royalflow.config import Settings
 from royalflow.errors import ConfigurationError
 
 APP_ID = "royalflow-attribution"
+HEARTBEATS_PER_SESSION = 3  # Kafka's advice: a heartbeat at most a third of the session timeout
 
 
 def _credentials(settings: Settings) -> object | None:
@@ -101,8 +102,8 @@ def create_app(settings: Settings, *, web_port: int) -> faust.App:
         producer_max_request_size=max(2 * settings.max_record_bytes, 1_048_576),
         # A short session timeout bounds how long a dead agent holds its partitions, and how long
         # a new group waits for members on its first join (Tansu waits half of it).
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=settings.kafka_session_timeout_seconds / HEARTBEATS_PER_SESSION,
         # Offsets are committed every second or every 1,000 acknowledged events (every 100 put a
         # commit request and faust's commit path, about 1% of the agent's CPU in a profile, into
         # every tenth of a second at 1,000 events/s); a restart redelivers at most that much,

@@ -54,11 +54,15 @@ class ClaimStore:
     def lookup(self, event_id: str) -> Claim | None:
         return Claim.decode(event_id, self.data.get(event_id.encode()))
 
-    async def ready(self) -> None:
-        """Read the claims back once (the first caller starts it; every caller waits for it)."""
+    def start(self) -> None:
+        """Start reading the claims back, once (on the running loop), without waiting for it."""
         if self._loaded is None:
             self._loaded = asyncio.ensure_future(self._load())
-        await asyncio.shield(self._loaded)
+
+    async def ready(self) -> None:
+        """Read the claims back once (the first caller starts it; every caller waits for it)."""
+        self.start()
+        await asyncio.shield(self._loaded)  # type: ignore[arg-type]  # set by start()
 
     async def record(self, claims: list[Claim]) -> list[asyncio.Future[Any]]:
         """Remember the claims and hand them over (one record batch per partition); the futures
