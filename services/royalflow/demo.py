@@ -78,8 +78,10 @@ def demo(
         clock.phase("model family ready")
         run_id = f"demo-{uuid.uuid4().hex[:8]}"
         with console.status(f"preparing {events} generation events..."):
-            from royalflow.producer.samples import sample_events
+            from royalflow.producer.samples import class_labels, sample_events
 
+            if hasattr(image_source, "prefetch"):  # an ImagePool: its sampler runs all at once
+                image_source.prefetch(class_labels(events, seed=seed))
             batch = sample_events(events, family_id=family_id, family_version=version, seed=seed, run_id=run_id,
                                   image_source=image_source)
         clock.phase(f"{events} generation events prepared")
@@ -157,6 +159,9 @@ def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
         registry = DiskFamilyRegistry(Path(settings.families_dir), device="cpu")
         family_id, version = DEMO_FAMILY
         if not (registry.path(family_id, version) / "manifest.json").exists():
+            from royalflow.attribution.diffusion.lean import import_diffusers_without
+
+            import_diffusers_without()  # 2 s less CPU before the base trains: this process trains no LoRA
             from royalflow.training.digits import ensure_demo_family  # torch and diffusers: first run only
 
             ensure_demo_family(Path(settings.families_dir), progress=True, device=settings.device)

@@ -68,3 +68,39 @@ def test_a_family_loader_needs_the_manifest() -> None:
 
     with pytest.raises(ValueError, match="manifest"):
         ImagePool(lambda: random_family(2, samples=2))
+
+
+def test_runs_stepped_together_give_the_images_each_gives_alone() -> None:
+    from royalflow.attribution.diffusion.sampling import sample_runs
+
+    family = random_family(2, samples=2)
+    runs = [(3, 1), (5, 2), (3, 7)]
+    together = sample_runs(family, runs, 20)  # 60 rows per forward
+    assert together == [sample_images(family, label, 20, seed) for label, seed in runs]
+
+
+def test_a_prefetch_makes_the_runs_the_events_will_ask_for_and_nothing_more(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from royalflow.attribution.diffusion import sampling
+    from royalflow.producer.samples import class_labels, sample_events
+
+    family = random_family(2, samples=2)
+    family.manifest["weights"] = {hex(sampling.sampling_mask(family)): "digest-of-the-weights"}
+    labels = class_labels(30, seed=4)
+    plain = ImagePool(family, batch=4, seed=2)
+    served = [plain(label, np.random.default_rng(0)) for label in labels]
+    pool = ImagePool(family, batch=4, seed=2, cache_dir=tmp_path)
+    runs = pool.runs_for(labels)
+    assert pool.prefetch(labels) == len(runs) == len(list(tmp_path.glob("*.json")))
+    assert pool.prefetch(labels) == 0  # all cached now
+    monkeypatch.setattr(sampling, "sample_images", lambda *a, **k: (_ for _ in ()).throw(AssertionError("sampled")))
+    events = sample_events(30, family_id="f", family_version="1", seed=4, image_source=pool)
+    assert [e.conditioning.class_label for e in events] == labels
+    assert served == [_content(e) for e in events]  # the images one by one would give
+
+
+def _content(event):  # type: ignore[no-untyped-def]
+    import base64
+
+    return base64.b64decode(event.content.data_base64)

@@ -30,6 +30,20 @@ def digit_image(class_label: int, rng: np.random.Generator) -> bytes:
     return png_bytes(images[rng.choice(candidates)])
 
 
+def _draw(rng: np.random.Generator) -> tuple[int, int]:
+    """One event's class label and revenue in asset units (1e-9 USD): 1,000,000 .. 50,000,000 =
+    $0.001 .. $0.05."""
+    return int(rng.integers(0, 10)), int(rng.integers(1_000_000, 50_000_001))
+
+
+def class_labels(count: int, *, seed: int = 0) -> list[int]:
+    """The class labels of ``sample_events(count, seed=seed)`` when its image source draws
+    nothing from the generator (an ImagePool), without making the events: what the pool will be
+    asked for, so that it can sample it ahead, all at once (ImagePool.prefetch)."""
+    rng = np.random.default_rng(seed)
+    return [_draw(rng)[0] for _ in range(count)]
+
+
 def sample_events(
     count: int,
     *,
@@ -46,9 +60,7 @@ def sample_events(
     start = start or datetime.now(UTC) - timedelta(minutes=count)
     events = []
     for i in range(count):
-        label = int(rng.integers(0, 10))
-        # Revenue in asset units (1e-9 USD): 1,000,000 .. 50,000,000 = $0.001 .. $0.05.
-        revenue = int(rng.integers(1_000_000, 50_000_001))
+        label, revenue = _draw(rng)
         events.append(
             generation_event(
                 event_id=f"{run_id}-{i:06d}",

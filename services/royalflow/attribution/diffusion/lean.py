@@ -9,9 +9,10 @@ schedulers are DDPM (no scipy), and it loads the text encoder from transformers 
 A ``None`` in ``sys.modules`` makes ``importlib.util.find_spec`` report a package as absent,
 which is how diffusers decides. The packages are hidden only while diffusers is imported, and
 visible right after, for code that imports them itself. diffusers keeps its decision for the
-life of the process, so only a process's own entry point calls this (the agent's preload): a
-process that trains LoRA adapters needs diffusers' peft integration and must never call it. In
-a process that already holds diffusers it does nothing.
+life of the process, so only a process's own entry point calls this (the agent's preload, and
+``royalflow demo`` before it trains the digits family): a process that trains LoRA adapters
+needs diffusers' peft integration and must never call it. In a process that already holds
+diffusers it does nothing.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # torch and diffusers load only to sample: a pool served from
 
 
 MAX_CACHED_RUNS = 10_000  # bound on the files of a sample cache (a run is ~24 small PNGs)
+MAX_RUNS_PER_BATCH = 16  # sampler runs stepped together by a prefetch (16 x 24 rows per forward)
 
 
 def sampling_mask(family: DiffusionFamily) -> int:
@@ -36,22 +37,35 @@ def sampling_mask(family: DiffusionFamily) -> int:
 
 def sample_images(family: DiffusionFamily, class_label: int, count: int, seed: int) -> list[bytes]:
     """``count`` PNG images conditioned on ``class_label``; the same seed gives the same images."""
+    return sample_runs(family, [(class_label, seed)], count)[0]
+
+
+def sample_runs(family: DiffusionFamily, runs: list[tuple[int, int]], count: int) -> list[list[bytes]]:
+    """Several sampler runs ``(class_label, seed)`` of ``count`` images each, stepped together:
+    one UNet forward per step over all their rows (on CPU a row costs 143 us at 240 rows
+    against 250 us at 24), each run with its own generator, so that its images are the ones it
+    gives alone (tests/attribution/test_sampling.py checks this)."""
     import torch
 
     from royalflow.attribution.diffusion.unet import build_scheduler
 
+    if not runs:
+        return []
     model = family.models[sampling_mask(family)]
     scheduler = build_scheduler(family.manifest["scheduler"])
     scheduler.set_timesteps(scheduler.config.num_train_timesteps)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generators = [torch.Generator(device="cpu").manual_seed(seed) for _, seed in runs]
     shape = (count, 1, family.size, family.size)
-    x = torch.randn(shape, generator=generator)
-    labels = torch.full((count,), class_label, dtype=torch.int64)
+    xs = [torch.randn(shape, generator=g) for g in generators]
+    labels = torch.cat([torch.full((count,), label, dtype=torch.int64) for label, _ in runs])
     with torch.inference_mode():
         for t in scheduler.timesteps:
-            eps = model(x.to(family.device, family.dtype), t.to(family.device), class_labels=labels.to(family.device)).sample
-            x = scheduler.step(eps.to("cpu", torch.float32), t, x, generator=generator).prev_sample
-    return [unit_to_png(img[0].clamp(-1, 1).numpy().astype(np.float64), family.levels) for img in x]
+            # 1. One forward for every run's rows; 2. each run's DDPM step on its own generator.
+            eps = model(torch.cat(xs).to(family.device, family.dtype), t.to(family.device),
+                        class_labels=labels.to(family.device)).sample.to("cpu", torch.float32)
+            xs = [scheduler.step(eps[i * count:(i + 1) * count], t, x, generator=g).prev_sample
+                  for i, (x, g) in enumerate(zip(xs, generators, strict=True))]
+    return [[unit_to_png(img[0].clamp(-1, 1).numpy().astype(np.float64), family.levels) for img in x] for x in xs]
 
 
 class ImagePool:
@@ -69,6 +83,7 @@ class ImagePool:
         self.seed = seed
         self.cache_dir = cache_dir
         self._pools: dict[int, list[bytes]] = {}
+        self._made: dict[tuple[int, int], list[bytes]] = {}  # prefetched runs with no room on disk
 
     def __call__(self, class_label: int, rng: np.random.Generator) -> bytes:
         pool = self._pools.get(class_label)
@@ -88,21 +103,64 @@ class ImagePool:
         full = (1 << len(self.manifest.get("owners", []))) - 1
         return full if hex(full) in self.manifest.get("weights", {}) else sampling_mask(self.family)
 
-    def _run(self, class_label: int, seed: int) -> list[bytes]:
-        """One sampler run, from the cache when it holds it (keyed by the model's weights digest)."""
+    def runs_for(self, labels: Sequence[int]) -> list[tuple[int, int]]:
+        """The sampler runs ``(class_label, seed)`` that serving ``labels`` in this order makes,
+        from this pool's present state (as __call__ seeds them)."""
+        left = {label: len(pool) for label, pool in self._pools.items()}
+        runs = []
+        for label in labels:
+            if not left.get(label):
+                runs.append((label, self.seed * 1000 + label + len(left)))  # len: the classes seen before
+                left[label] = self.batch
+            left[label] -= 1
+        return runs
+
+    def prefetch(self, labels: Sequence[int]) -> int:
+        """Make every sampler run that serving ``labels`` needs and the cache lacks, stepped
+        together (sample_runs) rather than one by one as events ask: on a first demo run, 2.6 s
+        less for 200 events. Returns the runs made."""
+        missing = [run for run in dict.fromkeys(self.runs_for(labels)) if self._cached(*run) is None]
+        for start in range(0, len(missing), MAX_RUNS_PER_BATCH):
+            chunk = missing[start:start + MAX_RUNS_PER_BATCH]
+            for run, images in zip(chunk, sample_runs(self.family, chunk, self.batch), strict=True):
+                self._store(*run, images)
+        return len(missing)
+
+    def _key(self, class_label: int, seed: int) -> tuple[str, Path] | None:
+        """A run's cache key and file (keyed by the sampling model's weights digest), if it is cached at all."""
         weights = self.manifest.get("weights", {}).get(hex(self._sampling_mask()))
         if self.cache_dir is None or weights is None:
-            return sample_images(self.family, class_label, self.batch, seed)
+            return None
         key = json.dumps([weights, self.manifest["scheduler"], class_label, self.batch, seed], sort_keys=True)
-        path = Path(self.cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+        return key, Path(self.cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+    def _cached(self, class_label: int, seed: int) -> list[bytes] | None:
+        if (class_label, seed) in self._made:
+            return self._made[(class_label, seed)]
+        keyed = self._key(class_label, seed)
         try:
-            return [base64.b64decode(png) for png in json.loads(path.read_text())["images"]]
+            return [base64.b64decode(png) for png in json.loads(keyed[1].read_text())["images"]] if keyed else None
         except (OSError, ValueError, KeyError, TypeError):
-            pass  # absent or unreadable: sample (and rewrite) it
-        images = sample_images(self.family, class_label, self.batch, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if len(os.listdir(path.parent)) < MAX_CACHED_RUNS:
-            tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps({"key": key, "images": [base64.b64encode(png).decode() for png in images]}))
-            os.replace(tmp, path)  # whole or absent
-        return images
+            return None  # absent or unreadable: sample (and rewrite) it
+
+    def _run(self, class_label: int, seed: int) -> list[bytes]:
+        """One sampler run, from the cache (or a prefetch) when it holds it."""
+        images = self._cached(class_label, seed)
+        if images is None:
+            images = sample_images(self.family, class_label, self.batch, seed)
+            self._store(class_label, seed, images)
+        self._made.pop((class_label, seed), None)
+        return list(images)
+
+    def _store(self, class_label: int, seed: int, images: list[bytes]) -> None:
+        """On disk when the pool has a cache with room, else held here until its run is served."""
+        keyed = self._key(class_label, seed)
+        if keyed is not None:
+            key, path = keyed
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if len(os.listdir(path.parent)) < MAX_CACHED_RUNS:
+                tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+                tmp.write_text(json.dumps({"key": key, "images": [base64.b64encode(png).decode() for png in images]}))
+                os.replace(tmp, path)  # whole or absent
+                return
+        self._made[(class_label, seed)] = images
