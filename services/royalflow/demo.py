@@ -159,9 +159,9 @@ def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
         registry = DiskFamilyRegistry(Path(settings.families_dir), device="cpu")
         family_id, version = DEMO_FAMILY
         if not (registry.path(family_id, version) / "manifest.json").exists():
-            from royalflow.attribution.diffusion.lean import import_diffusers_without
+            from royalflow.attribution.diffusion.lean import UNUSED_BY_DIGITS, import_diffusers_without
 
-            import_diffusers_without()  # 2 s less CPU before the base trains: this process trains no LoRA
+            import_diffusers_without(UNUSED_BY_DIGITS)  # 2 s less CPU before the base trains (lean.py)
             from royalflow.training.digits import ensure_demo_family  # torch and diffusers: first run only
 
             ensure_demo_family(Path(settings.families_dir), progress=True, device=settings.device)

@@ -8,15 +8,15 @@ import textwrap
 
 PROBE = textwrap.dedent("""
     import sys
-    from royalflow.attribution.diffusion.lean import UNUSED_BY_AGENTS, import_diffusers_without
-    assert import_diffusers_without()
+    from royalflow.attribution.diffusion.lean import UNUSED_BY_DIGITS, import_diffusers_without
+    assert import_diffusers_without(UNUSED_BY_DIGITS)
     assert not import_diffusers_without()  # diffusers is in: nothing more to do
     import royalflow.attribution.families.digits  # the digits kind, on the lean import
     import royalflow.attribution.families.lora  # and the LoRA kind
-    print(sorted(name for name in UNUSED_BY_AGENTS if name in sys.modules))
+    print(sorted(name for name in UNUSED_BY_DIGITS if name in sys.modules))
     from diffusers import AutoencoderKL, UNet2DConditionModel  # lazily imported later: still fine
     from transformers import CLIPTextModel  # visible again for code that imports it itself
-    print("ok", all(name not in sys.modules or sys.modules[name] is not None for name in UNUSED_BY_AGENTS))
+    print("ok", all(name not in sys.modules or sys.modules[name] is not None for name in UNUSED_BY_DIGITS))
 """)
 
 
@@ -24,3 +24,4 @@ def test_diffusers_imports_without_peft_transformers_and_scipy_which_stay_import
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[:2] == ["[]", "ok True"], done.stdout
+

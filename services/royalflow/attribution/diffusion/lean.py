@@ -2,9 +2,11 @@
 
 diffusers 0.39 imports peft, transformers and scipy.stats as it is imported, whenever they are
 installed, whatever the caller needs: 2.1 s of the 5.3 s of CPU that importing ``UNet2DModel``
-costs (``python -X importtime``), and no setting turns them off. An attribution agent needs none
-of them through diffusers: its LoRA path applies adapters itself (``multilora``, no peft), its
-schedulers are DDPM (no scipy), and it loads the text encoder from transformers directly.
+costs (``python -X importtime``), and no setting turns them off. An attribution agent needs two
+of them not at all: its LoRA path applies adapters itself (``multilora``, no peft) and its
+schedulers are DDPM (no scipy). It needs transformers, which diffusers' ``lora_state_dict`` asks
+for when it reads adapter files. A process that only trains and samples the digits kind (the
+demo's) needs none of the three.
 
 A ``None`` in ``sys.modules`` makes ``importlib.util.find_spec`` report a package as absent,
 which is how diffusers decides. The packages are hidden only while diffusers is imported, and
@@ -20,8 +22,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-# The integrations an attribution agent never uses through diffusers (see the module doc).
-UNUSED_BY_AGENTS = ("peft", "transformers", "scipy")
+# The integrations a process never uses through diffusers (see the module doc).
+UNUSED_BY_AGENTS = ("peft", "scipy")
+UNUSED_BY_DIGITS = ("peft", "transformers", "scipy")
 # The modules whose import decides which integrations diffusers loads, and loads them.
 DIFFUSERS_MODULES = ("diffusers", "diffusers.models.modeling_utils", "diffusers.models.unets.unet_2d",
                      "diffusers.schedulers.scheduling_ddpm")
