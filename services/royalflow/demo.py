@@ -72,9 +72,8 @@ def demo(
     # The agent count may need torch (is there a GPU?): told on the platform's thread, not here first.
     services = lambda: ("ledger", *_agents(_agent_count(agents, family, settings.device)))  # noqa: E731
     background = BackgroundPlatform(settings, services, notify=notify)
-    background.start()
     try:
-        family_id, version, image_source = _ensure_family(settings, family)
+        family_id, version, image_source = _ensure_family(settings, family, background.start)
         clock.phase("model family ready")
         run_id = f"demo-{uuid.uuid4().hex[:8]}"
         with console.status(f"preparing {events} generation events..."):
@@ -142,8 +141,13 @@ class Clock:
         console.print(f"[dim]{self.elapsed():6.1f}s[/] {what}", highlight=False)
 
 
-def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
+def _ensure_family(settings, family: str, start_platform):  # type: ignore[no-untyped-def]
+    """The family, its id and version, and the events' image source; ``start_platform`` is called
+    as early as helps: at once, or on a first run once the training code is imported (the
+    platform's start then runs beside the base's training on one core, not beside the imports
+    that come before it on both)."""
     if family == "categorical":
+        start_platform()
         from royalflow.attribution.families.categorical import demo_manifest, write_manifest
         from royalflow.producer.samples import digit_image
 
@@ -164,7 +168,10 @@ def _ensure_family(settings, family: str):  # type: ignore[no-untyped-def]
             import_diffusers_without(UNUSED_BY_DIGITS)  # 2 s less CPU before the base trains (lean.py)
             from royalflow.training.digits import ensure_demo_family  # torch and diffusers: first run only
 
+            start_platform()
             ensure_demo_family(Path(settings.families_dir), progress=True, device=settings.device)
+        else:
+            start_platform()
         # Generated content: DDPM samples of the grand-coalition model, conditioned on the label.
         # Sampler runs are kept beside the family, like it: later runs do not sample again, and
         # load neither the family nor torch (the agents need the cores to start).

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # torch and diffusers load only to sample: a pool served from
 
 
 MAX_CACHED_RUNS = 10_000  # bound on the files of a sample cache (a run is ~24 small PNGs)
-MAX_RUNS_PER_BATCH = 16  # sampler runs stepped together by a prefetch (16 x 24 rows per forward)
+MAX_RUNS_PER_BATCH = 6  # sampler runs stepped together by a prefetch (6 x 24 rows per forward)
 
 
 def sampling_mask(family: DiffusionFamily) -> int:
@@ -115,15 +116,19 @@ class ImagePool:
             left[label] -= 1
         return runs
 
-    def prefetch(self, labels: Sequence[int]) -> int:
+    def prefetch(self, labels: Sequence[int], *, threads: int = 2) -> int:
         """Make every sampler run that serving ``labels`` needs and the cache lacks, stepped
-        together (sample_runs) rather than one by one as events ask: on a first demo run, 2.6 s
-        less for 200 events. Returns the runs made."""
+        together (sample_runs) on ``threads`` threads, rather than one by one as events ask: on a
+        first demo run, 11 runs for 200 events in 2.7-2.9 s instead of 7.6 s. Returns the runs made."""
         missing = [run for run in dict.fromkeys(self.runs_for(labels)) if self._cached(*run) is None]
-        for start in range(0, len(missing), MAX_RUNS_PER_BATCH):
-            chunk = missing[start:start + MAX_RUNS_PER_BATCH]
-            for run, images in zip(chunk, sample_runs(self.family, chunk, self.batch), strict=True):
-                self._store(*run, images)
+        chunks = [missing[i:i + MAX_RUNS_PER_BATCH] for i in range(0, len(missing), MAX_RUNS_PER_BATCH)]
+        family = self.family  # loaded here, once, not on the threads
+        # Chunks on threads (torch runs a forward without the GIL): the chunks, and so every
+        # forward's rows, are the same however many threads there are.
+        with ThreadPoolExecutor(max(1, min(threads, len(chunks))), thread_name_prefix="sampler") as pool:
+            for chunk, made in zip(chunks, pool.map(lambda c: sample_runs(family, c, self.batch), chunks), strict=True):
+                for run, images in zip(chunk, made, strict=True):
+                    self._store(*run, images)
         return len(missing)
 
     def _key(self, class_label: int, seed: int) -> tuple[str, Path] | None:
