@@ -41,7 +41,7 @@ from royalflow.attribution.diffusion.unet import (
     DEFAULT_CONFIG, DEFAULT_SCHEDULER, build_scheduler, build_unet, limit_cpu_threads, pick_device,
 )
 from royalflow.attribution.families.digits import weight_file
-from royalflow.training.finetune import BASE_FILE, Trainer, seed_of
+from royalflow.training.finetune import BASE_FILE, OPTIMIZER, Trainer, seed_of
 from royalflow.training.pool import ModelPool, worker_count
 
 NULL_CLASS = 10  # the "no class" label of unconditional (public) training data
@@ -226,7 +226,7 @@ def train_family(
         "clusters": evidence["clusters"], "cluster_evidence": evidence["evidence"],
         # Distinct images per cluster: the mixture weight of a cluster (duplicates count once).
         "cluster_data_sizes": [len(_union([owners[o] for o in c]).canonical().labels) for c in evidence["clusters"]],
-        "training": {**plan.__dict__, "fairness": plan.fairness(),
+        "training": {**plan.__dict__, "fairness": plan.fairness(), "optimizer": OPTIMIZER,
                      "data_digests": {o: d.digest() for o, d in owners.items()} | {"_base": public.digest()},
                      "base_weights": hashlib.sha256(base.read_bytes()).hexdigest(),
                      # Where this run's time went (cache hits and resumed models cost ~0).

@@ -22,6 +22,7 @@ from royalflow.attribution.diffusion.unet import DEFAULT_SCHEDULER, build_schedu
 from royalflow.attribution.families.digits import weight_file
 
 BASE_FILE = "base.safetensors"  # the pretrained start of every fine-tune (not a player's model)
+OPTIMIZER = "adamw-fused"  # part of every cached model's key: another optimizer kernel rounds otherwise
 
 
 def seed_of(*parts: str) -> int:
@@ -50,9 +51,10 @@ def _train(model: torch.nn.Module, source: Source, steps: int, lr: float, plan: 
     tensors = [(torch.from_numpy(levels_to_unit(d.images, levels))[:, None], torch.from_numpy(d.labels), owned) for d, owned in parts]
     n_public = 0 if len(tensors) == 1 else int(round(plan.batch * source.public_fraction))
     model.to(device).train()
-    # foreach: one kernel per step for all ~100 parameter tensors instead of a loop over them
-    # (measured: the optimizer step 25-40% cheaper on CPU, the weights the same bit for bit).
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, foreach=True)
+    # fused: one kernel updates all ~100 parameter tensors (measured on CPU: a training step
+    # 34.4 -> 32.1 ms against foreach, itself 25-40% cheaper than a loop). Its rounding is not
+    # foreach's, so the cache key names the optimizer (OPTIMIZER): earlier models are not reused.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, fused=True)
     abar = scheduler.alphas_cumprod
     for _ in range(steps):
         xs, ys = [], []
@@ -103,7 +105,7 @@ class Trainer:
         return Source(owned, public, public_fraction, self.null_class, self.null_class, self.plan.null_dropout)
 
     def _fit(self, path: Path, start: Path | None, source: Source, key_parts: list[str], steps: int, lr: float) -> Path:
-        cached = self.cache / f"{seed_of(self.config_key, *key_parts):016x}.safetensors"
+        cached = self.cache / f"{seed_of(self.config_key, OPTIMIZER, *key_parts):016x}.safetensors"
         if path.exists():
             return path
         if cached.exists():
