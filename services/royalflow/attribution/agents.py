@@ -36,6 +36,7 @@ from royalflow.attribution.pipeline import BatchOutcome, Pipeline, RawRecord, Re
 from royalflow.config import Settings
 from royalflow.contracts.keys import key_material
 from royalflow.platform.deadletter import dead_letter
+from royalflow.platform.process import lower_thread_priority
 from royalflow.contracts.events import to_json_bytes
 from royalflow.observability import metrics
 
@@ -160,7 +161,7 @@ def _preload(kinds: list[str]) -> None:
     from royalflow.attribution.diffusion.lean import import_diffusers_without
     from royalflow.attribution.families import KIND_MODULES, preload
 
-    _lower_priority(PRELOAD_NICENESS)
+    lower_thread_priority(PRELOAD_NICENESS)
     try:
         if {"diffusion", "lora"} & set(kinds):
             import_diffusers_without()  # 1.5 s less CPU: no peft, no scipy (lean.py)
@@ -170,16 +171,6 @@ def _preload(kinds: list[str]) -> None:
                         sorted(set(kinds) - set(done)), ", ".join(sorted(KIND_MODULES)))
     except Exception:  # the family's first load reports it again, per event, as it does today
         log.exception("preloading the code of family kinds %s failed", kinds)
-
-
-def _lower_priority(niceness: int) -> None:
-    """This thread (only: Linux sets priority per thread) at ``niceness`` more than now. Best effort:
-    a platform without per-thread priorities imports at the normal one."""
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
-    except (AttributeError, OSError):
-        pass
 
 
 async def deliver_outcome(

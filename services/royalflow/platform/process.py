@@ -1,8 +1,11 @@
-"""Free ports and waiting for a TCP listener; used by the embedded broker and PostgreSQL."""
+"""Free ports and waiting for a TCP listener (the embedded broker and PostgreSQL), and a thread's
+CPU priority (work at start that must yield to busier work on the host)."""
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
 
 from royalflow.errors import PlatformError
@@ -23,3 +26,14 @@ def wait_for_port(host: str, port: int, *, timeout_seconds: float, what: str) ->
         except OSError:
             time.sleep(0.05)
     raise PlatformError(f"{what} did not listen on {host}:{port} within {timeout_seconds:.0f}s")
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """The calling thread (only: Linux keeps a priority per thread) at ``niceness`` more than now,
+    and so every process it starts from now on. Best effort: a platform without per-thread
+    priorities runs the work at the normal one."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except (AttributeError, OSError):
+        pass

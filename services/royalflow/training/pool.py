@@ -25,11 +25,13 @@ import torch
 
 from royalflow.attribution.diffusion.unet import limit_cpu_threads
 from royalflow.attribution.families.digits import weight_file
+from royalflow.platform.process import lower_thread_priority
 from royalflow.training.finetune import Trainer
 from royalflow.training.quiet import quiet_libraries
 
 MAX_TRAIN_WORKERS = 8  # a bound on processes (each holds torch and a model: ~300 MB)
 POLL_SECONDS = 0.2  # how often the parent moves the bar from the workers' step counter
+PRESTART_NICENESS = 5  # workers spawned beside the base (prestart) yield to it (see _spawn)
 
 
 def worker_count(device: torch.device, models: int, requested: int | None = None) -> int:
@@ -119,6 +121,9 @@ class ModelPool:
             self._spawner.start()
 
     def _spawn(self) -> None:
+        # Workers spawned beside the base start at a lower priority (inherited from this thread):
+        # their imports, seconds of CPU each, then yield to the base, which they all wait for.
+        lower_thread_priority(PRESTART_NICENESS)
         try:
             pool = self._create()
             for _ in range(self.workers):
