@@ -104,3 +104,21 @@ def _content(event):  # type: ignore[no-untyped-def]
     import base64
 
     return base64.b64decode(event.content.data_base64)
+
+
+def test_a_prefetch_served_from_the_cache_never_loads_the_family(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from royalflow.attribution.diffusion import sampling
+    from royalflow.producer.samples import class_labels
+
+    family = random_family(2, samples=2)
+    family.manifest["weights"] = {hex(sampling.sampling_mask(family)): "digest-of-the-weights"}
+    labels = class_labels(12, seed=1)
+    assert ImagePool(family, batch=4, seed=2, cache_dir=tmp_path).prefetch(labels) > 0
+    loads: list[int] = []
+
+    def load():  # type: ignore[no-untyped-def]
+        loads.append(1)
+        return family
+
+    later = ImagePool(load, manifest=family.manifest, batch=4, seed=2, cache_dir=tmp_path)
+    assert later.prefetch(labels) == 0 and loads == []
