@@ -53,6 +53,7 @@ def demo(
     from royalflow.config import get_settings
     from royalflow.errors import PlatformError
     from royalflow.platform.background import BackgroundPlatform
+    from royalflow.platform.lifetime import exit_now
 
     clock = Clock()
     # The agents import the family's code (torch, diffusers) as they start, beside the training
@@ -103,21 +104,10 @@ def demo(
             background.stop()
     clock.phase("platform stopped")
     console.print(f"done in {clock.elapsed():.1f}s")
-    _exit_now(0 if ok else 1)
-
-
-def _exit_now(code: int) -> None:
-    """End the process without the interpreter's teardown. Everything is stopped, written and
-    closed by now; what is left is freeing torch's and diffusers' modules object by object,
-    0.6-1.6 s of nothing measured after a first run. The demo runs as a command, never in
-    another program's process (its tests run it as one)."""
-    import logging
-    import sys
-
-    logging.shutdown()  # what atexit would flush
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    # Everything is stopped and written; the interpreter's teardown would only free torch's and
+    # diffusers' modules (0.6-1.6 s after a first run). The demo is a command, never run inside
+    # another program's process (its tests run it as one).
+    exit_now(0 if ok else 1)
 
 
 def _agents(count: int) -> tuple[str, ...]:

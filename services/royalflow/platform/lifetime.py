@@ -12,6 +12,8 @@ within a bounded time on SIGTERM, also while the broker or PostgreSQL is unreach
   asyncpg's close) can wait for its own long timeouts; after the deadline the process exits
   hard, so a supervisor (or an operator) never waits longer than that.
 * :func:`bounded` bounds one awaited step of a graceful stop.
+* :func:`exit_now` ends a process whose work is stopped, written and closed, without the
+  interpreter's teardown (freeing torch's and diffusers' modules: 0.6-1.6 s of CPU measured).
 """
 
 from __future__ import annotations
@@ -83,3 +85,13 @@ async def bounded(step: Awaitable[object], what: str, seconds: float = STOP_STEP
         log.warning("stopping: %s took over %.1fs; skipped", what, seconds)
     except Exception as exc:  # a client failing to close changes nothing now: we are leaving
         log.warning("stopping: %s failed: %s", what, exc)
+
+
+def exit_now(code: int | str | None) -> None:
+    """End the process at once with ``code`` (SystemExit's meaning: None is 0, a text is 1),
+    skipping the interpreter's teardown. Only for a command's own process, once its work is
+    stopped, written and closed: logging is flushed here, atexit handlers are not run."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
