@@ -58,12 +58,12 @@ def sample_runs(family: DiffusionFamily, runs: list[tuple[int, int]], count: int
     generators = [torch.Generator(device="cpu").manual_seed(seed) for _, seed in runs]
     shape = (count, 1, family.size, family.size)
     xs = [torch.randn(shape, generator=g) for g in generators]
-    labels = torch.cat([torch.full((count,), label, dtype=torch.int64) for label, _ in runs])
+    labels = torch.cat([torch.full((count,), label, dtype=torch.int64) for label, _ in runs]).to(family.device)
     with torch.inference_mode():
         for t in scheduler.timesteps:
             # 1. One forward for every run's rows; 2. each run's DDPM step on its own generator.
             eps = model(torch.cat(xs).to(family.device, family.dtype), t.to(family.device),
-                        class_labels=labels.to(family.device)).sample.to("cpu", torch.float32)
+                        class_labels=labels).sample.to("cpu", torch.float32)
             xs = [scheduler.step(eps[i * count:(i + 1) * count], t, x, generator=g).prev_sample
                   for i, (x, g) in enumerate(zip(xs, generators, strict=True))]
     return [[unit_to_png(img[0].clamp(-1, 1).numpy().astype(np.float64), family.levels) for img in x] for x in xs]
@@ -89,7 +89,7 @@ class ImagePool:
     def __call__(self, class_label: int, rng: np.random.Generator) -> bytes:
         pool = self._pools.get(class_label)
         if not pool:
-            pool = self._run(class_label, self.seed * 1000 + class_label + len(self._pools))
+            pool = self._run(class_label, self._run_seed(class_label, len(self._pools)))
             self._pools[class_label] = pool
         return pool.pop()
 
@@ -104,6 +104,11 @@ class ImagePool:
         full = (1 << len(self.manifest.get("owners", []))) - 1
         return full if hex(full) in self.manifest.get("weights", {}) else sampling_mask(self.family)
 
+    def _run_seed(self, class_label: int, classes_seen: int) -> int:
+        """The seed of a class's sampler run: ``classes_seen`` is how many classes the pool held
+        when the run was asked for (so a refill of a class is another run than its first)."""
+        return self.seed * 1000 + class_label + classes_seen
+
     def runs_for(self, labels: Sequence[int]) -> list[tuple[int, int]]:
         """The sampler runs ``(class_label, seed)`` that serving ``labels`` in this order makes,
         from this pool's present state (as __call__ seeds them)."""
@@ -111,7 +116,7 @@ class ImagePool:
         runs = []
         for label in labels:
             if not left.get(label):
-                runs.append((label, self.seed * 1000 + label + len(left)))  # len: the classes seen before
+                runs.append((label, self._run_seed(label, len(left))))
                 left[label] = self.batch
             left[label] -= 1
         return runs
@@ -157,7 +162,7 @@ class ImagePool:
             images = sample_images(self.family, class_label, self.batch, seed)
             self._store(class_label, seed, images)
         self._made.pop((class_label, seed), None)
-        return list(images)
+        return images
 
     def _store(self, class_label: int, seed: int, images: list[bytes]) -> None:
         """On disk when the pool has a cache with room, else held here until its run is served."""
