@@ -39,3 +39,15 @@ def test_the_demo_settles_with_two_agents_and_leaves_nothing_behind(tmp_path: Pa
     assert not list((tmp_path / "state" / "pids").glob("*.json"))
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "state")], capture_output=True, text=True).stdout.split()
     assert leftover == []
+
+
+def test_one_agent_takes_a_thread_per_core_and_more_agents_share_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from royalflow import demo
+
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
+    assert demo._agent_plan(0, "diffusion") == (1, 2)
+    assert demo._agent_plan(2, "diffusion") == (2, 1)
+    assert demo._agent_plan(3, "diffusion") == (3, 1)  # never less than one thread
+    assert demo._agent_plan(0, "categorical") == (1, 1)  # no models to run side by side
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 64)
+    assert demo._agent_plan(0, "diffusion") == (1, demo.MAX_AUTO_CPU_THREADS)

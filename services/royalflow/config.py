@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     # An agent that stops heartbeating loses its partitions after this long. It also bounds how
     # long a new group waits for its members on its first join: the embedded broker waits half
     # of it (Apache Kafka waits group.initial.rebalance.delay.ms). Apache Kafka refuses less than
-    # its group.min.session.timeout.ms, 6 s by default.
-    kafka_session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
+    # its group.min.session.timeout.ms, 6 s by default; the embedded broker takes 3 s and up.
+    kafka_session_timeout_seconds: float = Field(default=10.0, ge=3.0, le=300.0)
     # How long a producer lets a record batch fill before sending it (every producer of the
     # platform: make_producer and the agent's). Longer: fewer, larger record batches on the
     # broker, whose cost is mostly per request and per record batch, and above all per record
@@ -69,8 +69,14 @@ class Settings(BaseSettings):
     attribution_batch_size: int = Field(default=256, ge=1, le=4096)
     # Family kinds whose code (torch, diffusers: 5-8 s of imports on a 2-core host) the agent
     # imports as it starts, before its first batch: "auto" = the kinds of the families on disk at
-    # start, "" = none (each kind on first use), else a comma-separated list such as "diffusion".
+    # start, "" = none (each kind on first use), else a comma-separated list such as "diffusion":
+    # the kinds the agent serves, and an agent listed without "lora" imports diffusers without
+    # transformers and torch._dynamo (3.3 s less CPU; a LoRA family then fails to load, by name).
     attribution_preload: str = Field(default="auto", max_length=200)
+    # Threads one agent evaluates a batch's models on, on CPU (the digits kind: its coalition
+    # models side by side, one intra-op thread each, the same numbers bit for bit). One agent with
+    # a thread per core settles as fast as an agent per core, without the second agent's imports.
+    attribution_cpu_threads: int = Field(default=1, ge=1, le=64)
     # The agent's batch closes when full or after this long (a batch that fills while the last one
     # is processed goes at once). Each batch costs a produce request and a record batch per
     # partition it writes, which the broker pays for again when the ledger reads them: 40 ms

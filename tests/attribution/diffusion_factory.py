@@ -28,7 +28,7 @@ def prototypes(count: int, seed: int = 0) -> list[torch.nn.Module]:
 
 def random_family(n: int, mode: str = "exact", *, samples: int = 4, seed: int = 0,
                   model_for: Callable[[int, list[torch.nn.Module]], torch.nn.Module] | None = None,
-                  data_sizes: dict[str, int] | None = None) -> DiffusionFamily:
+                  data_sizes: dict[str, int] | None = None, cpu_threads: int = 1) -> DiffusionFamily:
     """A family of random UNets on CPU. ``model_for(mask, protos)`` picks each coalition's model
     among prototypes (default: a distinct random model per coalition)."""
     owners = [f"owner-{i}" for i in range(n)]
@@ -41,7 +41,7 @@ def random_family(n: int, mode: str = "exact", *, samples: int = 4, seed: int = 
         "estimator": {"samples": samples, "target_std_error": 0.05, "max_permutations": 200},
         "data_sizes": data_sizes or {"_base": 500, **{o: 100 + 10 * i for i, o in enumerate(owners)}},
     }
-    return DiffusionFamily(manifest, {m: pick(m, protos) for m in masks}, torch.device("cpu"))
+    return DiffusionFamily(manifest, {m: pick(m, protos) for m in masks}, torch.device("cpu"), cpu_threads)
 
 
 def digit_png(seed: int, size: int = 8) -> bytes:

@@ -127,3 +127,17 @@ def test_stratified_timesteps_cover_the_proposal_and_stay_unbiased(proposal: str
                                    device=CPU, dtype=torch.float32).mean(dim=1).numpy()
     expected = analytic_bound(est, c, offset)
     assert abs(v.mean() - expected) < 4 * v.std(ddof=1) / np.sqrt(len(v)) + 1e-3, (v.mean(), expected)
+
+
+def test_rows_are_split_into_the_fewest_even_chunks() -> None:
+    from royalflow.attribution.diffusion.elbo import even_chunk
+
+    assert even_chunk(6336, 1024) == 906  # 7 chunks: 6 x 906 + 900, not 6 x 1024 + 192
+    assert even_chunk(1056, 1024) == 528
+    assert even_chunk(1024, 1024) == 1024 and even_chunk(33, 1024) == 33 and even_chunk(1, 1) == 1
+    for rows in range(1, 3000, 37):
+        chunk = even_chunk(rows, 1024)
+        count = -(-rows // chunk)
+        assert chunk <= 1024 and count == -(-rows // 1024)  # the fewest chunks the limit allows
+    with pytest.raises(ValueError):
+        even_chunk(0, 1024)

@@ -42,7 +42,8 @@ def run(
     web_port = port if port is not None else settings.attribution_port
     web_port = web_port or free_port()
     faust_app = create_app(settings, web_port=web_port)
-    registry = DiskFamilyRegistry(Path(settings.families_dir), device=settings.device)
+    registry = DiskFamilyRegistry(Path(settings.families_dir), device=settings.device,
+                                  cpu_threads=settings.attribution_cpu_threads)
     install_agent(faust_app, settings, registry)
     install_views(faust_app, settings)
     logging.getLogger("royalflow").setLevel(loglevel)

@@ -64,9 +64,10 @@ def kinds_on_disk(families_dir: Path, *, max_manifests: int = 1000) -> list[str]
 
 
 class DiskFamilyRegistry:
-    def __init__(self, families_dir: Path, *, device: str = "auto") -> None:
+    def __init__(self, families_dir: Path, *, device: str = "auto", cpu_threads: int = 1) -> None:
         self.families_dir = Path(families_dir)
         self.device = device
+        self.cpu_threads = cpu_threads  # Settings.attribution_cpu_threads
         self._resident: dict[tuple[str, str], Family] = {}
         self._lock = threading.Lock()  # the agent's worker thread and the event loop both look up
 
@@ -103,4 +104,4 @@ class DiskFamilyRegistry:
         # One table from kind to loader (attribution/families); the manifest is validated there.
         from royalflow.attribution.families import load_family
 
-        return load_family(manifest, path, self.device)
+        return load_family(manifest, path, self.device, self.cpu_threads)

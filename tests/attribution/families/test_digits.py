@@ -159,3 +159,14 @@ def test_npy_and_file_uri_content_decode_like_inline_png(exact3, tmp_path) -> No
     for prepared in (as_npy, as_float, by_uri):
         np.testing.assert_array_equal(prepared.item[0], reference)
     assert base64.b64decode(event(exact3, "x", png).content.data_base64 or "") == png
+
+
+def test_models_evaluated_side_by_side_on_threads_give_the_same_numbers_bit_for_bit() -> None:
+    one = random_family(3, "exact", samples=4, seed=3)
+    two = random_family(3, "exact", samples=4, seed=3, cpu_threads=2)
+    assert two._threads is not None and one._threads is None
+    items = [event(one, f"gen-thr-{i}", digit_png(20 + i), label=i) for i in range(5)]
+    for a, b in zip(one.attribute([one.prepare(e) for e in items]), two.attribute([two.prepare(e) for e in items])):
+        assert a.coalition_utilities == b.coalition_utilities
+        assert a.utility_std_errors == b.utility_std_errors
+        assert np.array_equal(a.shapley_values, b.shapley_values) and np.array_equal(a.std_errors, b.std_errors)

@@ -34,6 +34,18 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 MAX_ROWS_PER_FORWARD = 4096  # bound on one forward pass (memory); bigger batches are chunked
+# On CPU a forward's activations should stay in cache: chunks of about 1,000 rows cost 20-25% less
+# CPU per row than 4,096 or 6,336 on the 2-core host (digits UNet, 8x8, measured one batch of
+# 192 events x 33 rows). Chunks are even (6,336 rows: 7 of 906), never a small remainder.
+CPU_ROWS_PER_FORWARD = 1024
+
+
+def even_chunk(rows: int, limit: int) -> int:
+    """The chunk size that splits ``rows`` into the fewest chunks of at most ``limit`` rows, all
+    of (nearly) one size: ceil(rows / ceil(rows / limit))."""
+    if rows <= 0 or limit <= 0:
+        raise ValueError("rows and limit must be positive")
+    return -(-rows // -(-rows // limit))
 
 
 @dataclass(frozen=True)
@@ -119,11 +131,13 @@ class ElboEstimator:
         steps = torch.cat([s - 1, torch.zeros(batch, dtype=torch.int64)])
         cond = torch.cat([labels.repeat_interleave(k), labels])
 
-        # 2. One forward over all rows (chunked), on the model's device and dtype.
+        # 2. One forward over all rows (in even chunks), on the model's device and dtype.
         predicted = []
+        rows = inputs.shape[0]
+        chunk = even_chunk(rows, CPU_ROWS_PER_FORWARD if device.type == "cpu" else MAX_ROWS_PER_FORWARD)
         with torch.inference_mode():
-            for start in range(0, inputs.shape[0], MAX_ROWS_PER_FORWARD):
-                stop = start + MAX_ROWS_PER_FORWARD
+            for start in range(0, rows, chunk):
+                stop = start + chunk
                 out = model(
                     inputs[start:stop].to(device=device, dtype=dtype),
                     steps[start:stop].to(device),

@@ -7,7 +7,7 @@
 
 (The digits kind keeps the manifest name "diffusion": families already on disk say so.)
 
-Each loader takes (manifest document, family folder, device) and returns a ``Family``. Kinds
+Each loader takes (manifest document, family folder, device, CPU threads) and returns a ``Family``. Kinds
 import lazily: the agent loads torch/diffusers only for the kinds it serves.
 """
 
@@ -21,23 +21,26 @@ from royalflow.attribution.family import Family
 from royalflow.attribution.families.manifest import parse_manifest
 from royalflow.errors import ConfigurationError
 
-Loader = Callable[[dict[str, Any], Path, str], Family]
+Loader = Callable[[dict[str, Any], Path, str, int], Family]
 
 
-def _categorical(manifest: dict[str, Any], path: Path, device: str) -> Family:
+def _categorical(manifest: dict[str, Any], path: Path, device: str, cpu_threads: int) -> Family:
     from royalflow.attribution.families.categorical import CategoricalFamily
 
     return CategoricalFamily.from_manifest(manifest, path)
 
 
-def _diffusion(manifest: dict[str, Any], path: Path, device: str) -> Family:
+def _diffusion(manifest: dict[str, Any], path: Path, device: str, cpu_threads: int) -> Family:
     from royalflow.attribution.families.digits import DiffusionFamily
 
-    return DiffusionFamily.load(manifest, path, device=device)
+    return DiffusionFamily.load(manifest, path, device=device, cpu_threads=cpu_threads)
 
 
-def _lora(manifest: dict[str, Any], path: Path, device: str) -> Family:
+def _lora(manifest: dict[str, Any], path: Path, device: str, cpu_threads: int) -> Family:
+    from royalflow.attribution.diffusion.lean import require
     from royalflow.attribution.families.lora import LoraFamily
+
+    require("transformers", f"LoRA family {manifest.get('family_id')!r}")  # an agent started for digits only
 
     return LoraFamily.load(manifest, path, device=device)
 
@@ -68,11 +71,13 @@ def preload(kinds: list[str]) -> list[str]:
     return done
 
 
-def load_family(manifest: dict[str, Any], path: Path, device: str = "auto") -> Family:
-    """Validate the manifest (typed, per kind) and load the family with its kind's loader."""
+def load_family(manifest: dict[str, Any], path: Path, device: str = "auto", cpu_threads: int = 1) -> Family:
+    """Validate the manifest (typed, per kind) and load the family with its kind's loader.
+    ``cpu_threads``: threads a batch's model evaluations may run on, on CPU (the digits kind's
+    coalition models; the other kinds batch their rows into one forward and ignore it)."""
     kind = manifest.get("kind")
     loader = LOADERS.get(kind) if isinstance(kind, str) else None
     if loader is None:
         raise ConfigurationError(f"family at {path} has unknown kind {kind!r}")
     parse_manifest(manifest, str(path))
-    return loader(manifest, path, device)
+    return loader(manifest, path, device, cpu_threads)
