@@ -160,16 +160,14 @@ def preload_kinds(settings: Settings) -> list[str]:
 
 
 def _preload(kinds: list[str], complete: bool) -> None:
-    """Import the kinds' code. ``complete``: the kinds are all this agent serves (an explicit
-    setting), so diffusers may leave out what none of them uses (lean.unused_by_agent)."""
+    """Import the kinds' code; ``complete``: they are all it serves (lean.unused_by_agent)."""
     from royalflow.attribution.diffusion.lean import UNUSED_BY_AGENTS, import_diffusers_without, unused_by_agent
     from royalflow.attribution.families import KIND_MODULES, preload
 
     lower_thread_priority(PRELOAD_NICENESS)
     try:
         if {"diffusion", "lora"} & set(kinds):
-            # 1.5 s less CPU: no peft, no scipy; 3.3 s less for the digits kind alone (lean.py)
-            import_diffusers_without(unused_by_agent(kinds) if complete else UNUSED_BY_AGENTS)
+            import_diffusers_without(unused_by_agent(kinds) if complete else UNUSED_BY_AGENTS)  # lean.py: 1.5-3.3 s less CPU
         done = preload(kinds)
         if len(done) != len(kinds):  # a typo in the setting: say so rather than import nothing quietly
             log.warning("ROYALFLOW_ATTRIBUTION_PRELOAD names unknown family kinds %s (known: %s)",
