@@ -29,7 +29,7 @@ def test_diffusers_imports_without_peft_transformers_and_scipy_which_stay_import
 
 DIGITS_AGENT = textwrap.dedent("""
     import sys
-    from royalflow.attribution.diffusion.lean import hidden, import_diffusers_without, unused_by_agent
+    from royalflow.attribution.diffusion.lean import import_diffusers_without, unused_by_agent
     from royalflow.errors import ConfigurationError
     assert unused_by_agent(["diffusion", "lora"]) == ("peft", "scipy")
     assert import_diffusers_without(unused_by_agent(["diffusion"]))
@@ -44,7 +44,6 @@ DIGITS_AGENT = textwrap.dedent("""
         model(torch.zeros(2, 1, 8, 8), torch.tensor([1, 2]), class_labels=torch.tensor([0, 1]))
     print("dynamo", "torch._dynamo" in sys.modules, "transformers", "transformers" in sys.modules)
     print("compiler.disable restored", torch.compiler.disable.__module__)
-    from royalflow.attribution.families import load_family
     try:
         from royalflow.attribution.families import _lora
         _lora({"family_id": "styles"}, None, "cpu", 1)

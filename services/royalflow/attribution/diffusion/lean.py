@@ -21,8 +21,8 @@ visible right after, for code that imports them itself. diffusers keeps its deci
 life of the process, so only a process's own entry point calls this (the agent's preload, and
 ``royalflow demo`` before it trains the digits family): a process that trains LoRA adapters
 needs diffusers' peft integration and must never call it. In a process that already holds
-diffusers it does nothing; ``hidden()`` says what diffusers was imported without, so that the
-LoRA kind refuses to load by name (``require``) rather than fail on a missing integration.
+diffusers it does nothing. It keeps what diffusers was imported without, so that the LoRA kind
+refuses to load by name (``require``) rather than fail on a missing integration.
 """
 
 from __future__ import annotations
@@ -75,11 +75,6 @@ def import_diffusers_without(hidden: tuple[str, ...] = UNUSED_BY_AGENTS) -> bool
                 del sys.modules[name]
     _hidden = frozenset(hide)
     return True
-
-
-def hidden() -> frozenset[str]:
-    """The packages this process's diffusers was imported without (empty: a full import, or none)."""
-    return _hidden
 
 
 def require(package: str, for_what: str) -> None:

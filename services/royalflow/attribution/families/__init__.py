@@ -41,7 +41,6 @@ def _lora(manifest: dict[str, Any], path: Path, device: str, cpu_threads: int) -
     from royalflow.attribution.families.lora import LoraFamily
 
     require("transformers", f"LoRA family {manifest.get('family_id')!r}")  # an agent started for digits only
-
     return LoraFamily.load(manifest, path, device=device)
 
 
