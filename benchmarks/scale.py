@@ -10,7 +10,7 @@ passes per attribution (a backward counted as two), peak RSS of the process and 
 one Shapley computation over the mixture utility.
 
 Accuracy (trained adapters): a compositional family of 64 owners with pairwise distinct
-styles (``training.styles.catalogue``), trained once into --cache (about 30 min on 2 cores;
+styles (``training.styles.catalogue``), trained once into --cache (about 15 min on 2 cores;
 kept for later runs). n = 16 is its control and first 16 owners, n = 64 all of them. Events are
 held-out pictures of every owner's style (never trained on), with their style's caption and
 without a prompt. Reported: the same top owner in both paths, the mean L1 distance between
@@ -18,12 +18,21 @@ share vectors, the style owner's top-1 rate and mean share in each path. n = 1,0
 trained owners plus 960 synthetic distractors with the trained adapters' norms, on --events
 events (default 50; the full path costs 1,025 x (K+1) UNet rows per event).
 
+The full path is itself a Monte-Carlo estimate (K timesteps per owner), so the accuracy rows
+also report its noise floor (--noise-seeds, default 2; n = 16 and 64): the full path again on
+the same events with other seeds (event seed + 1, + 2), and how often two of its seeds agree on
+the top owner and their L1 distance; then each path against an independent reference, the
+mixture over the other seeds' mean component likelihoods (K x seeds timesteps). A screen can
+be no closer to the truth than the full path on the same draws; "vs reference" shows how much
+of the full path's accuracy it keeps.
+
 Writes bench-results/scale.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -39,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench-results" / "scale.json"
 SAMPLES_K = 16  # as the families' default
 BATCH = 8
+SENSITIVITY_NATS = (0.25, 0.5, 1.0, 2.0)  # errors tried on the full path's likelihoods
 
 
 def shares(values: np.ndarray) -> np.ndarray:
@@ -89,8 +99,15 @@ def trained_catalogue(cache: Path) -> Path:
     from royalflow.training.styles import catalogue
     from royalflow.training.tiny import build_style_family
 
-    print(f"training (or reusing) the 64-owner catalogue family under {cache} ...", flush=True)
-    built = build_style_family(cache, "cat64", "1", styles=catalogue(64), mode="compositional", per_owner=32, public=192)
+    done = cache / "families" / "cat64" / "1"
+    if (done / "manifest.json").is_file():  # written last, after every adapter (no cluster step: see below)
+        print(f"reusing the 64-owner catalogue family under {cache}", flush=True)
+        return done
+    print(f"training the 64-owner catalogue family under {cache} (about 15 min on 2 cores) ...", flush=True)
+    # No split-defence evidence: the benchmark values every owner as its own player (family_from),
+    # and the all-pairs cross-fit of 64 owners alone took 10 min.
+    built = build_style_family(cache, "cat64", "1", styles=catalogue(64), mode="compositional", per_owner=32, public=192,
+                                clusters=False)
     return built.family_path
 
 
@@ -147,13 +164,54 @@ def held_out(family, owners: int, per_owner: int, seed: int = 999):  # type: ign
     return out
 
 
-def accuracy_row(family, events, label: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def full_path(family, prepared: list) -> list:  # type: ignore[no-untyped-def,type-arg]
+    return [a for i in range(0, len(prepared), BATCH) for a in family.attribute(prepared[i:i + BATCH], path="full")]
+
+
+def agree(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Share vectors (E, n): how often the top owner is the same, and the mean L1 distance."""
+    return float(np.mean(a.argmax(1) == b.argmax(1))), float(np.abs(a - b).sum(1).mean())
+
+
+def noise_floor(family, prepared: list, screened: list, full: list, seeds: int) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """The full path on ``seeds`` other seeds of the same events: its seed-to-seed agreement, and
+    both paths against the reference (the mixture over the other seeds' mean likelihoods)."""
+    from royalflow.shapley import mixture_shapley
+
+    others = [full_path(family, [dataclasses.replace(p, seed=p.seed + s) for p in prepared]) for s in range(1, seeds + 1)]
+    means = np.mean([[list(a.coalition_utilities.values()) for a in run] for run in others], axis=0)  # (E, n+1)
+    ref = np.stack([shares(mixture_shapley(family.log_weights, m, exact_max_players=14).values) for m in means])
+    s_sh, f_sh = (np.stack([shares(a.shapley_values) for a in run]) for run in (screened, full))
+    o_sh = np.stack([shares(a.shapley_values) for a in others[0]])
+
+    out = {"noise_seeds": seeds}
+    # How exact a screen must be: the full path's own likelihoods with N(0, sigma) nats added.
+    own = np.array([list(a.coalition_utilities.values()) for a in full])  # (E, n+1)
+    rng = np.random.default_rng(0)
+    for sigma in SENSITIVITY_NATS:
+        moved = own + np.concatenate([np.zeros((len(own), 1)), rng.normal(0.0, sigma, (len(own), own.shape[1] - 1))], axis=1)
+        m_sh = np.stack([shares(mixture_shapley(family.log_weights, m, exact_max_players=14).values) for m in moved])
+        out[f"full_moved_{sigma}_nats_same_top"], out[f"full_moved_{sigma}_nats_mean_l1"] = agree(m_sh, f_sh)
+    print(f"{'':>22}  the full path with N(0, sigma) nats on every owner's likelihood, against itself: " + ", ".join(
+        f"{sigma} nats: same top {out[f'full_moved_{sigma}_nats_same_top']:.1%}, L1 {out[f'full_moved_{sigma}_nats_mean_l1']:.3f}"
+        for sigma in SENSITIVITY_NATS), flush=True)
+    for key, (a, b) in {"full_vs_other_seed": (f_sh, o_sh), "full_vs_reference": (f_sh, ref),
+                        "screened_vs_reference": (s_sh, ref)}.items():
+        out[f"{key}_same_top"], out[f"{key}_mean_l1"] = agree(a, b)
+    print(f"{'':>22}  noise floor: the full path's two seeds: same top {out['full_vs_other_seed_same_top']:.1%}, "
+          f"L1 {out['full_vs_other_seed_mean_l1']:.3f}; against the reference ({seeds} other seeds): "
+          f"full {out['full_vs_reference_same_top']:.1%} / {out['full_vs_reference_mean_l1']:.3f}, "
+          f"screened {out['screened_vs_reference_same_top']:.1%} / {out['screened_vs_reference_mean_l1']:.3f}", flush=True)
+    return out
+
+
+def accuracy_row(family, events, label: str, noise_seeds: int = 0) -> dict:  # type: ignore[no-untyped-def,type-arg]
     prepared = [p for p, _, _ in events]
     started = time.perf_counter()
     screened = [a for i in range(0, len(prepared), BATCH) for a in family.attribute(prepared[i:i + BATCH], path="screen")]
     screened_s = time.perf_counter() - started
     started = time.perf_counter()
-    full = [a for i in range(0, len(prepared), BATCH) for a in family.attribute(prepared[i:i + BATCH], path="full")]
+    full = full_path(family, prepared)
     full_s = time.perf_counter() - started
     s_sh = np.stack([shares(a.shapley_values) for a in screened])
     f_sh = np.stack([shares(a.shapley_values) for a in full])
@@ -172,6 +230,8 @@ def accuracy_row(family, events, label: str) -> dict:  # type: ignore[no-untyped
           f"style share {row['style_share_screened']:.3f} vs {row['style_share_full']:.3f}, "
           f"{row['screened_attributions_per_second']:.2f}/s vs {row['full_attributions_per_second']:.2f}/s, "
           f"passes {row['screened_unet_passes']:.0f}, refined {row['refined_mean']:.2f}", flush=True)
+    if noise_seeds:
+        row.update(noise_floor(family, prepared, screened, full, noise_seeds))
     return row
 
 
@@ -183,11 +243,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50, help="events compared with the full path at n = 1,024")
     parser.add_argument("--skip-accuracy", action="store_true", help="cost rows only (no training)")
     parser.add_argument("--skip-cost", action="store_true", help="accuracy rows only")
+    parser.add_argument("--per-owner", type=int, default=None, help="held-out events per style at n = 16 and 64 (default 4; --quick 2)")
+    parser.add_argument("--noise-seeds", type=int, default=2,
+                        help="the full path again on this many other seeds at n = 16 and 64: its own noise floor (0: skip)")
     parser.add_argument("--rows", default="16,64,1024", help="accuracy rows to run: trained n = 16, 64; 1024 (64 + 960)")
     parser.add_argument("--out", type=Path, default=OUT, help="where to write the figures (JSON)")
     args = parser.parse_args()
     import tempfile
 
+    from royalflow.training.quiet import quiet_libraries
+
+    quiet_libraries(import_them=True)  # the figures, not the libraries' weight-loading bars
     from royalflow.attribution.diffusion.unet import limit_cpu_threads, pick_device
     from royalflow.training.tiny import build_tiny_pipeline
 
@@ -207,11 +273,12 @@ def main() -> None:
     elif not args.skip_accuracy:
         path = trained_catalogue(args.cache)
         results["accuracy"] = []
-        per_owner = 2 if args.quick else 4
+        per_owner = args.per_owner or (2 if args.quick else 4)
         rows = {int(r) for r in args.rows.split(",")}
         for owners in sorted(rows & {16, 64}):
             family = family_from(path, owners, device)
-            results["accuracy"].append(accuracy_row(family, held_out(family, owners, per_owner), f"trained n={owners}"))
+            results["accuracy"].append(accuracy_row(family, held_out(family, owners, per_owner), f"trained n={owners}",
+                                                    args.noise_seeds))
         if 1024 in rows:
             family = family_from(path, 64, device, distractors=960)
             every = held_out(family, 64, 2)
