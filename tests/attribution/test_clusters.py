@@ -91,6 +91,30 @@ def test_content_only_by_class_mixture_scores_every_class() -> None:
         DiffusionFamily({**base.manifest, "content_only": "guess"}, base.models, base.device)
 
 
+@pytest.mark.parametrize("mode", ["exact", "compositional"])
+def test_content_only_by_class_posterior_is_the_posterior_weighted_labelled_attribution(mode: str) -> None:
+    base = clustered(mode, [["owner-0"], ["owner-1"], ["owner-2"]])
+    family = DiffusionFamily({**base.manifest, "content_only": "class_posterior"}, base.models, base.device)
+    png = digit_png(7)
+    content = family.attribute([family.prepare(event(family, "e", png, label=None))])[0]  # type: ignore[arg-type]
+    per_class = family.attribute([family.prepare(event(family, "e", png, label=c)) for c in range(10)])
+    assert content.model_evaluations == 10 * per_class[0].model_evaluations
+    # pi: the grand model's class posterior (exact: the grand coalition; compositional: the mixture).
+    keys = list(per_class[0].coalition_utilities)
+    table = np.array([[a.coalition_utilities[k] for k in keys] for a in per_class])  # (C, coalitions)
+    if mode == "exact":
+        grand = table[:, keys.index("0x7")]
+    else:
+        grand = np.logaddexp.reduce(family.log_weights[None, :] + table, axis=1)
+    pi = np.exp(grand - np.logaddexp.reduce(grand))
+    # v = sum_c pi_c v_c for every coalition, so (exact: Shapley is linear) phi = sum_c pi_c phi(c).
+    assert [content.coalition_utilities[k] for k in keys] == pytest.approx(pi @ table, abs=1e-9)
+    if mode == "exact":
+        expected = pi @ np.stack([a.shapley_values for a in per_class])
+        assert content.shapley_values == pytest.approx(expected, abs=1e-9)
+        assert content.shapley_values.sum() == pytest.approx(pi @ (table[:, keys.index("0x7")] - table[:, keys.index("0x0")]))
+
+
 def test_components_are_the_clusters_of_merged_pairs() -> None:
     from royalflow.training.clusters import components
 

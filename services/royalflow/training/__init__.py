@@ -7,4 +7,4 @@ and the tiny pipeline used by tests and benchmarks."""
 # The README's demo family (4 owners of digit classes, exact mode), here so that a caller can
 # find it on disk without importing torch (training.digits trains it).
 DEMO_HOLDINGS = {"owner-a": (0, 1, 2), "owner-b": (3, 4, 5), "owner-c": (6, 7), "owner-d": (8, 9)}
-DEMO_FAMILY = ("digits-diffusion", "2")  # v2: fair control, null dropout, clusters
+DEMO_FAMILY = ("digits-diffusion", "3")  # v2: fair control, null dropout, clusters; v3: content by class posterior

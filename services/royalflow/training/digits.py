@@ -218,8 +218,8 @@ def train_family(
         "kind": "diffusion", "family_id": family_id, "version": version, "mode": mode, "owners": names,
         "pool_fraction": pool_fraction, "levels": levels, "unet": config, "scheduler": DEFAULT_SCHEDULER,
         "null_class": num_classes - 1,
-        # Events without a label: scored by the uniform mixture over the classes (README).
-        "content_only": "class_mixture",
+        # Events without a label: every coalition scored on the grand model's class posterior (README).
+        "content_only": "class_posterior",
         "estimator": {"samples": plan.samples, "target_std_error": 0.01, "max_permutations": 2000,
                       "timestep_proposal": q},
         "data_sizes": {"_base": max(1, len(public.labels)), **{o: len(d.labels) for o, d in owners.items()}},

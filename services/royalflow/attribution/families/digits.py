@@ -11,7 +11,9 @@ Players are the manifest's clusters of owners (quotient game, royalflow.shapley.
 Shapley values over clusters, split within a cluster by data size. Without clusters every
 owner is its own cluster. Mask 0 is the family's control (the fair v(∅), see
 royalflow.training.digits).
-Events without a class label are attributed from content alone, under the null class.
+Events without a class label are attributed from content alone, by the manifest's
+``content_only`` rule (CONTENT_RULES): the null class, the class mixture, or (families
+trained since demo v3) every coalition on the grand model's class posterior (_posterior).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def shapley_matrix(n: int) -> np.ndarray:
     return matrix
 
 
+CONTENT_RULES = ("null", "class_mixture", "class_posterior")  # manifest "content_only"
+
+
 def _mixture(per_class: torch.Tensor) -> torch.Tensor:
     """(masks, C, K) per-class samples -> (masks, K) samples of v = log (1/C) sum_c exp(mean_k v_kc).
     The log-sum-exp is taken over the class MEANS (over per-sample values it would chase each
@@ -70,6 +75,21 @@ def _mixture(per_class: torch.Tensor) -> torch.Tensor:
     value = torch.logsumexp(means, dim=1) - np.log(per_class.shape[1])
     weights = torch.softmax(means, dim=1)
     return value[:, None] + (weights[:, :, None] * (per_class - means[:, :, None])).sum(dim=1)
+
+
+def _posterior(per_class: torch.Tensor, grand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masks, C, K) per-class samples -> (masks, K) samples of v = sum_c pi_c log p_S(x | c),
+    with pi = softmax_c(grand) the class posterior of the grand model (uniform prior), and pi.
+
+    First read what the content shows, then value every coalition on it: pi is one weighting
+    for all coalitions, so v is a convex combination of the C labelled games and each owner's
+    Shapley value is sum_c pi_c phi_i(c) (every axiom, the quotient game included, holds per
+    class). No log-sum-exp per coalition chases a coalition's noisiest class. Measured on the
+    demo family, 100 generations per draw, exact mode: 91 / 94 / 94% top-1 of the class holder
+    (mean share 0.81-0.86) on draws 12 / 11 / 13, against 86 / 91 / 91% (0.68-0.71) for
+    ``class_mixture`` on the same items (README, *Attribution quality*)."""
+    pi = torch.softmax(grand.to(torch.float64), dim=0)
+    return (pi[None, :, None] * per_class).sum(dim=1), pi
 
 
 class DiffusionFamily:
@@ -107,9 +127,10 @@ class DiffusionFamily:
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
         self.null_class = manifest.get("null_class")  # None: a pre-v2 family, labels required
         # Content-only items (no label): "null" scores p_S(x | null); "class_mixture" scores
-        # log (1/C) sum_c p_S(x | c) over the C classes (C times the model evaluations).
+        # log (1/C) sum_c p_S(x | c) over the C classes; "class_posterior" sum_c pi_c log p_S(x | c),
+        # pi the grand model's class posterior (_posterior). Both cost C times the evaluations.
         self.content_rule = manifest.get("content_only", "null")
-        if self.content_rule not in ("null", "class_mixture"):
+        if self.content_rule not in CONTENT_RULES:
             raise ConfigurationError(f"family {self.family_id}: unknown content_only rule {self.content_rule!r}")
         self.clusters = tuple(tuple(c) for c in manifest.get("clusters") or [[o] for o in self.owners])
         self.members = membership(self.owners, self.clusters)
@@ -158,7 +179,7 @@ class DiffusionFamily:
             return []
         # 1. Rows: one per labelled item; a content-only item under the class-mixture rule gets
         #    one row per class c (same draws), combined below as log sum_c pi_c p_S(x | c).
-        classes = self.null_class if self.content_rule == "class_mixture" else 0
+        classes = self.null_class if self.content_rule in ("class_mixture", "class_posterior") else 0
         rows = [[b] * (classes if len(p.item) > 2 and p.item[2] and classes else 1) for b, p in enumerate(batch)]
         index = [b for r in rows for b in r]
         x0 = torch.from_numpy(np.stack([levels_to_unit(batch[b].item[0], self.levels) for b in index]))[:, None]
@@ -177,13 +198,29 @@ class DiffusionFamily:
         samples = torch.stack(list(self._threads.map(evaluate, masks)) if self._threads else [evaluate(m) for m in masks])
         # 3. Per item (masks, K): its row, or the class mixture of its rows (see _mixture).
         starts = np.cumsum([0, *[len(r) for r in rows]])
-        per_item = [samples[:, a, :] if z - a == 1 else _mixture(samples[:, a:z, :]) for a, z in zip(starts[:-1], starts[1:])]
+        per_item = [samples[:, a, :] if z - a == 1 else self._content(masks, samples[:, a:z, :])
+                    for a, z in zip(starts[:-1], starts[1:])]
         evaluations = [len(masks) * (self.estimator.samples + 1) * len(r) for r in rows]
         if self.mode == "exact":
             return [self._exact(masks, per_item[b].numpy(), evaluations[b]) for b in range(len(batch))]
         return [self._compositional(masks, per_item[b].numpy(), evaluations[b]) for b in range(len(batch))]
 
     # -- internals ---------------------------------------------------------------------
+    def _content(self, masks: list[int], per_class: torch.Tensor) -> torch.Tensor:
+        """A content-only item's (masks, K) samples from its (masks, C, K) per-class rows."""
+        if self.content_rule == "class_mixture":
+            return _mixture(per_class)
+        means = per_class.mean(dim=2).to(torch.float64)  # (masks, C)
+        if self.mode == "exact":  # the grand coalition's model: every owner's data
+            every = (1 << len(self.owners)) - 1
+            if every not in masks:
+                raise AttributionError(f"exact family {self.family_id} lacks its grand coalition's model {hex(every)}")
+            grand = means[masks.index(every)]
+        else:  # the grand mixture: log sum_j w_j p_j(x | c) over the base and every component
+            order = [masks.index(m) for m in [0, *[1 << i for i in range(len(self.owners))]]]
+            grand = torch.logsumexp(torch.from_numpy(self.log_weights)[:, None] + means[order], dim=0)
+        return _posterior(per_class, grand)[0]
+
     def _exact(self, masks: list[int], per_sample: np.ndarray, evaluations: int) -> Attribution:
         missing = set(self.quotient.tolist()) - set(masks)
         if missing:

@@ -126,7 +126,7 @@ class DiffusionManifest(_Common):
     data_sizes: dict[str, int]
     weights: dict[str, str] | None = None  # hex mask -> sha256 of coalition-<mask>.safetensors
     null_class: int | None = None  # absent: a pre-v2 family, events need a class label
-    content_only: Literal["null", "class_mixture"] | None = None
+    content_only: Literal["null", "class_mixture", "class_posterior"] | None = None
     clusters: list[list[str]] | None = None
     cluster_evidence: list[Any] | None = None
     cluster_data_sizes: list[int] | None = None
