@@ -99,13 +99,14 @@ def test_content_only_by_class_posterior_is_the_posterior_weighted_labelled_attr
     content = family.attribute([family.prepare(event(family, "e", png, label=None))])[0]  # type: ignore[arg-type]
     per_class = family.attribute([family.prepare(event(family, "e", png, label=c)) for c in range(10)])
     assert content.model_evaluations == 10 * per_class[0].model_evaluations
-    # pi: the grand model's class posterior (exact: the grand coalition; compositional: the mixture).
+    # pi: the grand model's class posterior (exact: the grand coalition; compositional: the
+    # mixture of the owners' components, without the control, which reads no class).
     keys = list(per_class[0].coalition_utilities)
     table = np.array([[a.coalition_utilities[k] for k in keys] for a in per_class])  # (C, coalitions)
     if mode == "exact":
         grand = table[:, keys.index("0x7")]
     else:
-        grand = np.logaddexp.reduce(family.log_weights[None, :] + table, axis=1)
+        grand = np.logaddexp.reduce(family.log_weights[None, 1:] + table[:, 1:], axis=1)
     pi = np.exp(grand - np.logaddexp.reduce(grand))
     # v = sum_c pi_c v_c for every coalition, so (exact: Shapley is linear) phi = sum_c pi_c phi(c).
     assert [content.coalition_utilities[k] for k in keys] == pytest.approx(pi @ table, abs=1e-9)

@@ -53,8 +53,6 @@ def derive_compositional(families_dir: Path, family_id: str, version: str, new_i
     for mask in masks:
         shutil.copyfile(source / weight_file(mask), target / weight_file(mask))
     manifest.update(family_id=new_id, mode="compositional", weights={hex(m): manifest["weights"][hex(m)] for m in masks})
-    if manifest.get("content_only") == "class_posterior":  # the compositional rule (training/digits.py)
-        manifest["content_only"] = "class_mixture"
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return new_id, version
 
