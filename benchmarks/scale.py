@@ -164,8 +164,18 @@ def held_out(family, owners: int, per_owner: int, seed: int = 999):  # type: ign
     return out
 
 
-def full_path(family, prepared: list) -> list:  # type: ignore[no-untyped-def,type-arg]
-    return [a for i in range(0, len(prepared), BATCH) for a in family.attribute(prepared[i:i + BATCH], path="full")]
+def run(family, prepared: list, path: str) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """Attributions of ``prepared`` events on ``path`` ("screen" or "full"), in batches."""
+    return [a for i in range(0, len(prepared), BATCH) for a in family.attribute(prepared[i:i + BATCH], path=path)]
+
+
+def mixture_shares(family, likelihoods: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Share vectors (E, n) from component likelihoods (E, n+1), as the full path values them."""
+    from royalflow.attribution.families.valuation import EXACT_SHAPLEY_MAX_OWNERS
+    from royalflow.shapley import mixture_shapley
+
+    return np.stack([shares(mixture_shapley(family.log_weights, m, exact_max_players=EXACT_SHAPLEY_MAX_OWNERS).values)
+                     for m in likelihoods])
 
 
 def agree(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -173,15 +183,13 @@ def agree(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(np.mean(a.argmax(1) == b.argmax(1))), float(np.abs(a - b).sum(1).mean())
 
 
-def noise_floor(family, prepared: list, screened: list, full: list, seeds: int) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def noise_floor(family, prepared: list, s_sh: np.ndarray, f_sh: np.ndarray, full: list,  # type: ignore[no-untyped-def,type-arg]
+                seeds: int) -> dict:  # type: ignore[type-arg]
     """The full path on ``seeds`` other seeds of the same events: its seed-to-seed agreement, and
-    both paths against the reference (the mixture over the other seeds' mean likelihoods)."""
-    from royalflow.shapley import mixture_shapley
-
-    others = [full_path(family, [dataclasses.replace(p, seed=p.seed + s) for p in prepared]) for s in range(1, seeds + 1)]
-    means = np.mean([[list(a.coalition_utilities.values()) for a in run] for run in others], axis=0)  # (E, n+1)
-    ref = np.stack([shares(mixture_shapley(family.log_weights, m, exact_max_players=14).values) for m in means])
-    s_sh, f_sh = (np.stack([shares(a.shapley_values) for a in run]) for run in (screened, full))
+    both paths (their shares ``s_sh``, ``f_sh``) against the reference (the mixture over the
+    other seeds' mean likelihoods)."""
+    others = [run(family, [dataclasses.replace(p, seed=p.seed + s) for p in prepared], "full") for s in range(1, seeds + 1)]
+    ref = mixture_shares(family, np.mean([[list(a.coalition_utilities.values()) for a in other] for other in others], axis=0))
     o_sh = np.stack([shares(a.shapley_values) for a in others[0]])
 
     out = {"noise_seeds": seeds}
@@ -190,8 +198,7 @@ def noise_floor(family, prepared: list, screened: list, full: list, seeds: int) 
     rng = np.random.default_rng(0)
     for sigma in SENSITIVITY_NATS:
         moved = own + np.concatenate([np.zeros((len(own), 1)), rng.normal(0.0, sigma, (len(own), own.shape[1] - 1))], axis=1)
-        m_sh = np.stack([shares(mixture_shapley(family.log_weights, m, exact_max_players=14).values) for m in moved])
-        out[f"full_moved_{sigma}_nats_same_top"], out[f"full_moved_{sigma}_nats_mean_l1"] = agree(m_sh, f_sh)
+        out[f"full_moved_{sigma}_nats_same_top"], out[f"full_moved_{sigma}_nats_mean_l1"] = agree(mixture_shares(family, moved), f_sh)
     print(f"{'':>22}  the full path with N(0, sigma) nats on every owner's likelihood, against itself: " + ", ".join(
         f"{sigma} nats: same top {out[f'full_moved_{sigma}_nats_same_top']:.1%}, L1 {out[f'full_moved_{sigma}_nats_mean_l1']:.3f}"
         for sigma in SENSITIVITY_NATS), flush=True)
@@ -208,10 +215,10 @@ def noise_floor(family, prepared: list, screened: list, full: list, seeds: int) 
 def accuracy_row(family, events, label: str, noise_seeds: int = 0) -> dict:  # type: ignore[no-untyped-def,type-arg]
     prepared = [p for p, _, _ in events]
     started = time.perf_counter()
-    screened = [a for i in range(0, len(prepared), BATCH) for a in family.attribute(prepared[i:i + BATCH], path="screen")]
+    screened = run(family, prepared, "screen")
     screened_s = time.perf_counter() - started
     started = time.perf_counter()
-    full = full_path(family, prepared)
+    full = run(family, prepared, "full")
     full_s = time.perf_counter() - started
     s_sh = np.stack([shares(a.shapley_values) for a in screened])
     f_sh = np.stack([shares(a.shapley_values) for a in full])
@@ -231,7 +238,7 @@ def accuracy_row(family, events, label: str, noise_seeds: int = 0) -> dict:  # t
           f"{row['screened_attributions_per_second']:.2f}/s vs {row['full_attributions_per_second']:.2f}/s, "
           f"passes {row['screened_unet_passes']:.0f}, refined {row['refined_mean']:.2f}", flush=True)
     if noise_seeds:
-        row.update(noise_floor(family, prepared, screened, full, noise_seeds))
+        row.update(noise_floor(family, prepared, s_sh, f_sh, full, noise_seeds))
     return row
 
 

@@ -179,7 +179,7 @@ class DiffusionFamily:
             return []
         # 1. Rows: one per labelled item; a content-only item under a class rule gets one row per
         #    class c (same draws), combined below by the rule (_content).
-        classes = self.null_class if self.content_rule in ("class_mixture", "class_posterior") else 0
+        classes = self.null_class if self.content_rule != "null" else 0  # every other rule is a class rule
         rows = [[b] * (classes if len(p.item) > 2 and p.item[2] and classes else 1) for b, p in enumerate(batch)]
         index = [b for r in rows for b in r]
         x0 = torch.from_numpy(np.stack([levels_to_unit(batch[b].item[0], self.levels) for b in index]))[:, None]
