@@ -198,7 +198,8 @@ def noise_floor(family, prepared: list, s_sh: np.ndarray, f_sh: np.ndarray, full
     rng = np.random.default_rng(0)
     for sigma in SENSITIVITY_NATS:
         moved = own + np.concatenate([np.zeros((len(own), 1)), rng.normal(0.0, sigma, (len(own), own.shape[1] - 1))], axis=1)
-        out[f"full_moved_{sigma}_nats_same_top"], out[f"full_moved_{sigma}_nats_mean_l1"] = agree(mixture_shares(family, moved), f_sh)
+        same, l1 = agree(mixture_shares(family, moved), f_sh)
+        out[f"full_moved_{sigma}_nats_same_top"], out[f"full_moved_{sigma}_nats_mean_l1"] = same, l1
     print(f"{'':>22}  the full path with N(0, sigma) nats on every owner's likelihood, against itself: " + ", ".join(
         f"{sigma} nats: same top {out[f'full_moved_{sigma}_nats_same_top']:.1%}, L1 {out[f'full_moved_{sigma}_nats_mean_l1']:.3f}"
         for sigma in SENSITIVITY_NATS), flush=True)
