@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.photo_quality import parse_plan  # noqa: E402
+from benchmarks.photo_quality import parse_plan, plan_tag  # noqa: E402
 from benchmarks.report import RESULTS, print_table_and_save  # noqa: E402
 
 DEFAULT_VARIANTS = "uniform,stratified,proposal,proposal+stratified"
@@ -57,7 +57,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     plan = parse_plan(args.plan)
-    tag = "".join(f"-{k}-{v}" for k, v in sorted(plan.items())).replace(".", "p")
+    tag = plan_tag(plan)
     started = time.perf_counter()
     if args.harness == "drawn":
         root, family_id, kinds = RESULTS / "lora-quality", "styles" + tag, lora_quality.KINDS

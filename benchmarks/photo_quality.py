@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,13 @@ def parse_plan(pairs: list[str]) -> dict[str, object]:
     return plan
 
 
+def plan_tag(plan: dict[str, object]) -> str:
+    """A family-id suffix naming a recipe override: ``-public-mix-0p0`` for public_mix=0.0
+    (family ids take lowercase letters, digits and '-' only)."""
+    text = "".join(f"-{k}-{v}" for k, v in sorted(plan.items())).replace(".", "p").lower()
+    return re.sub(r"[^a-z0-9-]", "-", text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-owner", type=int, default=24, help="held-out crops and edits per owner (default 24: 144 items)")
@@ -63,7 +71,7 @@ def main() -> None:
     torch.set_num_threads(1)  # tiny models on a shared host: one thread is the fastest
     plan = parse_plan(args.plan)
     per_owner = 8 if args.quick else args.per_owner
-    family_id = "photos" + "".join(f"-{k}-{v}" for k, v in sorted(plan.items())).replace(".", "p")
+    family_id = "photos" + plan_tag(plan)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"working folder {args.out}; {per_owner} held-out crops + {per_owner} edits per owner; family {family_id}",
           flush=True)
