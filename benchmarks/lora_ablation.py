@@ -52,7 +52,6 @@ def main() -> None:
     from royalflow.training import lora_quality, photo_quality
     from royalflow.training.images import read_image_folders
     from royalflow.training.lora import concat, encode_set
-    from royalflow.training.photos import write_photo_folders
     from royalflow.training.tiny import RESOLUTION, build_style_family
 
     torch.set_num_threads(1)
@@ -64,9 +63,7 @@ def main() -> None:
         built = build_style_family(root, family_id, "1", plan=plan)
     else:
         root, family_id, kinds = RESULTS / "photo-quality", "photos" + tag, photo_quality.KINDS
-        if not (root / "images" / "_public" / "metadata.jsonl").is_file():
-            write_photo_folders(root / "images", per_owner=48, public=192)
-        built = build_style_family(root, family_id, "1", folders=root / "images", plan=plan)
+        built = photo_quality.build_photo_family(root, family_id, plan=plan)
     exact = lora_quality.load(built.family_path)
     comp = lora_quality.load(lora_quality.derive_compositional(root / "families", built.family_path,
                                                                f"{family_id}-compositional"))

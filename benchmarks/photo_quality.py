@@ -7,7 +7,8 @@ table (benchmarks/lora_quality.py) with owners who hold crops of different photo
 What it trains, on CPU (one thread), into --out (default bench-results/photo-quality, kept:
 a second run reuses the base, the image folders and every finished adapter):
   * the tiny pipeline, pre-trained on 192 crops of 12 public sample photographs (scikit-image,
-    scikit-learn and matplotlib ship them: nothing is downloaded);
+    scikit-learn and matplotlib ship them: nothing is downloaded), its VAE 1,000 steps
+    (training.photo_quality.BUILD; a folder made with other settings is refused by name);
   * the exact family of 3 owners (8 adapters), each holding 48 crops of ONE photograph
     (skimage's chelsea, coffee and rocket), captioned like everyone else (a random pick of
     "a photo", "a picture", "an image": no owner information), with the drawn-shape harness's

@@ -55,6 +55,23 @@ def test_captions_carry_no_owner_information(tmp_path: Path) -> None:
     assert len(rows) == 12
 
 
+def test_a_working_folder_made_with_other_settings_is_refused(tmp_path: Path) -> None:
+    """The harness reuses a folder's pictures and base; one made with other settings (or before
+    they were recorded) would give another harness's figures, so it is refused by name."""
+    from royalflow.training.photo_quality import BUILD, SETTINGS_FILE, build_photo_family
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / SETTINGS_FILE).write_text(json.dumps({**BUILD, "public": int(BUILD["public"]) * 2}))
+    with pytest.raises(ValueError, match="was made with .*remove it or choose another working folder"):
+        build_photo_family(other, "photos")
+    old = tmp_path / "old"
+    (old / "base").mkdir(parents=True)
+    with pytest.raises(ValueError, match="unrecorded"):
+        build_photo_family(old, "photos")
+    assert not (old / SETTINGS_FILE).exists()
+
+
 @pytest.fixture(scope="module")
 def photo_figures(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
     import torch

@@ -3,8 +3,8 @@ table of ``lora_quality.py``, with owners who hold crops of different photograph
 (``photos.py``) instead of drawn shapes.
 
 As a new user would: captions carry no owner information (generic, drawn at random), the tiny
-base is pre-trained on crops of public photographs, the family is trained with the defaults of
-the drawn-shape harness (``tiny.STYLE_PLAN``), and what is attributed is
+base is pre-trained on crops of public photographs (``BUILD``), the family is trained with the
+defaults of the drawn-shape harness (``tiny.STYLE_PLAN``), and what is attributed is
   * "held-out" pictures: crops of the owner's photograph from cells no training crop touched;
   * "edits": other held-out crops re-drawn by the exact family's grand coalition (img2img at
     ``lora_quality.STRENGTH``, guidance ``lora_quality.GUIDANCE``) with a generic prompt.
@@ -14,8 +14,10 @@ Each item is scored with its generic prompt (conditioned) and with none (content
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +29,13 @@ from royalflow.training.lora_quality import (
 from royalflow.attribution.registry import read_manifest
 from royalflow.training.photos import OWNER_PHOTOS, caption, held_out_crops, write_photo_folders
 
+# The harness's pictures and base (issue #15, "base pre-training"): 192 public crops, the UNet
+# pre-trained 2,000 steps and the VAE 1,000 steps. Before, the VAE had 300 steps (the drawn
+# harness's STYLE_PRETRAIN): a codec that blurred the photographs' colours and textures in its
+# latents, so the adapters, which model latents, could not tell the owners' photographs apart
+# (README, *On natural photographs*).
+BUILD: dict[str, Any] = {"per_owner": 48, "public": 192, "pretrain": {"vae_steps": 1000, "unet_steps": 2000}}
+SETTINGS_FILE = "harness.json"  # the BUILD a working folder's pictures and base were made with
 KINDS = ("held-out", "edit")
 SOURCE, TWIN = "owner-cat", "owner-cat-twin"
 EDIT_SEED = 2000  # the edits' init crops: other held-out crops than the held-out items (seed 1000)
@@ -51,27 +60,46 @@ def photo_items(family, per_owner: int, *, seed: int = 0) -> list[Generation]:  
     return out
 
 
-def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, twins: bool = True,  # type: ignore[type-arg]
-                    family_id: str = "photos", log: Callable[[str], None] = print) -> dict:  # type: ignore[type-arg]
-    """Every figure of the table. ``build``: per_owner (training crops per owner, default 48),
-    public (default 192), pretrain, plan (as ``tiny.build_style_family``). The base and the
-    image folders under ``root`` are reused when present (so is every finished adapter), so a
-    second call with another ``family_id`` and ``plan`` trains only the adapters."""
+def build_photo_family(root: Path, family_id: str, *, build: dict | None = None,  # type: ignore[type-arg]
+                       plan: dict | None = None):  # type: ignore[type-arg,no-untyped-def]
+    """The photo harness's pictures and base under ``root`` (made once: ``build`` overrides
+    ``BUILD``), and the exact family ``family_id`` on them (``plan``: adapter recipe overrides).
+    A folder made with other settings is refused, naming both: its base would silently give
+    another harness's figures."""
     from royalflow.training.tiny import build_style_family
 
+    settings = {**BUILD, **{k: v for k, v in (build or {}).items() if k in BUILD}}
+    root = Path(root)
+    record = root / SETTINGS_FILE
+    if record.is_file() or (root / "base").exists():
+        made = json.loads(record.read_text()) if record.is_file() else "unrecorded (made before harness.json)"
+        if made != settings:
+            raise ValueError(f"photo harness folder {root} was made with {made}, not {settings}: "
+                             f"remove it or choose another working folder")
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(settings, sort_keys=True))
+    folders = root / "images"
+    if not (folders / "_public" / "metadata.jsonl").is_file():
+        write_photo_folders(folders, per_owner=int(settings["per_owner"]), public=int(settings["public"]))
+    return build_style_family(root, family_id, "1", folders=folders, pretrain=settings["pretrain"], plan=plan)
+
+
+def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, twins: bool = True,  # type: ignore[type-arg]
+                    family_id: str = "photos", log: Callable[[str], None] = print) -> dict:  # type: ignore[type-arg]
+    """Every figure of the table. ``build``: per_owner (training crops per owner), public,
+    pretrain (``BUILD``'s defaults), plan (as ``tiny.build_style_family``). The base and the
+    image folders under ``root`` are reused when present (so is every finished adapter), so a
+    second call with another ``family_id`` and ``plan`` trains only the adapters."""
     build = dict(build or {})
     stage = StageClock(log)
     seconds = stage.seconds
 
     root = Path(root)
-    folders = root / "images"
-    if not (folders / "_public" / "metadata.jsonl").is_file():
-        write_photo_folders(folders, per_owner=int(build.get("per_owner", 48)), public=int(build.get("public", 192)))
     # With the split defence on, as `families train` runs it: these owners are honest, so any
     # merge is a false one (the old probe-only rule merged owner-cat and owner-coffee at profile
     # distance 0.46; the cross-fit now decides, lora_clusters.py). ``figures["clusters"]`` says.
-    built = build_style_family(root, family_id, "1", folders=folders, pretrain=build.get("pretrain"),
-                               plan=build.get("plan"))
+    built = build_photo_family(root, family_id, build=build, plan=build.get("plan"))
     stage(f"base + exact family {family_id} (3 owners, 8 adapters)")
     exact = load(built.family_path)
     comp = load(derive_compositional(root / "families", built.family_path, f"{family_id}-compositional"))
@@ -95,7 +123,7 @@ def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, tw
     if twins:
         mine = [g for g in items if g.owner == SOURCE]
         holdings = {SOURCE: (SOURCE, slice(None)), TWIN: (SOURCE, slice(None)), "owner-coffee": ("owner-coffee", slice(None))}
-        path = train_variant(root, built.base, folders, f"{family_id}-twins", holdings, plan=build.get("plan"))
+        path = train_variant(root, built.base, built.source, f"{family_id}-twins", holdings, plan=build.get("plan"))
         twin_family = load(path)
         figures["identical_owner_gap"] = identical_gap(share_table(twin_family, mine), twin_family.owners, SOURCE, TWIN)
         stage(f"twin family and its attribution on {len(mine)} items")
