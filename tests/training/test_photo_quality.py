@@ -70,6 +70,8 @@ def test_a_working_folder_made_with_other_settings_is_refused(tmp_path: Path) ->
     with pytest.raises(ValueError, match="unrecorded"):
         build_photo_family(old, "photos")
     assert not (old / SETTINGS_FILE).exists()
+    with pytest.raises(ValueError, match="unknown photo harness settings"):
+        build_photo_family(tmp_path / "typo", "photos", build={"publc": 64})
 
 
 @pytest.fixture(scope="module")

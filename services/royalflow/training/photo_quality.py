@@ -68,10 +68,13 @@ def build_photo_family(root: Path, family_id: str, *, build: dict | None = None,
     another harness's figures."""
     from royalflow.training.tiny import build_style_family
 
-    settings = {**BUILD, **{k: v for k, v in (build or {}).items() if k in BUILD}}
+    unknown = sorted(set(build or {}) - set(BUILD))
+    if unknown:
+        raise ValueError(f"unknown photo harness settings {unknown}; known: {sorted(BUILD)}")
+    settings = {**BUILD, **(build or {})}
     root = Path(root)
     record = root / SETTINGS_FILE
-    if record.is_file() or (root / "base").exists():
+    if record.is_file() or (root / "base").exists() or (root / "images").exists():
         made = json.loads(record.read_text()) if record.is_file() else "unrecorded (made before harness.json)"
         if made != settings:
             raise ValueError(f"photo harness folder {root} was made with {made}, not {settings}: "
@@ -92,6 +95,7 @@ def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, tw
     image folders under ``root`` are reused when present (so is every finished adapter), so a
     second call with another ``family_id`` and ``plan`` trains only the adapters."""
     build = dict(build or {})
+    plan = build.pop("plan", None)  # the adapters' recipe; the rest makes the pictures and base
     stage = StageClock(log)
     seconds = stage.seconds
 
@@ -99,7 +103,7 @@ def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, tw
     # With the split defence on, as `families train` runs it: these owners are honest, so any
     # merge is a false one (the old probe-only rule merged owner-cat and owner-coffee at profile
     # distance 0.46; the cross-fit now decides, lora_clusters.py). ``figures["clusters"]`` says.
-    built = build_photo_family(root, family_id, build=build, plan=build.get("plan"))
+    built = build_photo_family(root, family_id, build=build, plan=plan)
     stage(f"base + exact family {family_id} (3 owners, 8 adapters)")
     exact = load(built.family_path)
     comp = load(derive_compositional(root / "families", built.family_path, f"{family_id}-compositional"))
@@ -123,7 +127,7 @@ def evaluate_photos(root: Path, *, per_owner: int, build: dict | None = None, tw
     if twins:
         mine = [g for g in items if g.owner == SOURCE]
         holdings = {SOURCE: (SOURCE, slice(None)), TWIN: (SOURCE, slice(None)), "owner-coffee": ("owner-coffee", slice(None))}
-        path = train_variant(root, built.base, built.source, f"{family_id}-twins", holdings, plan=build.get("plan"))
+        path = train_variant(root, built.base, built.source, f"{family_id}-twins", holdings, plan=plan)
         twin_family = load(path)
         figures["identical_owner_gap"] = identical_gap(share_table(twin_family, mine), twin_family.owners, SOURCE, TWIN)
         stage(f"twin family and its attribution on {len(mine)} items")

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from math import factorial
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from royalflow.attribution.diffusion.images import decode_content, levels_to_uni
 from royalflow.attribution.diffusion.unet import (
     CPU_THREADS, build_scheduler, build_unet, inference_dtype, limit_cpu_threads, pick_device, place,
 )
+from royalflow.attribution.families.manifest import ContentRule
 from royalflow.attribution.family import Attribution, Prepared, seed_for
 from royalflow.contracts import GenerationEvent
 from royalflow.errors import AttributionError, ConfigurationError, ContractError
@@ -62,7 +63,7 @@ def shapley_matrix(n: int) -> np.ndarray:
     return matrix
 
 
-CONTENT_RULES = ("null", "class_mixture", "class_posterior")  # manifest "content_only"
+CONTENT_RULES: tuple[str, ...] = get_args(ContentRule)  # the manifest's "content_only" values
 
 
 def _mixture(per_class: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,8 @@ CONTROL = "_control"  # the components key of v(∅)'s adapter
 # "independent" (K i.i.d. draws; every manifest before issue #15) or "stratified" (one per 1/K of
 # the proposal's mass). Part of the audit trail: a manifest keeps its rule, so replays repeat.
 Timesteps = Literal["independent", "stratified"]
+# How a digits family scores an event without a class label (families/digits.py, _content).
+ContentRule = Literal["null", "class_mixture", "class_posterior"]
 HEX_MASK = re.compile(r"^0x[0-9a-f]+$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _OWNER_ID = re.compile(OWNER_ID_PATTERN)
@@ -126,7 +128,7 @@ class DiffusionManifest(_Common):
     data_sizes: dict[str, int]
     weights: dict[str, str] | None = None  # hex mask -> sha256 of coalition-<mask>.safetensors
     null_class: int | None = None  # absent: a pre-v2 family, events need a class label
-    content_only: Literal["null", "class_mixture", "class_posterior"] | None = None
+    content_only: ContentRule | None = None
     clusters: list[list[str]] | None = None
     cluster_evidence: list[Any] | None = None
     cluster_data_sizes: list[int] | None = None
