@@ -18,6 +18,7 @@ from royalflow.contracts import AttributionRecord, ContributionEvent
 from royalflow.errors import LedgerError
 from royalflow.ledger.conflicts import Origin
 from royalflow.ledger.journal import BatchResult, apply_batch
+from royalflow.ledger.plan import BatchPlan
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,13 @@ DeadLetter = Callable[[str, str, Origin | None], Awaitable[None]]
 
 @dataclass
 class Prepared:
-    """A decoded batch: (partition, raw record, decoded) per good record, next offset per partition."""
+    """A decoded batch: (partition, raw record, decoded) per good record, next offset per partition,
+    and the plan of its contributions (ledger/plan.py), made before the batch's turn to commit."""
 
     items: list[tuple[TopicPartition, Any, Decoded]] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # offset of each partition's first record
+    plan: BatchPlan | None = None  # of every item's contribution, in order; None: not planned yet
 
 
 class Origins(Mapping[int, Origin]):
@@ -99,17 +102,23 @@ class BatchWriter:
         self.dead_letter = dead_letter
 
     async def commit(
-        self, items: list[tuple[TopicPartition, Any, Decoded]], offsets: dict[tuple[str, int], int], *, shard: int
+        self, items: list[tuple[TopicPartition, Any, Decoded]], offsets: dict[tuple[str, int], int], *, shard: int,
+        plan: BatchPlan | None = None,
     ) -> BatchResult:
+        """``plan``: ``plan_batch`` of the items' contributions, if the caller made it ahead."""
         try:
-            return await with_retries(self.pool, "apply batch", self._apply(items, offsets, shard), transaction=True)
+            return await with_retries(self.pool, "apply batch", self._apply(items, offsets, shard, plan),
+                                      transaction=True)
         except (asyncpg.PostgresError, LedgerError) as exc:
             if isinstance(exc, TRANSIENT):
                 raise  # the database is away for longer than the retries: exit, restart, resume
             log.warning("ledger: batch rejected (%s); applying its records one by one", exc)
             return await self._one_by_one(items, offsets, shard)
 
-    def _apply(self, items: list[tuple[TopicPartition, Any, Decoded]], offsets: dict[tuple[str, int], int], shard: int):  # type: ignore[no-untyped-def]
+    def _apply(  # type: ignore[no-untyped-def]
+        self, items: list[tuple[TopicPartition, Any, Decoded]], offsets: dict[tuple[str, int], int], shard: int,
+        plan: BatchPlan | None = None,
+    ):
         """The transaction body: apply, then dead-letter what the ledger refused BEFORE the
         commit, so an offset never moves past a refused record whose dead letter is not on the
         broker (a retry may send a dead letter twice: at least once, never lost)."""
@@ -119,7 +128,7 @@ class BatchWriter:
 
         async def body(conn: asyncpg.Connection) -> BatchResult:
             result = await apply_batch(conn, contributions, audits, offsets, group_id=self.group_id, shard=shard,
-                                       origins=origins)
+                                       origins=origins, plan=plan)
             for refused in result.rejected:
                 await self.dead_letter(refused.reason, refused.detail, refused.origin)
             return result

@@ -9,16 +9,12 @@ flagged, never completed, when they overrun them or the terms disagree.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
-from operator import attrgetter
 
 import asyncpg
 
 from royalflow.contracts import ContributionEvent
-from royalflow.ledger.columns import int_column, text_columns
-
-_SALE_TERMS = attrgetter("currency", "revenue_amount", "pool_amount", "parts_total")  # parts of one sale agree on these
+from royalflow.ledger.plan import Parts, fill
 
 # Generations, one statement and ONE row version per generation per batch: first sight inserts
 # the row (terms, platform entry) with this batch's progress; a generation seen before adds the
@@ -65,31 +61,15 @@ RETURNING g.generation_id, (g.xmax = 0) AS inserted, g.event_time, g.completed_a
 
 
 async def settle_generations(
-    conn: asyncpg.Connection, new: list[ContributionEvent], platform_entries: dict[str, int]
+    conn: asyncpg.Connection, parts: Parts, platform_entries: dict[str, int]
 ) -> tuple[list[ContributionEvent], list[tuple[str, datetime, datetime]]]:
-    """Book the generations of the batch's ``new`` parts; ``platform_entries``: the platform-share
-    entry id of this batch per currency. Returns (the first part of each generation seen for the
-    first time, (generation, event time, completed at) of those complete now)."""
-    first = {c.generation_id: c for c in new}
-    progress: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for c in new:
-        counts = progress[c.generation_id]
-        counts[0] += 1
-        counts[1] += c.amount
-    # Parts of one generation inside this batch must agree with each other too.
-    disagreeing = {c.generation_id for c in new if _SALE_TERMS(c) != _SALE_TERMS(first[c.generation_id])}
-    gens = [first[g] for g in sorted(first)]  # key order: concurrent consumers lock rows alike
-    (generation_ids, currencies, family_ids, family_versions), separator = text_columns(
-        [g.generation_id for g in gens], [g.currency for g in gens], [g.family_id for g in gens],
-        [g.family_version for g in gens])
+    """Book the generations of the batch's new ``parts`` (ledger/plan.py); ``platform_entries``:
+    the platform-share entry id of this batch per currency. Returns (the first part of each
+    generation seen for the first time, (generation, event time, completed at) of those complete now)."""
     settled = await conn.fetch(
-        _SETTLE_GENERATIONS,
-        generation_ids, currencies, int_column([g.revenue_amount for g in gens]), int_column([g.pool_amount for g in gens]),
-        int_column([g.parts_total for g in gens]), family_ids, family_versions, [g.occurred_at for g in gens],
-        int_column([platform_entries[g.currency] if g.revenue_amount > g.pool_amount else None for g in gens]),
-        int_column([progress[g.generation_id][0] for g in gens]), int_column([progress[g.generation_id][1] for g in gens]),
-        [g.generation_id in disagreeing for g in gens], separator,
+        _SETTLE_GENERATIONS, *parts.generations_head, fill(parts.platform_template, parts.currencies, platform_entries),
+        *parts.generations_tail,
     )
-    new_generations = [first[r["generation_id"]] for r in settled if r["inserted"]]
+    new_generations = [parts.first[r["generation_id"]] for r in settled if r["inserted"]]
     completed = [(r["generation_id"], r["event_time"], r["completed_at"]) for r in settled if r["completed_at"]]
     return new_generations, completed

@@ -14,19 +14,18 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 
 import asyncpg
 
 from royalflow.contracts import AttributionRecord, ContributionEvent
 from royalflow.errors import LedgerError
 from royalflow.ledger import reversals
-from royalflow.ledger.accounts import EXTERNAL_REVENUE, PLATFORM, account_owner, owner_account
-from royalflow.ledger.columns import float_column, int_column, text_columns
+from royalflow.ledger.accounts import EXTERNAL_REVENUE, PLATFORM
 from royalflow.ledger.conflicts import (
-    Origin, Rejection, booked_conflicts, first_wins, in_batch_rejections, rejection, store_audits,
+    Origin, Rejection, booked_conflicts, in_batch_rejections, rejection, store_audits,
 )
 from royalflow.ledger.generations import settle_generations
+from royalflow.ledger.plan import BatchPlan, Parts, fill, plan_batch, plan_parts
 from royalflow.ledger.posting import Entries, allocate_entry_ids, post
 
 # The idempotency gate and the one-sale check in one statement. A part whose generation is booked
@@ -84,13 +83,6 @@ SELECT (SELECT count(*) FROM ins) AS inserted,
        (SELECT array_agg(booked ORDER BY contribution_id) FROM clash) AS clash_booked
 """
 
-# A part's own columns, in the INSERT's parameter order (less the entry id), and its terms.
-_PART_COLUMNS = attrgetter(
-    "contribution_id", "generation_id", "owner_id", "method", "shapley_value", "std_error", "share", "amount",
-    "occurred_at",
-)
-_TERMS = attrgetter("currency", "revenue_amount", "pool_amount", "parts_total", "family_id", "family_version")
-
 @dataclass
 class BatchResult:
     new_contributions: int = 0
@@ -118,61 +110,49 @@ async def apply_batch(
     group_id: str,
     shard: int,
     origins: Mapping[int, Origin] | None = None,
+    plan: BatchPlan | None = None,
 ) -> BatchResult:
     """Apply the batch; the caller holds the transaction. ``contributions`` and ``audits`` come
     in offset order per partition (the first of two payloads under one id wins); ``origins``
     (by ``id(record)``) name where each came from, for the dead letters of refused records,
-    which come back in ``result.rejected`` (the caller dead-letters them before committing)."""
+    which come back in ``result.rejected`` (the caller dead-letters them before committing).
+    ``plan``: ``plan_batch(contributions)``, computed ahead by the caller (ledger/plan.py)."""
     result = BatchResult()
     # The same id twice in one batch: an equal payload is a duplicate, a different one is judged
     # against what is booked (the first of all), else against the first in the batch.
-    unique = first_wins(contributions, "contribution_id")
-    rows = [c for c in unique.kept if c.kind == "attribution"]
-    reversal_events = [c for c in unique.kept if c.kind == "reversal"]
+    plan = plan if plan is not None else plan_batch(contributions)
+    unique, rows, reversal_events = plan.unique, plan.rows, plan.reversals
     later_rows = [(c, first) for c, first in unique.later if first.kind == "attribution"]
     entries = Entries()
     new: list[ContributionEvent] = []
-    if rows:
-        currencies = sorted({c.currency for c in rows})
-        drawn = await allocate_entry_ids(conn, 2 * len(currencies))
-        ids = _BatchIds(dict(zip(currencies, drawn[0::2])), dict(zip(currencies, drawn[1::2])))
+    if plan.parts is not None:
+        parts = plan.parts
+        drawn = await allocate_entry_ids(conn, 2 * len(parts.currencies))
+        ids = _BatchIds(dict(zip(parts.currencies, drawn[0::2])), dict(zip(parts.currencies, drawn[1::2])))
         # 1. Contributions: the idempotency gate. Only ids not seen before come back as new;
         #    parts that disagree with their generation come back refused.
-        # The columns in one pass: a row tuple per part, transposed (both in C); each distinct
-        # set of terms once, numbered from 1 in order of first appearance (WITH ORDINALITY).
-        term_numbers: dict[tuple[object, ...], int] = {}
-        term_of_part = [term_numbers.setdefault(terms, len(term_numbers) + 1) for terms in map(_TERMS, rows)]
-        (contribution_ids, generation_ids, owner_ids, methods, shapley_values, std_errors, shares, amounts,
-         times) = zip(*map(_PART_COLUMNS, rows))
-        currencies, revenues, pools, parts, family_ids, family_versions = zip(*term_numbers)
-        # The parts' columns travel as one text each (columns.py: the per-element array encoding
-        # was the largest client cost); the few distinct terms stay arrays.
-        (contribution_ids, generation_ids, owner_ids, methods), separator = text_columns(
-            contribution_ids, generation_ids, owner_ids, methods)
         outcome = await conn.fetchrow(
-            _INSERT_CONTRIBUTIONS,
-            contribution_ids, generation_ids, owner_ids, methods, float_column(shapley_values), float_column(std_errors),
-            float_column(shares), int_column(amounts), times,
-            int_column([ids.royalty[c.currency] if amount > 0 else None for c, amount in zip(rows, amounts)]),
-            currencies, revenues, pools, parts, family_ids, family_versions, int_column(term_of_part), len(rows),
-            separator,
+            _INSERT_CONTRIBUTIONS, *parts.insert_head, fill(parts.entry_template, parts.currencies, ids.royalty),
+            *parts.insert_tail,
         )
         returning: list[ContributionEvent] = []
+        new_parts: Parts | None = parts
         if outcome["inserted_ids"] is None:
-            new = rows  # every part new: the hot path
+            new = rows  # every part new: the hot path, as planned
         else:
             inserted = set(outcome["inserted_ids"] or ())
             clash = dict(zip(outcome["clash_ids"] or (), outcome["clash_booked"] or ()))
             new = [c for c in rows if c.contribution_id in inserted]
             returning = [c for c in rows if c.contribution_id not in inserted and c.contribution_id not in clash]
+            new_parts = plan_parts(new) if new else None
             for c in rows:
                 if c.contribution_id in clash:
                     where = "is booked with" if clash[c.contribution_id] else "has, in this batch, an earlier part with"
                     result.rejected.append(rejection(c, origins, (
                         f"contribution {c.contribution_id}: generation {c.generation_id} {where} other revenue, pool, "
                         "currency, parts_total or family; the first one wins and this part moves nothing")))
-        if new:
-            await _prepare_new(conn, new, result, entries, ids)
+        if new_parts is not None:
+            await _prepare_new(conn, new_parts, result, entries, ids)
         # Ids booked before (neither new nor refused) and later payloads under any id of the
         # batch: equal to the booked payload is a redelivery, anything else is refused.
         refused, booked_ids = await booked_conflicts(conn, returning + [c for c, _ in later_rows], origins)
@@ -213,17 +193,14 @@ async def apply_batch(
     return result
 
 
-async def _prepare_new(
-    conn: asyncpg.Connection, new: list[ContributionEvent], result: BatchResult, entries: Entries, ids: _BatchIds
-) -> None:
+async def _prepare_new(conn: asyncpg.Connection, new: Parts, result: BatchResult, entries: Entries, ids: _BatchIds) -> None:
     """Accounts, generations and progress of the new contributions; their entries go to ``entries``."""
     # 2. Owner accounts appear on first credit.
-    owners = sorted({owner_account(c.owner_id) for c in new})
     await conn.execute(
         "INSERT INTO accounts (account_id, account_type, owner_id) "
         "SELECT a, CASE WHEN a = 'unattributed' THEN 'unattributed' ELSE 'owner' END, o "
         "FROM unnest($1::text[], $2::text[]) AS x(a, o) ON CONFLICT DO NOTHING",
-        owners, [account_owner(a) for a in owners],
+        new.accounts, new.account_owners,
     )
     # 3. Generations: first sight inserts the row and books its platform share (revenue - pool);
     #    every generation adds this batch's parts and amount, and completes when both match.
@@ -231,21 +208,13 @@ async def _prepare_new(
 
     # 4. One royalty entry per currency: credit each owner account the sum of its lines,
     #    debit external:revenue the total. Hot owners get ONE posting per batch.
-    credits: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    lines: dict[str, int] = defaultdict(int)
-    latest: dict[str, datetime] = {}
-    for c in new:
-        if c.amount > 0:
-            account = owner_account(c.owner_id)
-            credits[c.currency][account] += c.amount
-            lines[c.currency] += 1
-            latest[c.currency] = max(latest.get(c.currency, c.occurred_at), c.occurred_at)
-            entries.credit_hour(ids.royalty[c.currency], account, c.currency, c.occurred_at, c.amount)
-    for currency, by_account in sorted(credits.items()):
+    for currency, by_account in sorted(new.credits.items()):
         entry_id = ids.royalty[currency]
         moves = [*by_account.items(), (EXTERNAL_REVENUE, -sum(by_account.values()))]
-        entries.add(entry_id, "royalty", f"royalty:{entry_id}", None, latest[currency], currency, moves,
-                    lines=lines[currency])
+        entries.add(entry_id, "royalty", f"royalty:{entry_id}", None, new.latest[currency], currency, moves,
+                    lines=new.lines[currency])
+    entries.hourly += [(ids.royalty[currency], account, currency, hour, amount)
+                       for currency, account, hour, amount in new.hourly]
     # 5. One platform-share entry per currency for the generations first seen in this batch.
     platform: dict[str, list[ContributionEvent]] = defaultdict(list)
     for g in new_generations:

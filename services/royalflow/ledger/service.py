@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from royalflow import topics
 from royalflow.config import Settings
-from royalflow.contracts import decode_ledger_record
+from royalflow.contracts import ContributionEvent, decode_ledger_record
 from royalflow.contracts.keys import key_material
 from royalflow.errors import ContractError, LedgerError
 from royalflow.ledger.accounts import account_type
@@ -30,6 +30,7 @@ from royalflow.ledger.conflicts import Origin
 from royalflow.ledger.journal import BatchResult
 from royalflow.ledger.migrate import migrate
 from royalflow.ledger.offsets import OffsetGuard
+from royalflow.ledger.plan import planning
 from royalflow.ledger.reconciler import Reconciler
 from royalflow.ledger.sweeper import ReversalSweeper
 from royalflow.ledger.times import finite
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "ledger"
 GAUGE_SECONDS = 5.0  # refresh period of the incomplete-generations gauge
-YIELD_EVERY = 250  # records decoded between yields to the event loop
+YIELD_EVERY = 50  # records decoded between yields to the event loop
 ADVISORY_COMMIT_SECONDS = 1.0  # Kafka-side offsets (lag tooling only) are at most this stale
 DEAD_LETTERED_MEMORY = 10_000  # decode-time dead letters remembered per process
 UNKNOWN_ORIGIN = "unknown"  # dead letters of rows stored before their origin was kept
@@ -163,6 +164,8 @@ class LedgerService:
                 if in_flight is not None:
                     await in_flight
                 in_flight = asyncio.create_task(self._commit(prepared))
+                # Let it send its first statement before this loop turns to the next fetch.
+                await asyncio.sleep(0)
                 metrics.observe_pool(SERVICE, self.pool)
             if in_flight is not None:
                 await bounded(in_flight, "the last batch's commit")
@@ -209,6 +212,18 @@ class LedgerService:
                 append((tp, record, decoded))
             prepared.offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
             prepared.first_offsets[(tp.topic, tp.partition)] = records[0].offset
+        # The batch's columns and aggregates, while the batch before commits (ledger/plan.py).
+        # A batch that cannot be planned (ids holding every separator) is planned again in its
+        # transaction, whose failure sends it down the record-by-record path.
+        steps = planning([d for _, _, d in prepared.items if isinstance(d, ContributionEvent)])
+        try:
+            while True:
+                next(steps)
+                await asyncio.sleep(0)  # between steps: let the in-flight commit send its next statement
+        except StopIteration as done:
+            prepared.plan = done.value
+        except LedgerError as exc:
+            log.warning("ledger: batch not planned ahead (%s)", exc)
         return prepared
 
     async def _commit(self, prepared: Prepared) -> None:
@@ -233,7 +248,9 @@ class LedgerService:
             started = time.perf_counter()
             if self.writer is None:
                 raise LedgerError("batch writer not started")
-            result = await self.writer.commit(items, offsets, shard=min(own))
+            # The plan holds when no record was dropped above (the usual case).
+            result = await self.writer.commit(items, offsets, shard=min(own),
+                                              plan=prepared.plan if items is prepared.items else None)
             self.positions.update(offsets)
         log.debug("ledger: committed %d records in %.3fs", len(items), time.perf_counter() - started)
         self._observe(result, len(items), time.perf_counter() - started, offsets)
