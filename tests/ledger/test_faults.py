@@ -153,9 +153,16 @@ async def test_postgres_restart_mid_run_is_survived(settings: Settings, postgres
     process = start_ledger(settings, tmp_path / "ledger.log")
     try:
         await wait_for_count(dsn, 3_000, timeout_seconds=60, process=process)
-        restart = asyncio.create_task(asyncio.to_thread(postgres.restart))
+        # Down, not merely restarted: a ledger that has drained the first half by now (it takes
+        # well under a second) must meet the outage with records in hand, and retry.
+        await asyncio.to_thread(postgres.stop, "fast")
         await produce(settings, parts[10_000:])  # keeps arriving while the database is away
-        await restart
+        deadline = time.monotonic() + 60
+        while "attempt" not in (tmp_path / "ledger.log").read_text():
+            assert process.poll() is None, "the ledger must retry, not die"
+            assert time.monotonic() < deadline, "the ledger never met the outage"
+            await asyncio.sleep(0.2)
+        await asyncio.to_thread(postgres.start)
         await wait_for_count(dsn, len(parts), timeout_seconds=120, process=process)
         assert process.poll() is None, "the ledger must reconnect, not die"
         assert await owner_balances(dsn) == expected_balances(parts)

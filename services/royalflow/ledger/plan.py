@@ -120,38 +120,66 @@ def _finish(steps: Generator[None, None, _T]) -> _T:
 def _parts_steps(rows: list[ContributionEvent]) -> Generator[None, None, Parts]:
     if not rows:
         raise LedgerError("a plan needs at least one part")
-    currencies = sorted({c.currency for c in rows})
-    tokens = {currency: _token(i) for i, currency in enumerate(currencies)}
-    # 1. The contributions' columns in one pass: a row tuple per part, transposed (both in C);
-    #    each distinct set of terms once, numbered from 1 in order of first appearance.
+    # 1. One pass over the parts for everything that needs Python per part: each distinct set
+    #    of terms numbered from 1 in order of first appearance; per generation its first part,
+    #    the parts and amount this batch brings, and whether a part's sale terms differ from the
+    #    first's (compared only when their term sets differ); per currency the owner accounts'
+    #    credits, the lines behind them, the latest event time, and the hourly buckets.
     term_numbers: dict[tuple[object, ...], int] = {}
-    term_of_part = [term_numbers.setdefault(terms, len(term_numbers) + 1) for terms in map(_TERMS, rows)]
+    term_of_part: list[int] = []
+    first: dict[str, ContributionEvent] = {}
+    first_term: dict[str, int] = {}
+    parts_of: dict[str, int] = defaultdict(int)
+    amount_of: dict[str, int] = defaultdict(int)
+    disagreeing: set[str] = set()
+    credits: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    lines: dict[str, int] = defaultdict(int)
+    latest: dict[str, datetime] = {}
+    hours: dict[datetime, datetime] = {}  # the parts of one generation share one event time
+    hourly: dict[tuple[str, str, datetime], int] = defaultdict(int)
+    owner_accounts: set[str] = set()  # every part's, a zero amount's too (its account appears)
+    for c in rows:
+        term = term_numbers.setdefault(_TERMS(c), len(term_numbers) + 1)
+        term_of_part.append(term)
+        generation, amount, currency, when = c.generation_id, c.amount, c.currency, c.occurred_at
+        head = first.setdefault(generation, c)
+        if head is c:
+            first_term[generation] = term
+        elif term != first_term[generation] and _SALE_TERMS(c) != _SALE_TERMS(head):
+            disagreeing.add(generation)
+        parts_of[generation] += 1
+        amount_of[generation] += amount
+        account = owner_account(c.owner_id)
+        owner_accounts.add(account)
+        if amount > 0:
+            credits[currency][account] += amount
+            lines[currency] += 1
+            if currency not in latest or when > latest[currency]:
+                latest[currency] = when
+            hour = hours.get(when)
+            if hour is None:
+                hour = hours[when] = hour_of(when)
+            hourly[(currency, account, hour)] += amount
+    yield
+    currencies = sorted({terms[0] for terms in term_numbers})
+    tokens = {currency: _token(i) for i, currency in enumerate(currencies)}
+    # 2. The contributions' columns: a row tuple per part, transposed (both in C); the parts'
+    #    columns travel as one text each (columns.py), the few distinct terms as arrays.
     (contribution_ids, generation_ids, owner_ids, methods, shapley_values, std_errors, shares, amounts,
      times) = zip(*map(_PART_COLUMNS, rows))
     yield
-    term_currencies, revenues, pools, parts_totals, family_ids, family_versions = zip(*term_numbers)
-    # The parts' columns travel as one text each (columns.py); the few distinct terms as arrays.
     (contribution_ids, generation_ids, owner_ids, methods), separator = text_columns(
         contribution_ids, generation_ids, owner_ids, methods)
     insert_head = (contribution_ids, generation_ids, owner_ids, methods, float_column(shapley_values),
                    float_column(std_errors), float_column(shares), int_column(amounts), list(times))
     yield
+    term_currencies, revenues, pools, parts_totals, family_ids, family_versions = zip(*term_numbers)
     entry_template = ",".join([tokens[c.currency] if amount > 0 else "n" for c, amount in zip(rows, amounts)])
     insert_tail = (list(term_currencies), list(revenues), list(pools), list(parts_totals), list(family_ids),
                    list(family_versions), int_column(term_of_part), len(rows), separator)
     yield
-    # 2. Generations: the first part of each, the parts and amount this batch brings, and
-    #    whether its parts in this batch disagree with each other.
-    first: dict[str, ContributionEvent] = {}
-    progress: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for c in rows:
-        first.setdefault(c.generation_id, c)
-        counts = progress[c.generation_id]
-        counts[0] += 1
-        counts[1] += c.amount
-    yield
-    disagreeing = {c.generation_id for c in rows if _SALE_TERMS(c) != _SALE_TERMS(first[c.generation_id])}
-    gens = [first[g] for g in sorted(first)]  # key order: concurrent consumers lock rows alike
+    # 3. Generations, in key order: concurrent consumers lock their rows alike.
+    gens = [first[g] for g in sorted(first)]
     (g_ids, g_currencies, g_families, g_versions), g_separator = text_columns(
         [g.generation_id for g in gens], [g.currency for g in gens], [g.family_id for g in gens],
         [g.family_version for g in gens])
@@ -159,27 +187,10 @@ def _parts_steps(rows: list[ContributionEvent]) -> Generator[None, None, Parts]:
                         int_column([g.pool_amount for g in gens]), int_column([g.parts_total for g in gens]),
                         g_families, g_versions, [g.occurred_at for g in gens])
     platform_template = ",".join([tokens[g.currency] if g.revenue_amount > g.pool_amount else "n" for g in gens])
-    generations_tail = (int_column([progress[g.generation_id][0] for g in gens]),
-                        int_column([progress[g.generation_id][1] for g in gens]),
+    generations_tail = (int_column([parts_of[g.generation_id] for g in gens]),
+                        int_column([amount_of[g.generation_id] for g in gens]),
                         [g.generation_id in disagreeing for g in gens], g_separator)
-    yield
-    # 3. Owner accounts appear on first credit; credits and hourly buckets per currency.
-    accounts = sorted({owner_account(c.owner_id) for c in rows})
-    credits: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    lines: dict[str, int] = defaultdict(int)
-    latest: dict[str, datetime] = {}
-    hours: dict[datetime, datetime] = {}  # the parts of one generation share one event time
-    hourly: dict[tuple[str, str, datetime], int] = defaultdict(int)
-    for c in rows:
-        if c.amount > 0:
-            account = owner_account(c.owner_id)
-            credits[c.currency][account] += c.amount
-            lines[c.currency] += 1
-            latest[c.currency] = max(latest.get(c.currency, c.occurred_at), c.occurred_at)
-            hour = hours.get(c.occurred_at)
-            if hour is None:
-                hour = hours[c.occurred_at] = hour_of(c.occurred_at)
-            hourly[(c.currency, account, hour)] += c.amount
+    accounts = sorted(owner_accounts)
     return Parts(
         rows=rows, currencies=currencies, insert_head=insert_head, entry_template=entry_template,
         insert_tail=insert_tail, generations_head=generations_head, platform_template=platform_template,
