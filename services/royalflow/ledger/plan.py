@@ -89,6 +89,7 @@ class BatchPlan:
 
 
 def plan_batch(contributions: Sequence[ContributionEvent]) -> BatchPlan:
+    """The plan of a batch's contributions (offset order), made at once."""
     return _finish(planning(contributions))
 
 
