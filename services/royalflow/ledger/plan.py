@@ -52,9 +52,8 @@ def fill(template: str, currencies: Sequence[str], ids: Mapping[str, int]) -> st
 
 @dataclass(frozen=True)
 class Parts:
-    """New attribution parts (offset order) and what the journal writes for them."""
+    """What the journal writes for new attribution parts (offset order)."""
 
-    rows: list[ContributionEvent]
     currencies: list[str]  # distinct, sorted: the order entry ids are drawn in
     # The contributions INSERT: parameters $1-$9 and $11-$19 (journal._INSERT_CONTRIBUTIONS);
     # $10, the royalty entry of each part, is ``entry_template`` filled.
@@ -193,7 +192,7 @@ def _parts_steps(rows: list[ContributionEvent]) -> Generator[None, None, Parts]:
                         [g.generation_id in disagreeing for g in gens], g_separator)
     accounts = sorted(owner_accounts)
     return Parts(
-        rows=rows, currencies=currencies, insert_head=insert_head, entry_template=entry_template,
+        currencies=currencies, insert_head=insert_head, entry_template=entry_template,
         insert_tail=insert_tail, generations_head=generations_head, platform_template=platform_template,
         generations_tail=generations_tail, first=first, accounts=accounts,
         account_owners=[account_owner(a) for a in accounts], credits={k: dict(v) for k, v in credits.items()},
