@@ -153,6 +153,7 @@ def split_rows(f: dict, lines: list[str]) -> str:  # type: ignore[type-arg]
             name = f"gain k={row['k']} {row['data']} ({label})"
             lines.append(f"{name:<52}{fmt('exact'):>14}{fmt('compositional'):>16}  [{spans}]")
         for label, r in (("  compositional trained, cluster components", row["compositional_components"]["quotient"]),
+                         ("  compositional imported, merged components", row["compositional_merged"]["quotient"]),
                          ("  compositional, import-only clusters", row["compositional"]["import"])):
             cell = f"{r['own']['max']:.2f} ({r['others']['max']:.2f})"
             span = f"[{r['own']['min']:.2f}-{r['own']['max']:.2f}, {r['others']['min']:.2f}-{r['others']['max']:.2f}]"

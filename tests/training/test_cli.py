@@ -105,10 +105,10 @@ def test_ids_no_event_can_name_exit_2(adapters: tuple[Path, Path], tmp_path: Pat
         get_settings.cache_clear()
 
 
-def test_import_with_probe_images_finds_interchangeable_owners_and_show_lists_them(
+def test_import_with_probe_images_finds_same_source_owners_and_show_lists_them(
         adapters: tuple[Path, Path], tmp_path: Path) -> None:
-    """Imported adapters without their images: the profile evidence alone. owner-b's file is
-    owner-a's (a shell re-registering the same adapter); owner-c's is its own."""
+    """Imported adapters without their images: close on the probes, confirmed on samples of each
+    adapter. owner-b's file is owner-a's (a shell re-registering the same adapter); owner-c's is its own."""
     from royalflow.training.styles import write_folders
 
     base, _ = adapters
@@ -127,3 +127,7 @@ def test_import_with_probe_images_finds_interchangeable_owners_and_show_lists_th
     assert manifest["cluster_data_sizes"] == [40, 20] and manifest["training"]["clusters"]["profiles"]
     shown = royalflow_command(["show", "three", "1"], families).stdout
     assert "suspected clusters (1)" in shown and "owner-a + owner-b" in shown and "interchangeable" in shown
+    # No pictures to train the cluster on: its component is its members' adapters merged (identical here).
+    entry, single = manifest["cluster_components"]  # one per cluster; owner-c is its own component
+    assert single is None
+    assert entry["file"] == "components/clusters/00000.safetensors" and (families / "three" / "1" / entry["file"]).is_file()

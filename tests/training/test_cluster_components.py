@@ -113,3 +113,37 @@ def test_near_copy_shells_coalitions_train_again_in_exact_mode(families) -> None
         mine = load_file(str(near_path / manifest["adapters"][near_mask]["file"]))
         owners = load_file(str(honest_path / honest_manifest["adapters"][honest_mask]["file"]))
         assert all(torch.equal(mine[k], owners[k]) for k in mine), near_mask
+
+
+def test_merged_factors_hold_the_data_weighted_mean_update_exactly() -> None:
+    from royalflow.training.cluster_components import merged_factors
+
+    gen = torch.Generator().manual_seed(0)
+    first = {"l": (torch.randn(4, 16, generator=gen), torch.randn(12, 4, generator=gen))}
+    second = {"l": (torch.randn(4, 16, generator=gen), torch.randn(12, 4, generator=gen)),
+              "m": (torch.randn(2, 8, generator=gen), torch.randn(8, 2, generator=gen))}
+    merged = merged_factors([first, second], [10, 30])
+    a, b = merged["l"]
+    assert a.shape == (8, 16) and b.shape == (12, 8)  # stacked: rank 4 + 4, no approximation
+    want = 0.25 * first["l"][1] @ first["l"][0] + 0.75 * second["l"][1] @ second["l"][0]
+    assert torch.allclose(b @ a, want, atol=1e-5)
+    a, b = merged["m"]  # a layer one member lacks: that member adds nothing there
+    assert torch.allclose(b @ a, 0.75 * second["m"][1] @ second["m"][0], atol=1e-5)
+    same = merged_factors([first, first], [5, 5])["l"]
+    assert torch.allclose(same[1] @ same[0], first["l"][1] @ first["l"][0], atol=1e-5)  # duplicates: the adapter
+
+
+def test_merged_factors_of_many_members_keep_a_bounded_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    import royalflow.training.cluster_components as cc
+
+    monkeypatch.setattr(cc, "MERGED_RANK_FACTOR", 2)
+    gen = torch.Generator().manual_seed(1)
+    direction = torch.randn(4, 32, generator=gen)
+    members = [{"l": (direction + 0.01 * torch.randn(4, 32, generator=gen), torch.randn(24, 4, generator=gen))}
+               for _ in range(5)]
+    a, b = cc.merged_factors(members, [1] * 5)["l"]
+    assert a.shape == (8, 32)  # 5 x rank 4 = 20 > 2 x 4: the best rank-8 approximation
+    want = sum(m["l"][1] @ m["l"][0] for m in members) / 5
+    assert float((b @ a - want).norm() / want.norm()) < 0.05  # the members share one subspace
+    with pytest.raises(ValueError, match="positive data size"):
+        cc.merged_factors(members, [1, 1, 1, 1, 0])

@@ -1,6 +1,6 @@
 """Same-source evidence for LoRA families: close gain profiles (the chunked Gram computation),
-near-copies across owners, the pair check of exact families, the clusters and their distinct
-counts, on stand-in profiles (the measured figures: benchmarks/lora_quality.py). One test runs
+near-copies across owners, the cross-fit on the owners' pictures or (import) on their adapters'
+samples, the clusters and their distinct counts, on stand-in profiles (the measured figures: benchmarks/lora_quality.py). One test runs
 the real evidence on the session's tiny family: its honest owners must not merge."""
 
 from __future__ import annotations
@@ -42,29 +42,6 @@ def images(owner: str, seed: int, count: int = 12) -> ImageSet:
 def profiles(monkeypatch: pytest.MonkeyPatch) -> None:
     """gain_profiles reads the stand-in family's table, by slot."""
     monkeypatch.setattr(lc, "gain_profiles", lambda family, probes, slots: np.stack([family.profiles[s] for s in slots]))
-
-
-def test_interchangeable_owners_merge_honest_ones_do_not(profiles: None) -> None:
-    base = np.random.default_rng(1).normal(0, 1, (3, 32))
-    table = {1: base[0], 2: base[0] + 0.1, 3: base[0], 4: base[1], 8: base[2]}  # compositional: slot 1 + i
-    fam = stand_in(["a", "b", "c", "d"], "compositional", {0: base[0] * 0, 1: table[1], 2: table[2], 3: base[1], 4: base[2]})
-    found = lc.find_lora_clusters(fam, images("owner-red", 0), None)
-    assert found["clusters"] == [["a", "b"], ["c"], ["d"]]
-    assert found["cluster_data_sizes"] == [48, 24, 24]  # no images: the members' data sizes
-    merged = [r for r in found["cluster_evidence"] if r["merged"]]
-    assert [r["owners"] for r in merged] == [["a", "b"]] and merged[0]["reasons"] == ["interchangeable"]
-    assert len(found["cluster_evidence"]) == 6  # a small family reports every pair, for review
-    assert found["cluster_check"]["profiles"] and not found["cluster_check"]["near_copies"]
-
-
-def test_exact_pair_check_keeps_owners_whose_union_adds_more(profiles: None) -> None:
-    g = np.random.default_rng(2).normal(0, 1, 32)
-    fam = stand_in(["a", "b"], "exact", {0: g * 0, 1: g, 2: g * 1.05, 3: g * 3})  # the pair adds far more
-    found = lc.find_lora_clusters(fam, images("owner-red", 0), None)
-    assert found["clusters"] == [["a"], ["b"]]
-    assert found["cluster_evidence"][0]["pair_distance"] > lc.PROFILE_DISTANCE
-    fam.profiles[3] = g * 1.02  # the pair adds what each adds alone: interchangeable
-    assert lc.find_lora_clusters(fam, images("owner-red", 0), None)["clusters"] == [["a", "b"]]
 
 
 def test_duplicated_images_merge_and_count_once(profiles: None) -> None:
@@ -178,3 +155,34 @@ def test_the_tiny_familys_honest_owners_are_not_merged_and_records_carry_cluster
                              prompt="a red circle")
     (attribution,) = family.attribute([family.prepare(event)])
     assert attribution.clusters == tuple((o,) for o in manifest["owners"])
+
+
+@pytest.mark.parametrize(("cross", "merged"), [
+    ({("a", 1): 10.0, ("a", 2): 9.0, ("b", 2): 8.0, ("b", 1): 7.0}, True),  # each explains the other's samples
+    ({("a", 1): 10.0, ("a", 2): 1.0, ("b", 2): 8.0, ("b", 1): 2.0}, False),  # close on the probes only
+])
+def test_import_confirms_close_pairs_on_each_adapters_samples(monkeypatch: pytest.MonkeyPatch, cross: dict,  # type: ignore[type-arg]
+                                                              merged: bool) -> None:
+    """Without the owners' pictures (import), the probes (2) propose and the cross-fit (3) on
+    pictures drawn from each adapter confirms: only the close pair's owners are sampled. The
+    clusters weigh their members' data sizes (an import knows counts, not pictures)."""
+    import royalflow.training.adapter_samples as samples
+
+    drawn: list[list[int]] = []
+
+    def draw(family, slots: list[int], count: int) -> list[ImageSet]:  # type: ignore[no-untyped-def]
+        drawn.append(list(slots))
+        return [tagged(family.owners[s - 1], "owner-red", s) for s in slots]
+
+    monkeypatch.setattr(samples, "adapter_samples", draw)
+    g = np.random.default_rng(6).normal(0, 1, (2, 32))
+    scored = cross_stand_in(monkeypatch, {0: g[0] * 0, 1: g[0], 2: g[0] * 1.05, 3: g[1]}, cross)
+    fam = stand_in(["a", "b", "c"], "compositional", {})
+    found = lc.find_lora_clusters(fam, tagged("probe", "owner-green", 0), None)
+    assert drawn == [[1, 2]] and sorted(set(scored)) == ["a", "b"]  # c is far on the probes: never sampled
+    assert found["clusters"] == ([["a", "b"], ["c"]] if merged else [["a"], ["b"], ["c"]])
+    assert found["cluster_data_sizes"] == ([48, 24] if merged else [24, 24, 24])
+    (row,) = [r for r in found["cluster_evidence"] if r["owners"] == ["a", "b"]]
+    assert row["reasons"] == (["interchangeable"] if merged else []) and row["profile_distance"] <= lc.PROFILE_DISTANCE
+    check = found["cluster_check"]
+    assert check["cross_fit_on"] == "adapter_samples" and not check["near_copies"] and check["profiles"]

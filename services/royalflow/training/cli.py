@@ -94,7 +94,7 @@ def import_family(
     data_size: list[str] = typer.Option([], help="NAME=COUNT images per owner and _base (compositional weights)."),
     resolution: int = typer.Option(None, min=8, max=4096, help="Image size (default: the VAE's sample_size)."),
     pool_fraction: str = typer.Option("3/10", help="Share of revenue paid to owners, as a fraction."),
-    probe_images: Path = typer.Option(None, "--probe-images", help="A folder of public images (no owner's data): owners whose adapters add the same to them are found and paid as one cluster (the split defence; without it every owner is its own player)."),
+    probe_images: Path = typer.Option(None, "--probe-images", help="A folder of public images (no owner's data). With it, the split defence runs without the owners' pictures: each adapter's own samples stand in for them, owners whose adapters explain each other's samples are paid as one cluster, and (compositional) the cluster is valued through its members' adapters merged. Without it every owner is its own player."),
 ) -> None:
     """Register LoRA files trained elsewhere (diffusers LoRA format, e.g. what
     save_lora_weights writes) as a lora family: every file is checked against the base UNet

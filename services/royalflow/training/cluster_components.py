@@ -9,7 +9,14 @@ generations). Trained on the cluster's distinct rows in canonical order (``rows.
 fair schedule every adapter shares, the cluster's adapter IS the honest owner's adapter, bit for
 bit, when the cluster is one owner's shells, disjoint or duplicated; the family then puts it in
 the mixture for every member (``LoraFamily.components``), weighted by the cluster's distinct
-images (``cluster_data_sizes``)."""
+images (``cluster_data_sizes``).
+
+An imported family has no pictures to train a cluster's adapter on. Its cluster's component is
+then the members' adapters merged in weight space (``merged_factors``): the data-weighted mean
+of their weight updates, Delta W_C = sum_m pi_m B_m A_m with pi_m = d_m / sum d (the one-round
+federated average of adapters that learned parts of one source; for duplicated shells, the
+shared adapter itself). Valued by their separate adapters instead, k shells that each learned a
+part were k weak half-models in the mixture where the owner was one whole one."""
 
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from typing import Any
 
 import torch
 
-from royalflow.attribution.families.adapters import LORA_FILE, sha256_file
+from royalflow.attribution.families.adapters import LORA_FILE, Factors, read_factors, sha256_file
 from royalflow.attribution.families.manifest import cluster_component_file
 
 
@@ -43,6 +50,59 @@ def write_cluster_components(out: Path, manifest: dict[str, Any],
     updated = {**manifest, "cluster_components": entries}
     write_manifest(out, updated)
     return updated
+
+
+MERGED_RANK_FACTOR = 4  # a merged component keeps at most this many times its widest member's rank
+
+
+def merged_factors(members: list[Factors], sizes: list[int]) -> Factors:
+    """One adapter whose update on every layer is the data-weighted mean of the members':
+
+        Delta W_C = sum_m pi_m B_m A_m,   pi_m = d_m / sum_k d_k                       (1)
+
+    written exactly as stacked factors A_C = [A_1; ...; A_k], B_C = [pi_1 B_1, ..., pi_k B_k]
+    (rank sum r_m) while that is at most ``MERGED_RANK_FACTOR`` times the widest member's rank;
+    above it, the best approximation of (1) of that rank (truncated SVD, Eckart-Young), so a
+    cluster of many shells does not widen every slot of the family's factor stack."""
+    if not members or len(members) != len(sizes) or any(d <= 0 for d in sizes):
+        raise ValueError("merged_factors takes one positive data size per member")
+    weights = [d / sum(sizes) for d in sizes]
+    out: Factors = {}
+    for layer in sorted({name for f in members for name in f}):
+        held = [(f[layer], w) for f, w in zip(members, weights) if layer in f]
+        cap = MERGED_RANK_FACTOR * max(a.shape[0] for (a, _), _ in held)
+        a = torch.cat([a for (a, _), _ in held], dim=0)
+        b = torch.cat([b * w for (_, b), w in held], dim=1)
+        if a.shape[0] > cap:
+            u, sigma, vh = torch.linalg.svd((b.double() @ a.double()), full_matrices=False)
+            a, b = vh[:cap].float(), (u[:, :cap] * sigma[:cap]).float()
+        out[layer] = (a.contiguous(), b.contiguous())
+    return out
+
+
+def lora_state(factors: Factors) -> dict[str, torch.Tensor]:
+    """Factors as the state dict ``save_component`` writes (scaling already in B: no alpha)."""
+    state = {}
+    for layer, (a, b) in factors.items():
+        state[f"{layer}.lora.down.weight"] = a
+        state[f"{layer}.lora.up.weight"] = b
+    return state
+
+
+def write_merged_components(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """An imported compositional family's multi-owner clusters each given the merged component
+    (1) of its members' own components; the manifest written again. Returns it."""
+    owners, sizes = list(manifest["owners"]), manifest["data_sizes"]
+
+    def adapter(j: int, members: list[str]) -> dict[str, torch.Tensor]:
+        del j
+        factors = [read_factors(out / manifest["components"][o]["file"], sha256=manifest["components"][o]["sha256"])
+                   for o in members]
+        return lora_state(merged_factors(factors, [int(sizes[o]) for o in members]))
+
+    if manifest.get("mode") != "compositional" or not all(o in manifest.get("components", {}) for o in owners):
+        raise ValueError("merged cluster components are for compositional families with every owner's component")
+    return write_cluster_components(out, manifest, adapter)
 
 
 def retrain_cluster_coalitions(out: Path, manifest: dict[str, Any], kept: dict[int, dict[str, list[int]]],

@@ -69,8 +69,9 @@ def import_lora_family(families_dir: Path, family_id: str, version: str, base_fo
                        samples: int = 16, pool_fraction: str = "3/10", show_progress: bool = False,
                        probes: ImageSet | None = None) -> Path:
     """``files``: KEY -> file, KEY a hex mask, an owner id (compositional) or ``_control``.
-    ``probes``: public images; with them, interchangeable owners are found from their adapters'
-    gain profiles (``lora_clusters.py``; no owner images needed) and written in as clusters."""
+    ``probes``: public images; with them, same-source owners are found from their adapters alone
+    (``lora_clusters.py``: the cross-fit on each adapter's own samples) and written in as clusters,
+    each multi-owner cluster of a compositional family with its members' merged component."""
     if mode not in ("exact", "compositional"):
         raise ConfigurationError(f"mode must be exact or compositional, got {mode!r}")
     check_family_ref(family_id, version)
@@ -201,7 +202,11 @@ def _register(out: Path, family_id: str, version: str, base_folder: Path, owners
     if probes is not None and len(probes) and len(owners) > 1:  # profile evidence: adapters + public probes
         from royalflow.training.lora_clusters import add_clusters
 
-        add_clusters(out, manifest, probes, None, device="auto")  # no pictures: nothing to train per cluster
+        updated, _ = add_clusters(out, manifest, probes, None, device="auto")
+        if mode == "compositional" and any(len(c) > 1 for c in updated.get("clusters") or []):
+            from royalflow.training.cluster_components import write_merged_components
+
+            write_merged_components(out, updated)  # no pictures to train a cluster on: its members merged
     return out
 
 

@@ -185,7 +185,7 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
                       clusters: bool = True) -> Path:
     """Train every adapter of the family into ``<families_dir>/<id>/<version>`` and write its manifest.
     With ``clusters``, same-source owners (``lora_clusters.py``: near-copies among their images,
-    interchangeable adapters on the public probe images) are found and written in as clusters."""
+    adapters that explain each other's pictures) are found and written in as clusters."""
     if mode not in ("exact", "compositional"):
         raise ConfigurationError(f"mode must be exact or compositional, got {mode!r}")
     if not 1 <= plan.steps <= MAX_STEPS:

@@ -8,9 +8,9 @@ of evidence, none of which trains an adapter per pair:
   * near-copies (training only: needs the owners' images): near-copies across owners by
     perceptual hashes (``fingerprints.py``); owners i, j merge when a fraction of at least
     ``DUPLICATE_FRACTION`` of the smaller owner's images has a near-copy in the other's;
-  * gain profiles (training and import: needs only the adapters and public probe images): on
-    each probe image x, with the empty prompt and with its own caption, the gain of owner i's
-    adapter over the control on common random numbers,
+  * gain profiles (needs only the adapters and public probe images): on each probe image x,
+    with the empty prompt and with its own caption, the gain of owner i's adapter over the
+    control on common random numbers,
 
         g_i(x) = l_i(x) - l_0(x)      (l: the family's ELBO utility, ``latent.py``)          (1)
 
@@ -20,23 +20,24 @@ of evidence, none of which trains an adapter per pair:
 
     found for all pairs at once from the Gram matrix of the profiles (chunked: n = 10,000
     owners of 64-entry profiles is one 10^4 x 10^4 product);
-  * cross-fit (training only: needs the owners' images): shells of one source explain EACH
-    OTHER'S pictures. With g_j(D_i) the mean gain (1) of owner j's adapter on owner i's own
-    pictures,
+  * cross-fit: shells of one source explain EACH OTHER'S pictures. With g_j(D_i) the mean
+    gain (1) of owner j's adapter on owner i's pictures,
 
         c(i, j) = min( g_j(D_i) / g_i(D_i),  g_i(D_j) / g_j(D_j) ) >= CROSS_FIT.           (3)
 
-    An owner whose adapter gains nothing on its own pictures (g_i(D_i) <= 0) gives no evidence
-    either way: the other side decides, and with neither the pair does not merge on (3).
+    An owner whose adapter gains nothing on D_i (g_i(D_i) <= 0) gives no evidence either way:
+    the other side decides, and with neither the pair does not merge on (3).
 
-Where the pictures are known, (3) decides, for every pair of a family of up to
-``CROSS_FIT_ALL_PAIRS`` owners and for the pairs that pass (2) in larger ones: (2) alone is too
-noisy either way. Measured on the tiny pipeline: two honest photo owners were 0.46 apart on the
-probes (a false merge under the old rule) but fit each other at 0.04; two disjoint halves of one
-style were 0.44 apart in one training and 0.99 in another (whose data order differed), and fit
-each other at 0.87; honest owners fit each other at 0.24 at most (README). Without the pictures
-(``families import``), (2) merges, and in exact mode the pair's own adapter must also lie within
-the line of each alone (their union adds nothing over either), as in the digits kind.
+Where the pictures are known (training), (3) on them decides, for every pair of a family of up
+to ``CROSS_FIT_ALL_PAIRS`` owners and for the pairs that pass (2) in larger ones: (2) alone is
+too noisy either way. Measured on the tiny pipeline: two honest photo owners were 0.46 apart on
+the probes (a false merge under (2) alone) but fit each other at 0.04; two disjoint halves of
+one style were 0.44 apart in one training and 0.99 in another (whose data order differed), and
+fit each other at 0.87; honest owners fit each other at 0.24 at most (README). Without the
+pictures (``families import``), a pair merges when it passes (2) AND (3) on pictures drawn from
+each owner's adapter (``adapter_samples.py``), which stand in for the data it learned. Samples
+are weaker evidence than pictures (honest owners fit each other's samples at 0.29-0.50,
+measured), so they only confirm what the probes propose.
 
 Clusters are the connected components of the merged pairs. Each cluster's distinct image count
 (near-copies counted once) becomes its mixture weight in compositional mode
@@ -155,22 +156,6 @@ def cross_fit(family: Any, images: dict[str, ImageSet], single: list[int],
     return {(i, j): fit(i, j) for i, j in pairs}
 
 
-def interchangeable(family: Any, probes: ImageSet, profiles: np.ndarray, close: list[tuple[int, int, float]],
-                    row: Callable[[int, int], dict[str, Any]]) -> list[tuple[int, int]]:
-    """The close pairs (2) that merge without pictures; in exact mode each pair's own adapter must
-    also lie within the line of each alone (its distance goes into the pair's evidence row)."""
-    if family.mode != "exact" or not close:
-        return [(i, j) for i, j, _ in close]
-    slots = [family.masks.index((1 << i) | (1 << j)) for i, j, _ in close]
-    passed = []
-    for (i, j, _), pair in zip(close, gain_profiles(family, probes, slots)):
-        distance = max(relative_distance(pair, profiles[i]), relative_distance(pair, profiles[j]))
-        row(i, j)["pair_distance"] = round(distance, 4)
-        if distance <= PROFILE_DISTANCE:
-            passed.append((i, j))
-    return passed
-
-
 def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, ImageSet] | None = None) -> dict[str, Any]:
     """{"clusters", "cluster_evidence", "cluster_data_sizes", "cluster_check"} for a loaded
     ``LoraFamily`` (its owners in order). ``probes``: public images for (1), None: no profile
@@ -214,23 +199,31 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
                          for a, b in matched.tolist()]] if len(matched) else matched
     # 2. Same-source adapters. With the owners' pictures (training) the cross-fit (3) decides:
     #    for every pair of a small family, and above that for the pairs close on the probes (2).
-    #    Without them (import): (2), and in exact mode the pair check.
+    #    Without them (import), a pair close on the probes (2) must also pass (3) on pictures
+    #    drawn from each adapter (``adapter_samples.py``): (2) alone merged honest owners.
     if n > 1 and (check["profiles"] or images is not None):
         single = [family.masks.index(1 << i) if family.mode == "exact" else 1 + i for i in range(n)]
         profiles = gain_profiles(family, probes, single) if check["profiles"] else None
         close = close_pairs(profiles) if profiles is not None else []
         for i, j, d in close:
             row(i, j)["profile_distance"] = round(d, 4)
+        fitted = images
         if images is not None:
             candidates = list(combinations(range(n), 2)) if n <= CROSS_FIT_ALL_PAIRS else [(i, j) for i, j, _ in close]
-            for (i, j), fit in cross_fit(family, images, single, candidates).items():
-                r = row(i, j)
-                r["cross_fit"] = round(fit, 4)
-                if fit >= CROSS_FIT:
-                    r["reasons"].append("cross_fit")
-        elif profiles is not None:
-            for i, j in interchangeable(family, probes, profiles, close, row):
-                row(i, j)["reasons"].append("interchangeable")
+        else:
+            candidates = [(i, j) for i, j, _ in close]
+            drawn = sorted({k for pair in candidates for k in pair})
+            if drawn:
+                from royalflow.training.adapter_samples import adapter_samples
+
+                fitted = dict(zip([names[k] for k in drawn], adapter_samples(family, [single[k] for k in drawn],
+                                                                             CROSS_FIT_IMAGES)))
+            check["cross_fit"], check["cross_fit_on"] = CROSS_FIT, "adapter_samples"
+        for (i, j), fit in cross_fit(family, fitted or {}, single, candidates).items():
+            r = row(i, j)
+            r["cross_fit"] = round(fit, 4)
+            if fit >= CROSS_FIT:
+                r["reasons"].append("cross_fit" if images is not None else "interchangeable")
         if profiles is not None and n * (n - 1) // 2 <= MAX_REPORTED_PAIRS:  # small families: every pair, for review
             for i, j in combinations(range(n), 2):
                 row(i, j).setdefault("profile_distance", round(relative_distance(profiles[i], profiles[j]), 4))

@@ -101,10 +101,13 @@ def share_tables(family: Any, items: Sequence[Any], ways: dict[str, tuple[Any, A
     rows: dict[str, list[np.ndarray]] = {name: [] for name in ways}
     k1 = family.estimator.samples + 1
     for start in range(0, len(items), batch):
-        samples = family.utility_samples(prepare(family, items[start:start + batch]))  # (M, B, K)
-        # Compositional: clusters with their own component stand in for their members.
-        samples = (samples if family.mode == "exact" else family.components(samples)).numpy()
+        slots = family.utility_samples(prepare(family, items[start:start + batch]))  # (M, B, K)
+        # Compositional: the manifest's clusters with their own component stand in for their
+        # members; any other way (plain, other clusters) reads the members' own components.
+        own = (slots if family.mode == "exact" else slots[: len(family.masks)]).numpy()
+        given = slots.numpy() if family.mode == "exact" else family.components(slots).numpy()
         for name, (clusters, distinct) in ways.items():
+            samples = given if clusters is not None and _same(clusters, family.manifest.clusters) else own
             with playing(family, clusters, distinct):
                 for b in range(samples.shape[1]):
                     if family.mode == "exact":
@@ -113,6 +116,10 @@ def share_tables(family: Any, items: Sequence[Any], ways: dict[str, tuple[Any, A
                         a = compositional_attribution(family, samples[:, b, :], len(family.masks) * k1)
                     rows[name].append(shares(a))
     return {name: np.stack(r) for name, r in rows.items()}
+
+
+def _same(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]] | None) -> bool:
+    return b is not None and sorted(map(sorted, a)) == sorted(map(sorted, b))
 
 
 def gains(honest: np.ndarray, honest_owners: Sequence[str], attacked: np.ndarray, attacked_owners: Sequence[str],
@@ -177,7 +184,10 @@ def evaluate_attacks(root: Path, built: Any, exact: Any, comp: Any, seeds: Seque
         trained_comp = read_manifest(with_components)
         row["trained_compositional_clusters"] = trained_comp.get("clusters")
         row["trained_compositional_false_merges"] = false_merges(trained_comp.get("clusters") or [], shells)
+        # An import given the training's clusters: each valued through its members' merged component.
+        merged_path = merged_variant(root / "families", path, f"{name}-compositional-merged", trained[0] or [])
         attacked = {"exact": (load(path), {"plain": (None, None), "quotient": trained}),
+                    "compositional_merged": (load(merged_path), {"quotient": (trained[0], None)}),
                     "compositional": (load(imported_path), {"plain": (None, None), "quotient": trained,
                                                             "import": (imported.get("clusters"), None)}),
                     "compositional_components": (load(with_components), {"quotient": (trained_comp.get("clusters"),
@@ -187,7 +197,7 @@ def evaluate_attacks(root: Path, built: Any, exact: Any, comp: Any, seeds: Seque
             for s in seeds:
                 tables = share_tables(family, draws[s], ways)
                 for w, table in tables.items():
-                    g = gains(honest[s][mode.removesuffix("_components")], exact.owners, table, family.owners, draws[s], shells)
+                    g = gains(honest[s][mode.split("_")[0]], exact.owners, table, family.owners, draws[s], shells)
                     per_seed[w]["own"].append(g["own"])
                     per_seed[w]["others"].append(g["others"])
             row[mode] = {w: {where: spread(v) for where, v in d.items()} for w, d in per_seed.items()}
@@ -197,6 +207,26 @@ def evaluate_attacks(root: Path, built: Any, exact: Any, comp: Any, seeds: Seque
         out["variants"].append(row)
         del attacked
     return out
+
+
+def merged_variant(families: Path, exact_path: Path, family_id: str, clusters: list[list[str]]) -> Path:
+    """The compositional family imported from an exact one's adapters (``derive_compositional``,
+    no probes) with ``clusters`` written in and each multi-owner cluster's merged component
+    (``cluster_components.write_merged_components``): what an import holds once its clusters
+    are known, whatever found them."""
+    from royalflow.training.cluster_components import write_merged_components
+    from royalflow.training.lora import write_manifest
+    from royalflow.training.lora_quality import derive_compositional
+    from royalflow.attribution.registry import read_manifest
+
+    path = derive_compositional(families, exact_path, family_id)
+    manifest = read_manifest(path)
+    sizes = manifest["data_sizes"]
+    manifest = {**manifest, "clusters": clusters, "cluster_evidence": [],
+                "cluster_data_sizes": [sum(int(sizes[o]) for o in c) for c in clusters]}
+    write_manifest(path, manifest)
+    write_merged_components(path, manifest)
+    return path
 
 
 def run_splits(root: Path, settings: dict[str, Any], *, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -192,10 +192,7 @@ def sample_latents(family, mask: int, prompts: list[str], seed: int, *, guidance
                                    torch.full((2 * rows,), slot)).float().cpu()
             eps = both[rows:] + guidance * (both[:rows] - both[rows:])
         z = scheduler.step(eps, t, z, generator=gen).prev_sample
-    param = next(base.vae.parameters())
-    with torch.inference_mode():
-        x = base.vae.decode((z / base.latent_scale + base.latent_shift).to(param.device, param.dtype)).sample
-    return np.stack([from_unit(img.float().clamp(-1, 1).numpy()) for img in x.cpu()])
+    return np.stack([from_unit(img.numpy()) for img in base.decode_latents(z)])
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,13 @@ class BasePipeline:
             mean = self.vae.encode(x.to(param.device, param.dtype)).latent_dist.mean
         return ((mean.float() - self.latent_shift) * self.latent_scale).cpu()
 
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``encode_images``: latents (B, C, h, w) -> images (B, 3, R, R) in [-1, 1], on CPU."""
+        param = next(self.vae.parameters())
+        with torch.inference_mode():
+            x = self.vae.decode((z / self.latent_scale + self.latent_shift).to(param.device, param.dtype)).sample
+        return x.float().clamp(-1, 1).cpu()
+
 
 def load_base(folder: Path, *, device: torch.device, dtype: torch.dtype = torch.float32) -> BasePipeline:
     """Load the pipeline's components from ``folder`` (local files only), frozen, in eval mode."""
