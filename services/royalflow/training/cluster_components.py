@@ -16,7 +16,9 @@ then the members' adapters merged in weight space (``merged_factors``): the data
 of their weight updates, Delta W_C = sum_m pi_m B_m A_m with pi_m = d_m / sum d (the one-round
 federated average of adapters that learned parts of one source; for duplicated shells, the
 shared adapter itself). Valued by their separate adapters instead, k shells that each learned a
-part were k weak half-models in the mixture where the owner was one whole one."""
+part were k weak half-models in the mixture where the owner was one whole one. Measured (README,
+*Imported families*): it halves the worst gain of disjoint shells, but the mean of half-data
+updates is a flatter model than the owner's own adapter, so it does not reach the bound."""
 
 from __future__ import annotations
 
