@@ -12,7 +12,9 @@ What it trains, from nothing, on CPU (one thread):
   * unless --quick, the split attacks (training/lora_splits.py): owner-red as k = 2 or 3 shells
     holding disjoint parts of its pictures, all of them (duplicated), or near-copies of them
     (JPEG, resize, 1-pixel crop, noise), each with owner-blue and owner-green (2^(k+2) adapters),
-    clusters found at training time; the compositional variant imported with public probes.
+    clusters found at training time; the compositional variant imported with public probes
+    (its clusters from the probes and the adapters' draws), and imported again with the
+    training's clusters, each valued through its members' merged adapter.
 Every family shares the one base and the same public pictures. Measured on a 2-core shared
 host: about 4 minutes for the base and the honest family, 1.5 for the twins (an earlier, quieter
 run); a k = 2 shell family with its 5 seeds' attributions 11-27 minutes at load 5-15 (k = 3

@@ -14,7 +14,9 @@ Every variant is an exact family trained from the honest family's base and publi
 the control and single-owner adapters with public probe images (profile evidence only, what an
 import gets), then given the training's clusters. Shares are read three ways from ONE set of
 likelihood samples per generation: plain Shapley (no clusters), the quotient game with the
-training's clusters, and (compositional) with the import's clusters.
+training's clusters, and (compositional) with the import's clusters. Two more compositional
+families per variant: trained with the defence (each cluster its own component), and imported
+with the training's clusters, each valued through its members' merged adapter (``merged_variant``).
 
 Seeds: seed s draws its own generations (``sample_generations(seed=s)``: other noise, other
 held-out pictures, other event ids, hence other Monte-Carlo draws); families are trained once.
