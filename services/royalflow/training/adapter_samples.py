@@ -20,11 +20,13 @@ UNet rows per owner, O(n) in the owners, batched over as many adapters as the re
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from royalflow.attribution.families.base import ddpm_sampler
 from royalflow.attribution.families.content import from_unit
 from royalflow.training.images import ImageSet
 
@@ -32,14 +34,7 @@ SAMPLE_STEPS = 50  # denoising steps per sample (strided over the base's trainin
 SAMPLE_SEED = 20_261_207  # the samples' noise: fixed, so a family's evidence is reproducible
 GUIDANCE = 3.0  # w of (1): how far past the control each adapter's prediction is pushed
 MAX_ROWS = 256  # UNet rows per forward while sampling (bounds memory whatever the pool holds)
-
-
-def sampler(config: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """The base's own DDPM sampler settings (clipping, variance type, spacing), not the ELBO's
-    schedule-only scheduler: a latent space is not clipped to [-1, 1] unless the base says so."""
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(**{**{k: v for k, v in config.items() if not k.startswith("_")}, "steps_offset": 0})
+MAX_OWNERS_HELD = 64  # owners whose draws ``Draws`` keeps at once (8 draws of 512 x 512: 400 MB)
 
 
 def adapter_samples(family: Any, slots: list[int], count: int, *, steps: int = SAMPLE_STEPS,
@@ -60,15 +55,15 @@ def adapter_samples(family: Any, slots: list[int], count: int, *, steps: int = S
                 for slot in chunk for k in range(count)]
         rows = len(gens)
         z = torch.stack([torch.randn(shape, generator=g) for g in gens])
-        text = family.embed([""]).expand(rows, -1, -1)
+        text = family.embed([""]).expand(2 * rows, -1, -1)
         ids = torch.tensor(chunk, dtype=torch.int64).repeat_interleave(count)
-        scheduler = sampler(family.base.scheduler_config)
+        both_ids = torch.cat([ids, torch.zeros_like(ids)])  # the adapter's rows, then the control's
+        scheduler = ddpm_sampler(family.base.scheduler_config)
         scheduler.set_timesteps(min(steps, scheduler.config.num_train_timesteps))
-        # 2. x_{t-1} ~ p(x_{t-1} | x_t) with the guided prediction (1): the adapter's rows, then the control's.
+        # 2. x_{t-1} ~ p(x_{t-1} | x_t) with the guided prediction (1).
         for t in scheduler.timesteps:
             steps_t = torch.full((2 * rows,), int(t), dtype=torch.int64)
-            both = family._batched(torch.cat([z, z]), steps_t, torch.cat([text, text]),  # noqa: SLF001
-                                   torch.cat([ids, torch.zeros_like(ids)])).float().cpu()
+            both = family._batched(torch.cat([z, z]), steps_t, text, both_ids).float().cpu()  # noqa: SLF001
             eps = both[rows:] + guidance * (both[:rows] - both[rows:])
             z = scheduler.step(eps, t, z, generator=gens).prev_sample
         pixels = np.stack([from_unit(x.numpy()) for x in family.base.decode_latents(z)])
@@ -76,3 +71,29 @@ def adapter_samples(family: Any, slots: list[int], count: int, *, steps: int = S
             out.append(ImageSet(pixels[j * count:(j + 1) * count], ("",) * count,
                                 tuple(f"sample-{slot}-{k}.png" for k in range(count))))
     return out
+
+
+class Draws(Mapping[str, ImageSet]):
+    """Each owner's draws on demand: asked in the order given (as ``lora_clusters.cross_fit``
+    asks), a run of up to ``MAX_OWNERS_HELD`` owners is sampled at once and only that run is
+    kept, so memory stays bounded whatever the number of owners to check."""
+
+    def __init__(self, family: Any, slots: dict[str, int], count: int) -> None:
+        self._family, self._slots, self._count = family, dict(slots), count
+        self._order = list(self._slots)
+        self._held: dict[str, ImageSet] = {}
+
+    def __getitem__(self, owner: str) -> ImageSet:
+        if owner not in self._held:
+            if owner not in self._slots:
+                raise KeyError(owner)
+            start = self._order.index(owner)
+            run = self._order[start:start + MAX_OWNERS_HELD]
+            self._held = dict(zip(run, adapter_samples(self._family, [self._slots[o] for o in run], self._count)))
+        return self._held[owner]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)

@@ -70,8 +70,9 @@ def import_lora_family(families_dir: Path, family_id: str, version: str, base_fo
                        probes: ImageSet | None = None) -> Path:
     """``files``: KEY -> file, KEY a hex mask, an owner id (compositional) or ``_control``.
     ``probes``: public images; with them, same-source owners are found from their adapters alone
-    (``lora_clusters.py``: the cross-fit on each adapter's own samples) and written in as clusters,
-    each multi-owner cluster of a compositional family with its members' merged component."""
+    (``lora_clusters.py``: pairs close on the probes, confirmed on each adapter's own draws) and
+    written in as clusters, each multi-owner cluster of a compositional family with its members'
+    merged component."""
     if mode not in ("exact", "compositional"):
         raise ConfigurationError(f"mode must be exact or compositional, got {mode!r}")
     check_family_ref(family_id, version)
@@ -203,7 +204,7 @@ def _register(out: Path, family_id: str, version: str, base_folder: Path, owners
         from royalflow.training.lora_clusters import add_clusters
 
         updated, _ = add_clusters(out, manifest, probes, None, device="auto")
-        if mode == "compositional" and any(len(c) > 1 for c in updated.get("clusters") or []):
+        if mode == "compositional":
             from royalflow.training.cluster_components import write_merged_components
 
             write_merged_components(out, updated)  # no pictures to train a cluster on: its members merged

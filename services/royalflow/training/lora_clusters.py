@@ -48,7 +48,7 @@ LoRA families*).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -134,7 +134,7 @@ def relative_distance(g: np.ndarray, h: np.ndarray) -> float:
     return float(np.linalg.norm(g - h)) / max(float(np.linalg.norm(g)), float(np.linalg.norm(h)), 1e-9)
 
 
-def cross_fit(family: Any, images: dict[str, ImageSet], single: list[int],
+def cross_fit(family: Any, images: Mapping[str, ImageSet], single: list[int],
               pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
     """(3) for each pair (i, j) of owner indices; ``single``: each owner's adapter slot. Each
     owner's pictures are scored once, under its own adapter and its partners'."""
@@ -211,15 +211,13 @@ def find_lora_clusters(family: Any, probes: ImageSet | None, images: dict[str, I
         if images is not None:
             candidates = list(combinations(range(n), 2)) if n <= CROSS_FIT_ALL_PAIRS else [(i, j) for i, j, _ in close]
         else:
+            from royalflow.training.adapter_samples import Draws
+
             candidates = [(i, j) for i, j, _ in close]
             drawn = sorted({k for pair in candidates for k in pair})
-            if drawn:
-                from royalflow.training.adapter_samples import adapter_samples
-
-                fitted = dict(zip([names[k] for k in drawn], adapter_samples(family, [single[k] for k in drawn],
-                                                                             CROSS_FIT_IMAGES)))
+            fitted = Draws(family, {names[k]: single[k] for k in drawn}, CROSS_FIT_IMAGES)
             check["cross_fit"], check["cross_fit_on"] = CROSS_FIT, "adapter_samples"
-        for (i, j), fit in cross_fit(family, fitted or {}, single, candidates).items():
+        for (i, j), fit in cross_fit(family, fitted, single, candidates).items():
             r = row(i, j)
             r["cross_fit"] = round(fit, 4)
             if fit >= CROSS_FIT:

@@ -11,8 +11,8 @@ Holdings of the shells (``holdings``):
 Every variant is an exact family trained from the honest family's base and public pictures
 (every adapter from the same seeded start) with its clusters found at training time
 (``lora_clusters.py``: near-copies and gain profiles); its compositional family is imported from
-the control and single-owner adapters with public probe images (profile evidence only, what an
-import gets), then given the training's clusters. Shares are read three ways from ONE set of
+the control and single-owner adapters with public probe images (what an import gets: pairs close
+on the probes, confirmed on each adapter's draws), then given the training's clusters. Shares are read three ways from ONE set of
 likelihood samples per generation: plain Shapley (no clusters), the quotient game with the
 training's clusters, and (compositional) with the import's clusters. Two more compositional
 families per variant: trained with the defence (each cluster its own component), and imported

@@ -162,12 +162,11 @@ def sample_latents(family, mask: int, prompts: list[str], seed: int, *, guidance
     uint8 and ``strength`` < 1 it is image-to-image (SDEdit): the init latent is noised to
     timestep strength * T and denoised from there by the same model."""
     import numpy as np
-    from diffusers import DDPMScheduler
-
+    from royalflow.attribution.families.base import ddpm_sampler
     from royalflow.attribution.families.content import from_unit, to_unit
 
     base = family.base
-    scheduler = DDPMScheduler(**{**{k: v for k, v in base.scheduler_config.items() if not k.startswith("_")}, "steps_offset": 0})
+    scheduler = ddpm_sampler(base.scheduler_config)
     scheduler.set_timesteps(scheduler.config.num_train_timesteps)
     gen = torch.Generator().manual_seed(seed)
     unet = base.unet

@@ -114,3 +114,12 @@ def ddpm_scheduler(config: dict[str, Any]):  # type: ignore[no-untyped-def]
 
     keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type")
     return DDPMScheduler(**{k: config[k] for k in keys if config.get(k) is not None})
+
+
+def ddpm_sampler(config: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The base's own DDPM sampler (clipping, variance type, spacing as its config says; steps
+    counted from 0), not ``ddpm_scheduler``'s schedule alone: a latent space is not clipped to
+    [-1, 1] unless the base says so."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**{**{k: v for k, v in config.items() if not k.startswith("_")}, "steps_offset": 0})
