@@ -129,6 +129,55 @@ def test_stratified_timesteps_cover_the_proposal_and_stay_unbiased(proposal: str
     assert abs(v.mean() - expected) < 4 * v.std(ddof=1) / np.sqrt(len(v)) + 1e-3, (v.mean(), expected)
 
 
+def truncated_bound(est: ElboEstimator, c: torch.Tensor, offset: float) -> float:
+    """(6) of a point-mass model in closed form: L_T and the KL terms at s >= s_c only."""
+    x0 = c.double().flatten()
+    abar_T = est.abar[-1]
+    prior = 0.5 * float((abar_T * x0**2 + (1 - abar_T) - 1 - torch.log(1 - abar_T)).sum())
+    return -(prior + float(est.weights[est.first_step - 1:].sum()) * x0.numel() * offset**2)
+
+
+def test_the_snr_cut_is_the_first_timestep_at_or_below_it() -> None:
+    from royalflow.attribution.diffusion.elbo import first_step_at
+
+    est = ElboEstimator(build_scheduler(DEFAULT_SCHEDULER), levels=LEVELS, samples=8, snr_cut=1.0)
+    snr = est.abar / (1 - est.abar)
+    s = est.first_step
+    assert snr[s - 1] <= 1.0 < snr[s - 2] and 2 < s < est.T
+    assert first_step_at(est.abar, float(snr[0]) * 2) == 2  # a cut above every SNR keeps every step
+    for bad in (0.0, -1.0, float(snr[-1]) / 2):
+        with pytest.raises(ValueError):
+            first_step_at(est.abar, bad)
+    with pytest.raises(ValueError):
+        ElboEstimator(build_scheduler(DEFAULT_SCHEDULER), levels=LEVELS, samples=8, snr_cut=0.0)
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_a_cut_draws_only_counted_timesteps_and_is_unbiased_for_its_bound(stratified: bool) -> None:
+    est = ElboEstimator(build_scheduler(DEFAULT_SCHEDULER), levels=LEVELS, samples=64, snr_cut=1.0,
+                        stratified=stratified)
+    assert not est.decoder and abs(float(est.proposal.sum()) - 1.0) < 1e-12
+    assert torch.all(est.proposal[: est.first_step - 2] == 0)
+    c, offset = image(1), 0.05
+    model = PointMassModel(c, est.abar, offset=offset)
+    draws = est.draw(list(range(16)), tuple(c.shape[1:]))
+    assert draws.timesteps.min() >= est.first_step and draws.timesteps.max() <= est.T
+    v = est.log_likelihood_samples(model, c.repeat(16, 1, 1, 1), torch.zeros(16, dtype=torch.int64), draws,
+                                   device=CPU, dtype=torch.float32).mean(dim=1).numpy()
+    expected = truncated_bound(est, c, offset)
+    assert abs(v.mean() - expected) < 4 * v.std(ddof=1) / np.sqrt(len(v)) + 1e-3, (v.mean(), expected)
+    # Fewer nats are counted than by the full bound: the fine-detail terms and L_0 are left out.
+    assert expected > analytic_bound(est, c, offset)
+
+
+def test_without_a_cut_the_estimator_is_the_one_before() -> None:
+    # Manifests without snr_cut replay bit-for-bit: the same proposal and the same draws.
+    scheduler = build_scheduler(DEFAULT_SCHEDULER)
+    est = ElboEstimator(scheduler, levels=LEVELS, samples=8)
+    assert est.decoder and est.first_step == 2
+    assert torch.equal(est.proposal, torch.full((est.T - 1,), 1.0 / (est.T - 1), dtype=torch.float64))
+
+
 def test_rows_are_split_into_the_fewest_even_chunks() -> None:
     from royalflow.attribution.diffusion.elbo import even_chunk
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from royalflow.attribution.families.adapters import LORA_FILE
 from royalflow.attribution.families.base import check_base_folder
 from royalflow.attribution.families.manifest import (
-    CONTROL, EXACT_MAX_OWNERS, Estimator, MAX_OWNERS, check_owner_ids, component_file, owner_id_problem,
+    CONTROL, EXACT_MAX_OWNERS, LORA_ESTIMATOR_RULE, MAX_OWNERS, Estimator, check_owner_ids, component_file,
+    owner_id_problem,
 )
 from royalflow.attribution.registry import check_family_ref
 from royalflow.errors import ConfigurationError
@@ -67,8 +68,10 @@ def parse_adapter_keys(files: dict[str, Path], owners: list[str], mode: str) -> 
 def import_lora_family(families_dir: Path, family_id: str, version: str, base_folder: Path, owners: list[str],
                        files: dict[str, Path], *, mode: str, data_sizes: dict[str, int], resolution: int | None = None,
                        samples: int = 16, pool_fraction: str = "3/10", show_progress: bool = False,
-                       probes: ImageSet | None = None) -> Path:
+                       probes: ImageSet | None = None, rule: dict | None = None) -> Path:  # type: ignore[type-arg]
     """``files``: KEY -> file, KEY a hex mask, an owner id (compositional) or ``_control``.
+    ``rule``: the estimator's timestep rule (``timesteps``, ``snr_cut``), e.g. the exact family's
+    whose adapters these are; None: ``LORA_ESTIMATOR_RULE``.
     ``probes``: public images; with them, same-source owners are found from their adapters alone
     (``lora_clusters.py``: pairs close on the probes, confirmed on each adapter's own draws) and
     written in as clusters, each multi-owner cluster of a compositional family with its members'
@@ -87,7 +90,7 @@ def import_lora_family(families_dir: Path, family_id: str, version: str, base_fo
             slots[CONTROL if mask == 0 else owners[mask.bit_length() - 1]] = (file, component_file(mask.bit_length()))
     return _register(Path(families_dir) / family_id / version, family_id, version, Path(base_folder), owners, slots,
                      mode=mode, data_sizes=data_sizes, resolution=resolution, samples=samples,
-                     pool_fraction=pool_fraction, show_progress=show_progress, probes=probes)
+                     pool_fraction=pool_fraction, show_progress=show_progress, probes=probes, rule=rule)
 
 
 def import_lora_folder(families_dir: Path, family_id: str, version: str, base_folder: Path, folder: Path, *,
@@ -152,7 +155,8 @@ def _listing(headline: str, problems: list[str]) -> str:
 
 def _register(out: Path, family_id: str, version: str, base_folder: Path, owners: list[str],
               slots: dict[str, tuple[Path, str]], *, mode: str, data_sizes: dict[str, int], resolution: int | None,
-              samples: int, pool_fraction: str, show_progress: bool, probes: ImageSet | None = None) -> Path:
+              samples: int, pool_fraction: str, show_progress: bool, probes: ImageSet | None = None,
+              rule: dict | None = None) -> Path:  # type: ignore[type-arg]
     """Check every file against the base (all problems in one error), then copy and write the manifest."""
     from royalflow.training.lora import progress_bar, write_manifest
 
@@ -160,12 +164,12 @@ def _register(out: Path, family_id: str, version: str, base_folder: Path, owners
     # The manifest's rules (checked again when it is written), before any file is copied.
     try:
         fraction: Fraction | None = Fraction(pool_fraction)
-        Estimator(samples=samples)
+        Estimator(samples=samples, **(rule or {}))
     except (ValueError, ZeroDivisionError):  # pydantic's ValidationError is a ValueError
         fraction = None
     if fraction is None or not 0 <= fraction <= 1:
         raise ConfigurationError(f"pool fraction {pool_fraction!r} must be a fraction within [0, 1], "
-                                 "and estimator samples within [2, 1024]")
+                                 f"and estimator samples within [2, 1024] with a valid rule, got {rule}")
     unsized = [name for name in ["_base", *owners] if not isinstance(data_sizes.get(name), int) or data_sizes[name] <= 0]
     if unsized:
         raise ConfigurationError(f"data sizes need a positive image count for {len(unsized)} of the owners and _base: "
@@ -196,7 +200,7 @@ def _register(out: Path, family_id: str, version: str, base_folder: Path, owners
         "rank": max(s.rank for s in summaries.values()),
         "target_modules": sorted({target_module(layer) for s in summaries.values() for layer in s.layers}),
         "adapters": files if mode == "exact" else {}, "components": files if mode == "compositional" else {},
-        "data_sizes": data_sizes, "estimator": {"samples": samples},
+        "data_sizes": data_sizes, "estimator": {"samples": samples, **(LORA_ESTIMATOR_RULE if rule is None else rule)},
         "training": {"imported": True},  # how the files were trained is not known: no fairness rule
     }
     write_manifest(out, manifest)

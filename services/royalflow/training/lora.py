@@ -40,7 +40,7 @@ from royalflow.attribution.families.adapters import LORA_FILE, sha256_file
 from royalflow.attribution.families.base import BasePipeline, ddpm_scheduler, load_base
 from royalflow.attribution.families.content import to_unit
 from royalflow.attribution.families.manifest import (
-    CONTROL, EXACT_MAX_OWNERS, MAX_OWNERS, check_owner_ids, component_file, parse_manifest,
+    CONTROL, EXACT_MAX_OWNERS, LORA_ESTIMATOR_RULE, MAX_OWNERS, check_owner_ids, component_file, parse_manifest,
 )
 from royalflow.attribution.registry import check_family_ref
 from royalflow.errors import ConfigurationError
@@ -67,8 +67,10 @@ class LoraPlan:
     # How attribution draws its K timesteps (manifest estimator, issue #15's ablation in the
     # README): "independent" or "stratified"; proposal_draws > 0 measures the timestep proposal
     # (where single-owner adapters disagree with the control) with that many draws per timestep.
-    timesteps: str = "independent"
+    timesteps: str = str(LORA_ESTIMATOR_RULE["timesteps"])
     proposal_draws: int = 0
+    # v(S) counted down to this SNR (elbo.py (6)); None: the full bound, the rule before.
+    snr_cut: float | None = float(LORA_ESTIMATOR_RULE["snr_cut"])
     # A coalition's training rows (rows.py): "canonical", its distinct rows in content-key order
     # (equal data train equal adapters whoever holds them: what the split defence compares), or
     # "owners", the owners' rows concatenated in owner order (families trained before).
@@ -250,7 +252,8 @@ def train_lora_family(families_dir: Path, family_id: str, version: str, base_fol
         "mode": mode, "base": str(Path(base_folder).resolve()), "resolution": resolution, "rank": plan.rank,
         "target_modules": list(TARGET_MODULES), "adapters": adapters, "components": components,
         "data_sizes": {"_base": max(1, len(public)), **{o: len(owners[o]) for o in names}},
-        "estimator": {"samples": plan.samples, "timesteps": plan.timesteps},
+        "estimator": {"samples": plan.samples, "timesteps": plan.timesteps,
+                      **({} if plan.snr_cut is None else {"snr_cut": plan.snr_cut})},
         "training": {"plan": asdict(plan), "fairness": plan.fairness(public_encoded is not None)},
     }
     write_manifest(out, manifest)

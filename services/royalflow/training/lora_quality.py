@@ -134,7 +134,8 @@ def split_gain(honest: np.ndarray, honest_owners: Sequence[str], attacked: np.nd
 def derive_compositional(families_dir: Path, exact_path: Path, family_id: str, version: str = "1", *,
                          probes=None) -> Path:  # type: ignore[no-untyped-def]
     """A compositional family from an exact one's control and single-owner adapters (import;
-    with ``probes``, public images, its clusters from the adapters' gain profiles)."""
+    with ``probes``, public images, its clusters from the adapters' gain profiles), with the
+    exact family's estimator rule, so both are scored the same way."""
     from royalflow.training.importing import import_lora_family
 
     manifest = read_manifest(exact_path)
@@ -143,7 +144,8 @@ def derive_compositional(families_dir: Path, exact_path: Path, family_id: str, v
              **{o: exact_path / "adapters" / hex(1 << i) / LORA_FILE for i, o in enumerate(owners)}}
     return import_lora_family(families_dir, family_id, version, Path(manifest["base"]), owners, files,
                               mode="compositional", data_sizes=dict(manifest["data_sizes"]),
-                              samples=int(manifest["estimator"]["samples"]), probes=probes)
+                              samples=int(manifest["estimator"]["samples"]), probes=probes,
+                              rule={k: v for k, v in manifest["estimator"].items() if k in ("timesteps", "snr_cut")})
 
 
 def write_variant(source: Path, target: Path, holdings: dict[str, tuple[str, slice]]) -> Path:

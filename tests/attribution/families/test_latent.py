@@ -43,3 +43,25 @@ def test_samples_from_rows_are_the_pair_likelihood_samples() -> None:
     every = row_losses(estimator, toy_forward, z0, text, draws, slots, items, torch.arange(K + 1))
     assert torch.equal(samples_from(estimator, z0, items, every),
                        pair_log_likelihood_samples(estimator, toy_forward, z0, text, draws, slots, items))
+
+
+def test_a_cut_runs_no_decoder_row_and_counts_only_the_sampled_terms() -> None:
+    # elbo.py (6): with snr_cut the pair's K sampled rows are run, not the decoder row, and
+    # v_k = -(prior + row k); the screen's K + 1 rows give the same samples (its decoder row ignored).
+    estimator = ElboEstimator(DDPMScheduler(num_train_timesteps=1000), levels=256, samples=K, snr_cut=1.0)
+    _, z0, text, _ = setup()
+    draws = estimator.draw([1, 2, 3], (4, 4, 4))
+    assert draws.timesteps.min() >= estimator.first_step
+    slots, items = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])
+    rows_run = []
+
+    def counting(latents, steps, text_, slots_):  # type: ignore[no-untyped-def]
+        rows_run.append(len(latents))
+        return toy_forward(latents, steps, text_, slots_)
+
+    v = pair_log_likelihood_samples(estimator, counting, z0, text, draws, slots, items)
+    assert sum(rows_run) == 3 * K
+    every = row_losses(estimator, toy_forward, z0, text, draws, slots, items, torch.arange(K + 1))
+    assert torch.equal(samples_from(estimator, z0, items, every), v)
+    prior = samples_from(estimator, z0, items, torch.zeros_like(every))
+    assert torch.equal(v, prior - every[:, :K])

@@ -1,5 +1,5 @@
-"""The LoRA kind's timestep settings (issue #15): the manifest's ``timesteps`` rule and
-``timestep_proposal`` reach the estimator, and the proposal measured from adapters that differ
+"""The LoRA kind's timestep settings (issue #15): the manifest's ``timesteps`` rule,
+``timestep_proposal`` and ``snr_cut`` reach the estimator, and the proposal measured from adapters that differ
 from the control only at some timesteps puts its mass there. Random tiny pipeline, no training."""
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ def test_manifest_timestep_settings_reach_the_estimator(tmp_path: Path) -> None:
     assert torch.allclose(new.estimator.proposal, torch.tensor(q, dtype=torch.float64) / sum(q))
     with pytest.raises(ValueError):
         LoraManifest.model_validate({**new.manifest.model_dump(), "estimator": {"samples": 8, "timesteps": "sobol"}})
+    assert old.estimator.snr_cut is None and old.estimator.decoder  # before the cut: the full bound
+    cut = family(tmp_path / "base", {"samples": 8, "timesteps": "stratified", "snr_cut": 1.0})
+    assert cut.estimator.snr_cut == 1.0 and not cut.estimator.decoder and cut.estimator.first_step > 2
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError):
+            LoraManifest.model_validate({**new.manifest.model_dump(), "estimator": {"samples": 8, "snr_cut": bad}})
 
 
 def test_the_measured_proposal_follows_where_adapters_differ(tmp_path: Path) -> None:

@@ -49,11 +49,12 @@ def pair_log_likelihood_samples(
     slots: torch.Tensor, items: torch.Tensor, *, max_rows: int = MAX_ROWS_PER_FORWARD,
 ) -> torch.Tensor:
     """v_k for every (adapter slot, item) pair: (P, K) float64 nats. Each pair runs its item's
-    K + 1 rows (the K sampled timesteps and s = 1) on the item's common random numbers, so
+    K + 1 rows (the K sampled timesteps and s = 1; K under a cut (6)) on the item's common random numbers, so
     pairs of one item under different adapters differ only by the adapter. Differentiable: the
     screen (``screen.py``) runs it with autograd on; the family otherwise under inference mode."""
     k = draws.timesteps.shape[1]
-    terms = row_losses(estimator, forward, z0, text, draws, slots, items, torch.arange(k + 1), max_rows=max_rows)
+    rows = torch.arange(k + 1 if estimator.decoder else k)  # (6) has no decoder term: its row is not run
+    terms = row_losses(estimator, forward, z0, text, draws, slots, items, rows, max_rows=max_rows)
     return samples_from(estimator, z0, items, terms)
 
 
@@ -65,9 +66,11 @@ def prior_terms(estimator: ElboEstimator, z0: torch.Tensor) -> torch.Tensor:
 
 
 def samples_from(estimator: ElboEstimator, z0: torch.Tensor, items: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
-    """v_k (P, K) from a pair's K + 1 row losses (``row_losses`` over every row)."""
-    k = terms.shape[1] - 1
-    return -(prior_terms(estimator, z0)[items, None] + terms[:, k:] + terms[:, :k])
+    """v_k (P, K) from a pair's row losses (``row_losses``): the K sampled rows, then the decoder
+    row, which counts only in the full bound (``estimator.decoder``; (6) leaves it out)."""
+    k = estimator.samples
+    decoder = terms[:, k:k + 1] if estimator.decoder else torch.zeros_like(terms[:, :1])
+    return -(prior_terms(estimator, z0)[items, None] + decoder + terms[:, :k])
 
 
 def row_losses(

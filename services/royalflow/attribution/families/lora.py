@@ -100,7 +100,8 @@ class LoraFamily:
             raise ConfigurationError(f"base {base.folder} predicts {scheduler.config.prediction_type!r}; "
                                      "the ELBO utility needs an epsilon-prediction UNet")
         self.estimator = ElboEstimator(scheduler, levels=256, samples=settings.samples,
-                                       proposal=settings.timestep_proposal, stratified=settings.timesteps == "stratified")
+                                       proposal=settings.timestep_proposal, stratified=settings.timesteps == "stratified",
+                                       snr_cut=settings.snr_cut)
         sizes = manifest.data_sizes
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
         # Players of the quotient game (valuation.py): the manifest's clusters, split by data size.
@@ -239,7 +240,8 @@ class LoraFamily:
         m = max(settings.min_refined, min(settings.candidates, len(self.owners), spare // c))
         # 1. The control's K + 1 row losses per item. l = -(prior + row K + mean of rows < K), so a
         # row's share of l has weight 1/K (sampled rows) or 1 (decoder row); rows ranked by it.
-        weight = torch.cat([torch.full((k,), 1.0 / k, dtype=torch.float64), torch.ones(1, dtype=torch.float64)])
+        weight = torch.cat([torch.full((k,), 1.0 / k, dtype=torch.float64),
+                            torch.full((1,), float(self.estimator.decoder), dtype=torch.float64)])  # (6): no L_0
         control = self._rows(z0, text, draws, [(0, i) for i in range(b)], torch.arange(width).expand(b, -1))
         ranked = torch.argsort(-(control * weight), dim=1, stable=True)
         w_np = weight.numpy()

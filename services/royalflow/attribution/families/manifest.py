@@ -23,6 +23,10 @@ CONTROL = "_control"  # the components key of v(∅)'s adapter
 # "independent" (K i.i.d. draws; every manifest before issue #15) or "stratified" (one per 1/K of
 # the proposal's mass). Part of the audit trail: a manifest keeps its rule, so replays repeat.
 Timesteps = Literal["independent", "stratified"]
+# The rule new LoRA manifests are written with, by training and by import (README, *The rate
+# down to SNR 1*): stratified timesteps and v(S) counted down to SNR 1. The Estimator model's
+# own defaults stay the rule before, so a manifest written earlier replays bit-for-bit.
+LORA_ESTIMATOR_RULE: dict[str, Any] = {"timesteps": "stratified", "snr_cut": 1.0}
 # How a digits family scores an event without a class label (families/digits.py, _content).
 ContentRule = Literal["null", "class_mixture", "class_posterior"]
 HEX_MASK = re.compile(r"^0x[0-9a-f]+$")
@@ -197,6 +201,9 @@ class Estimator(BaseModel):
     samples: int = Field(ge=2, le=1024)  # K Monte-Carlo timesteps per likelihood
     timesteps: Timesteps = "independent"  # how the K timesteps are drawn (elbo.py); absent: as before
     timestep_proposal: list[float] | None = None  # q(s) over s = 2..T (absent: uniform)
+    # v(S) as the rate down to the noise level where SNR = snr_cut (elbo.py (6)); absent: the
+    # full bound, as every manifest before issue #15's cut.
+    snr_cut: float | None = Field(default=None, gt=0, le=1e6)
     max_rows_per_forward: int = Field(default=4096, ge=1, le=1 << 20)
     target_std_error: float = Field(default=0.01, gt=0)  # permutation sampling (compositional, many owners)
     max_permutations: int = Field(default=2000, ge=1, le=1_000_000)
