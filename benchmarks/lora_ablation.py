@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Ablation of the LoRA kind's estimator (issue #15, part 3) on the drawn-shape harness
 (benchmarks/lora_quality.py) or the photo harness (benchmarks/photo_quality.py): the same
-families and the same items, attributed under each estimator variant.
+families and the same items, attributed under each estimator variant (whatever rule the
+family's manifest holds: each variant sets the whole rule).
 
     python benchmarks/lora_ablation.py --harness drawn|photos [--per-owner N] [--variants A,B] [--plan KEY=VALUE]
 
@@ -12,6 +13,8 @@ Variants (names joined by "+"):
                at s (measured on the owners' training images), 10% uniform mixed in
   k<N>         K = N timesteps, e.g. k32, k128 (brute-force variance reduction, N/16 times the
                cost): how much of a harness's error is the estimator's noise
+  snr<C>       v(S) counted down to SNR C (elbo.py (6): the ELBO's terms at abar/(1-abar) <= C
+               only), e.g. snr1 (the rule new families are written with, with stratified), snr0.5
 Families and items are cached under bench-results/ (the harness benchmarks' --out folders):
 a family trained there by the harness benchmark is reused, and --plan trains another next to it.
 Writes bench-results/lora_ablation_<harness>.json.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -89,14 +93,17 @@ def main() -> None:
     for variant in args.variants.split(","):
         parts = set(variant.split("+"))
         sizes = [int(p[1:]) for p in parts if p[:1] == "k" and p[1:].isdigit()]
-        unknown = parts - {"uniform", "stratified", "proposal"} - {f"k{k}" for k in sizes}
-        if unknown or len(sizes) > 1 or any(not 2 <= k <= MAX_SAMPLES for k in sizes):
-            raise SystemExit(f"unknown variant parts {sorted(unknown)}, or not one k<N> with N in 2..{MAX_SAMPLES}")
+        cuts = [p for p in parts if p.startswith("snr") and re.fullmatch(r"\d+(\.\d+)?", p[3:]) and float(p[3:]) > 0]
+        unknown = parts - {"uniform", "stratified", "proposal"} - {f"k{k}" for k in sizes} - set(cuts)
+        if unknown or len(sizes) > 1 or len(cuts) > 1 or any(not 2 <= k <= MAX_SAMPLES for k in sizes):
+            raise SystemExit(f"unknown variant parts {sorted(unknown)}, or not one k<N> with N in 2..{MAX_SAMPLES}"
+                             " and at most one snr<C> with C > 0")
         for family in (exact, comp):
             family.estimator = ElboEstimator(ddpm_scheduler(family.base.scheduler_config), levels=256,
                                              samples=sizes[0] if sizes else 16,
                                              proposal=proposal if "proposal" in parts else None,
-                                             stratified="stratified" in parts)
+                                             stratified="stratified" in parts,
+                                             snr_cut=float(cuts[0][3:]) if cuts else None)
         clock = time.perf_counter()
         tables = {"exact": lora_quality.share_table(exact, items), "compositional": lora_quality.share_table(comp, items),
                   "exact_content": lora_quality.share_table(exact, items, content_only=True),

@@ -75,6 +75,7 @@ def test_import_compositional_family_and_refuse_files_that_do_not_fit(tiny_lora:
     path, files, owners = _import_compositional(tiny_lora, tmp_path / "families")
     manifest = read_manifest(path)
     assert manifest["mode"] == "compositional" and manifest["adapters"] == {}
+    assert {"timesteps": "stratified", "snr_cut": 1.0}.items() <= manifest["estimator"].items()  # as trained ones
     assert {k: v["file"] for k, v in manifest["components"].items()} == {
         "_control": "components/00000.safetensors",
         **{o: f"components/{i + 1:05d}.safetensors" for i, o in enumerate(owners)}}
@@ -162,6 +163,8 @@ def test_cli_import_and_train_errors(tiny_lora: TinyLora, tmp_path: Path, monkey
         assert [manifest["components"][k]["file"] for k in ["_control", *manifest["owners"]]] == [
             f"components/{i:05d}.safetensors" for i in range(4)]
         assert manifest["training"]["fairness"]["control"] == "shuffled_captions"
+        # New families are valued by the rate down to SNR 1 with stratified timesteps (elbo.py (6)).
+        assert manifest["estimator"]["snr_cut"] == 1.0 and manifest["estimator"]["timesteps"] == "stratified"
     finally:
         get_settings.cache_clear()
 
