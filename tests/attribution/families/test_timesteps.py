@@ -6,13 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from royalflow.attribution.families.base import load_base
+from royalflow.attribution.families.content import png
 from royalflow.attribution.families.latent import latent_term_differences, mixed_proposal
 from royalflow.attribution.families.lora import LoraFamily
 from royalflow.attribution.families.manifest import LoraManifest
+from royalflow.errors import ConfigurationError
+from royalflow.producer.events import generation_event
 from royalflow.training.tiny import build_tiny_pipeline, random_factors
 
 
@@ -44,9 +48,16 @@ def test_manifest_timestep_settings_reach_the_estimator(tmp_path: Path) -> None:
     assert old.estimator.snr_cut is None and old.estimator.decoder  # before the cut: the full bound
     cut = family(tmp_path / "base", {"samples": 8, "timesteps": "stratified", "snr_cut": 1.0})
     assert cut.estimator.snr_cut == 1.0 and not cut.estimator.decoder and cut.estimator.first_step > 2
-    for bad in (0, -1.0):
+    for bad in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError):
             LoraManifest.model_validate({**new.manifest.model_dump(), "estimator": {"samples": 8, "snr_cut": bad}})
+    with pytest.raises(ConfigurationError, match="snr_cut"):  # below the base schedule's last SNR
+        family(tmp_path / "base", {"samples": 8, "snr_cut": 1e-9})
+    prepared = [cut.prepare(generation_event(event_id=f"cut-{i}", family_id="steps", family_version="1",
+                                             revenue_amount=1000, currency="USD", content=png(np.zeros((32, 32, 3), np.uint8)),
+                                             prompt="a photo")) for i in range(2)]
+    attribution = cut.attribute(prepared)[0]
+    assert attribution.model_evaluations == cut.slot_count * 8  # K rows per slot: no decoder row under the cut
 
 
 def test_the_measured_proposal_follows_where_adapters_differ(tmp_path: Path) -> None:

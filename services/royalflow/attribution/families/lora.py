@@ -99,9 +99,12 @@ class LoraFamily:
         if scheduler.config.prediction_type != "epsilon":
             raise ConfigurationError(f"base {base.folder} predicts {scheduler.config.prediction_type!r}; "
                                      "the ELBO utility needs an epsilon-prediction UNet")
-        self.estimator = ElboEstimator(scheduler, levels=256, samples=settings.samples,
-                                       proposal=settings.timestep_proposal, stratified=settings.timesteps == "stratified",
-                                       snr_cut=settings.snr_cut)
+        try:  # a cut below every timestep's SNR (the base's schedule decides) is the manifest's error
+            self.estimator = ElboEstimator(scheduler, levels=256, samples=settings.samples,
+                                           proposal=settings.timestep_proposal,
+                                           stratified=settings.timesteps == "stratified", snr_cut=settings.snr_cut)
+        except ValueError as exc:
+            raise ConfigurationError(f"family {self.family_id}: estimator: {exc}") from exc
         sizes = manifest.data_sizes
         self.log_weights = np.log(np.array([sizes["_base"], *[sizes[o] for o in self.owners]], dtype=np.float64))
         # Players of the quotient game (valuation.py): the manifest's clusters, split by data size.
@@ -150,7 +153,7 @@ class LoraFamily:
         """``path``: "auto" (screen+refine for large compositional families), "full" or "screen"."""
         if not batch:
             return []
-        k1 = self.estimator.samples + 1
+        k1 = self.estimator.samples + int(self.estimator.decoder)  # UNet rows per slot and item
         if self.mode == "exact":
             samples = self.utility_samples(batch)
             return [exact_attribution(self, samples[:, b, :].numpy(), len(self.masks) * k1) for b in range(len(batch))]
