@@ -19,7 +19,8 @@ from royalflow.training.tiny import build_tiny_pipeline, random_factors
 N_OWNERS = 8
 
 
-def small_family(folder: Path, n: int, *, screen: dict | None = None, scale: float = 0.05) -> LoraFamily:  # type: ignore[type-arg]
+def small_family(folder: Path, n: int, *, screen: dict | None = None, scale: float = 0.05,  # type: ignore[type-arg]
+                 estimator: dict | None = None) -> LoraFamily:  # type: ignore[type-arg]
     if not (folder / "unet").is_dir():
         build_tiny_pipeline(folder)
     base = load_base(folder, device=torch.device("cpu"))
@@ -30,7 +31,7 @@ def small_family(folder: Path, n: int, *, screen: dict | None = None, scale: flo
         "components": {key: {"file": f"components/{i:05d}.safetensors", "sha256": "0" * 64}
                        for i, key in enumerate(["_control", *owners])},
         "data_sizes": {"_base": 40, **{o: 10 + 5 * i for i, o in enumerate(owners)}},
-        "estimator": {"samples": 8, "screen": screen or {}},
+        "estimator": {"samples": 8, "screen": screen or {}, **(estimator or {})},
     })
     return LoraFamily(manifest, base, torch.device("cpu"), random_factors(base.unet, n + 1, scale=scale))
 
@@ -74,6 +75,21 @@ def test_screened_attribution_is_deterministic_per_event(family: LoraFamily) -> 
     for a, b in zip(first, second):
         assert np.array_equal(a.shapley_values, b.shapley_values)
         assert a.screen == b.screen
+
+
+def test_under_a_cut_the_screen_runs_no_decoder_row_and_meets_the_full_path(tmp_path: Path) -> None:
+    # elbo.py (6): a pair's likelihood is K rows; refined owners' likelihoods are the full path's.
+    family = small_family(tmp_path / "base", 4, screen={"min_owners": 1, "max_refined": 4, "tolerance": 0.05},
+                          estimator={"snr_cut": 1.0, "timesteps": "stratified"})
+    batch = items(2)
+    full, screened = family.attribute(batch, path="full"), family.attribute(batch, path="screen")
+    assert full[0].model_evaluations == 5 * family.estimator.samples  # n + 1 slots x K rows
+    for f, s in zip(full, screened):
+        assert s.screen is not None and s.screen["refined"]
+        for owner in s.screen["refined"]:
+            key = f"component:{owner}"
+            assert s.coalition_utilities[key] == pytest.approx(f.coalition_utilities[key], rel=1e-6)
+        assert s.screen["unet_passes"] <= 4 * family.estimator.samples  # the budget, in K-row units
 
 
 def test_small_compositional_families_keep_the_full_path(tmp_path: Path) -> None:

@@ -121,6 +121,12 @@ class ElboEstimator:
         self.stratified = stratified
         self._cdf = torch.cumsum(q, 0)
 
+    @property
+    def rows_per_likelihood(self) -> int:
+        """Model passes one likelihood runs: the K sampled timesteps, and s = 1 for L_0 (4)
+        unless a cut (6) leaves it out."""
+        return self.samples + int(self.decoder)
+
     def draw(self, seeds: list[int], shape: tuple[int, ...]) -> Draws:
         """Per-item generators seeded from each event: the draws of an item never depend on
         what else is in the batch."""

@@ -52,8 +52,7 @@ def pair_log_likelihood_samples(
     K + 1 rows (the K sampled timesteps and s = 1; K under a cut (6)) on the item's common random numbers, so
     pairs of one item under different adapters differ only by the adapter. Differentiable: the
     screen (``screen.py``) runs it with autograd on; the family otherwise under inference mode."""
-    k = draws.timesteps.shape[1]
-    rows = torch.arange(k + 1 if estimator.decoder else k)  # (6) has no decoder term: its row is not run
+    rows = torch.arange(estimator.rows_per_likelihood)  # (6) has no decoder term: its row is not run
     terms = row_losses(estimator, forward, z0, text, draws, slots, items, rows, max_rows=max_rows)
     return samples_from(estimator, z0, items, terms)
 

@@ -153,7 +153,7 @@ class LoraFamily:
         """``path``: "auto" (screen+refine for large compositional families), "full" or "screen"."""
         if not batch:
             return []
-        k1 = self.estimator.samples + int(self.estimator.decoder)  # UNet rows per slot and item
+        k1 = self.estimator.rows_per_likelihood  # UNet rows per slot and item
         if self.mode == "exact":
             samples = self.utility_samples(batch)
             return [exact_attribution(self, samples[:, b, :].numpy(), len(self.masks) * k1) for b in range(len(batch))]
@@ -235,16 +235,16 @@ class LoraFamily:
         settings = self.screen_settings
         z0, text, draws = self._inputs(batch)
         b, k = draws.timesteps.shape
-        width = k + 1
+        width = self.estimator.rows_per_likelihood  # K + 1, or K under a cut (6): no decoder row is run
         g, c = min(settings.gradient_rows, width), min(settings.candidate_rows, width)
         budget = int(settings.max_passes * width)
         # The stage shrinks to what the budget leaves after the control, the gradient and the first round.
         spare = budget - width - 3 * g - settings.min_refined * (width - c)
         m = max(settings.min_refined, min(settings.candidates, len(self.owners), spare // c))
-        # 1. The control's K + 1 row losses per item. l = -(prior + row K + mean of rows < K), so a
+        # 1. The control's row losses per item. l = -(prior + row K + mean of rows < K), so a
         # row's share of l has weight 1/K (sampled rows) or 1 (decoder row); rows ranked by it.
         weight = torch.cat([torch.full((k,), 1.0 / k, dtype=torch.float64),
-                            torch.full((1,), float(self.estimator.decoder), dtype=torch.float64)])  # (6): no L_0
+                            torch.ones(width - k, dtype=torch.float64)])
         control = self._rows(z0, text, draws, [(0, i) for i in range(b)], torch.arange(width).expand(b, -1))
         ranked = torch.argsort(-(control * weight), dim=1, stable=True)
         w_np = weight.numpy()

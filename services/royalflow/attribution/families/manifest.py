@@ -182,7 +182,8 @@ class Screen(BaseModel):
     candidate_rows: int = Field(default=1, ge=1, le=1024)  # rows each candidate runs in the stage
     min_refined: int = Field(default=1, ge=1, le=256)  # the first round, which calibrates the screen
     max_refined: int = Field(default=4, ge=1, le=256)  # owners refined per event, at most
-    max_passes: float = Field(default=4.0, gt=1, le=1024)  # UNet passes per event, in units of K + 1
+    # UNet passes per event, in units of one likelihood's rows (K + 1; K under a cut (elbo.py (6)))
+    max_passes: float = Field(default=4.0, gt=1, le=1024)
     bound_nats: float = Field(default=0.5, ge=0, le=1000)  # the screen's stated error bound
 
     @model_validator(mode="after")

@@ -45,7 +45,8 @@ refine candidates in order of phi_i^up until what the rest could hold together,
     R = sum_{rest} max(phi_i^up, 0)                                                          (3)
 
 is at most ``tolerance`` x sum_j max(phi_j, 0), or ``max_refined`` owners are refined, or the
-event's budget of ``max_passes`` x (K + 1) UNet passes (a backward counted as two) is spent.
+event's budget of ``max_passes`` x (K + 1) UNet passes (K under a cut, elbo.py (6); a backward
+counted as two) is spent.
 The others keep their calibrated values and carry b in their standard errors; R goes into the
 audit record. The calibration and its cap are estimates from this event's refined owners, not
 proofs: benchmarks/scale.py measures how often the top owner and the shares agree with the
